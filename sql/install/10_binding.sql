@@ -1,0 +1,493 @@
+-- Binding the shop's tables.
+--
+-- The shop's schema is the source of truth and is never altered.  Each
+-- bind_* call names a relation and its columns; the columns are checked at
+-- once (they exist, their types fit, the caller can read them, keys hash)
+-- and the mapping is stored in automation.source.  Everything the extension
+-- later reads from the shop is built from this mapping with quoted
+-- identifiers.
+--
+-- Keys: every binding says which of its columns is a customer, order, cart
+-- or product key.  All columns holding the same kind of key must have one
+-- type, so the engine can join them without casts.  The extension's own
+-- per-customer tables declare their key column "customer_key" as text and
+-- are switched to the bound customer key type by automation._retype_keys(),
+-- so what the extension stores per customer joins back to the shop's
+-- customers on the shop's own type.
+
+CREATE TABLE automation.source (
+    kind text NOT NULL,
+    relation_schema name NOT NULL,
+    relation_name name NOT NULL,
+    columns jsonb NOT NULL,
+    column_types jsonb NOT NULL,
+    keys jsonb NOT NULL,
+    options jsonb NOT NULL DEFAULT '{}',
+    bound_by name NOT NULL DEFAULT current_user,
+    bound_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT source_pkey PRIMARY KEY (kind),
+    CONSTRAINT source_kind_check CHECK (kind IN ('orders', 'order_lines', 'customers', 'carts',
+                                                 'cart_lines', 'products', 'signups')),
+    CONSTRAINT source_columns_check CHECK (jsonb_typeof(columns) = 'object'),
+    CONSTRAINT source_keys_check CHECK (jsonb_typeof(keys) = 'object')
+);
+COMMENT ON TABLE automation.source IS 'the shop''s relations and columns bound with automation.bind_*(); one row per kind';
+COMMENT ON COLUMN automation.source.columns IS 'role -> column name, e.g. {"customer": "customer_id"}';
+COMMENT ON COLUMN automation.source.column_types IS 'role -> the column''s type when it was bound';
+COMMENT ON COLUMN automation.source.keys IS 'key kind (customer, order, cart, product) -> type of the column holding it';
+COMMENT ON COLUMN automation.source.bound_by IS 'the role that made the binding; shop reads never run with more privilege than it has';
+SELECT pg_catalog.pg_extension_config_dump('automation.source', '');
+
+CREATE FUNCTION automation._check_key_type(relation text, column_name name, typ regtype)
+RETURNS void
+LANGUAGE c STRICT
+AS 'MODULE_PATHNAME', 'automation_check_key_type';
+REVOKE ALL ON FUNCTION automation._check_key_type(text, name, regtype) FROM PUBLIC;
+
+-- _bind: validates one binding completely, then stores it.  Nothing is
+-- written unless every check passed.  roles, columns, classes and required
+-- run in parallel: role "customer" is the argument customer_column, class
+-- says what the column must hold:
+--   key:customer, key:order, key:cart, key:product   a hashable key
+--   time     timestamptz, timestamp or date
+--   amount   numeric, integer, bigint, smallint, double precision or real
+--   text     a string type
+--   status   a string type or an enum
+--   consent  boolean, or a timestamp/date that is set when consent was given
+CREATE FUNCTION automation._bind(kind text, relation regclass, roles text[], columns name[],
+                                 classes text[], required boolean[], options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn text := 'automation.bind_' || kind;
+    rel record;
+    col_map jsonb := '{}';
+    type_map jsonb := '{}';
+    key_map jsonb := '{}';
+    i int;
+    att record;
+    base_type oid;
+    base_name text;
+    type_ok boolean;
+    expected text;
+    other record;
+    key_kind text;
+BEGIN
+    IF relation IS NULL THEN
+        RAISE EXCEPTION 'relation must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = format('Pass the shop''s relation to %s(), e.g. ''shop.%s''.', fn, kind);
+    END IF;
+
+    SELECT c.relkind, n.nspname, c.relname INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = relation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', relation::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'p', 'v', 'm', 'f') THEN
+        RAISE EXCEPTION '% is not a table, view or materialized view', relation
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('%s() reads the shop''s %s from a table, view, materialized view or foreign table.', fn, replace(kind, '_', ' '));
+    END IF;
+    IF rel.nspname = 'automation' THEN
+        RAISE EXCEPTION '% belongs to the automation extension', relation
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Bind the shop''s own relations.';
+    END IF;
+
+    FOR i IN 1 .. array_length(roles, 1) LOOP
+        IF columns[i] IS NULL THEN
+            IF required[i] THEN
+                RAISE EXCEPTION '%_column must not be null', roles[i]
+                    USING ERRCODE = 'null_value_not_allowed',
+                          HINT = format('Name the column of %s that holds the %s.', relation, replace(roles[i], '_', ' '));
+            END IF;
+            CONTINUE;
+        END IF;
+
+        SELECT a.attnum, a.atttypid, a.atttypmod INTO att
+          FROM pg_attribute a
+         WHERE a.attrelid = relation AND a.attname = columns[i] AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" does not exist in relation %', columns[i], relation
+                USING ERRCODE = 'undefined_column',
+                      DETAIL = format('The %s_column argument of %s() names the column of %s that holds the %s.',
+                                      roles[i], fn, relation, replace(roles[i], '_', ' ')),
+                      HINT = 'Columns of ' || relation::text || ': ' ||
+                             coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                                         FROM pg_attribute a
+                                        WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped), '(none)') || '.';
+        END IF;
+
+        base_type := att.atttypid;
+        WHILE (SELECT t.typtype = 'd' FROM pg_type t WHERE t.oid = base_type) LOOP
+            base_type := (SELECT t.typbasetype FROM pg_type t WHERE t.oid = base_type);
+        END LOOP;
+        base_name := format_type(base_type, NULL);
+
+        CASE
+            WHEN classes[i] LIKE 'key:%' THEN
+                type_ok := true;
+                expected := NULL;
+            WHEN classes[i] = 'time' THEN
+                type_ok := base_type IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype);
+                expected := 'timestamptz, timestamp or date';
+            WHEN classes[i] = 'amount' THEN
+                type_ok := base_type IN ('numeric'::regtype, 'integer'::regtype, 'bigint'::regtype, 'smallint'::regtype,
+                                         'double precision'::regtype, 'real'::regtype);
+                expected := 'numeric, integer, bigint, smallint, double precision or real';
+            WHEN classes[i] = 'text' THEN
+                type_ok := (SELECT t.typcategory = 'S' FROM pg_type t WHERE t.oid = base_type);
+                expected := 'text, varchar or another string type';
+            WHEN classes[i] = 'status' THEN
+                type_ok := (SELECT t.typcategory IN ('S', 'E') FROM pg_type t WHERE t.oid = base_type);
+                expected := 'text, varchar, another string type or an enum';
+            WHEN classes[i] = 'consent' THEN
+                type_ok := base_type IN ('boolean'::regtype, 'timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype);
+                expected := 'boolean, or timestamptz, timestamp or date set when consent was given';
+            ELSE
+                RAISE EXCEPTION 'unknown column class "%"', classes[i];
+        END CASE;
+        IF NOT type_ok THEN
+            RAISE EXCEPTION 'column "%" of relation % has type %', columns[i], relation, format_type(att.atttypid, att.atttypmod)
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('The %s column of the %s binding must be of type %s.', roles[i], kind, expected),
+                      HINT = format('Bind another column, or a view of %s that converts it.', relation);
+        END IF;
+
+        IF NOT has_column_privilege(relation, att.attnum, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied to read column "%" of relation %', columns[i], relation
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('The extension reads the shop''s tables with the privileges of the role that bound them, here %I.', current_user),
+                      HINT = format('GRANT SELECT ON %s TO %I, or bind as a role that can read it.', relation, current_user);
+        END IF;
+
+        IF classes[i] LIKE 'key:%' THEN
+            PERFORM automation._check_key_type(relation::text, columns[i], att.atttypid::regtype);
+            key_kind := substr(classes[i], 5);
+            key_map := key_map || jsonb_build_object(key_kind, format_type(att.atttypid, NULL));
+        END IF;
+
+        col_map := col_map || jsonb_build_object(roles[i], columns[i]);
+        type_map := type_map || jsonb_build_object(roles[i], format_type(att.atttypid, att.atttypmod));
+    END LOOP;
+
+    -- Columns holding the same kind of key must agree on its type.
+    FOR key_kind IN SELECT jsonb_object_keys(key_map) LOOP
+        SELECT s.kind, s.relation_schema, s.relation_name, s.keys ->> key_kind AS key_type INTO other
+          FROM automation.source s
+         WHERE s.kind <> _bind.kind AND s.keys ? key_kind AND s.keys ->> key_kind <> key_map ->> key_kind
+         ORDER BY s.kind = 'customers' DESC, s.kind
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION '% key type % does not match the % binding', key_kind, key_map ->> key_kind, other.kind
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('The %s key of %s has type %s, but %I.%I, bound as %s, holds it as %s.',
+                                      key_kind, relation, key_map ->> key_kind,
+                                      other.relation_schema, other.relation_name, other.kind, other.key_type),
+                      HINT = format('Bind columns of one type for every %s key, or remove the other binding first with automation.unbind(%L).',
+                                    key_kind, other.kind);
+        END IF;
+    END LOOP;
+
+    INSERT INTO automation.source AS s (kind, relation_schema, relation_name, columns, column_types, keys, options, bound_by, bound_at)
+    VALUES (kind, rel.nspname, rel.relname, col_map, type_map, key_map, coalesce(options, '{}'), current_user, now())
+    ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
+       SET relation_schema = excluded.relation_schema, relation_name = excluded.relation_name,
+           columns = excluded.columns, column_types = excluded.column_types, keys = excluded.keys,
+           options = excluded.options, bound_by = excluded.bound_by, bound_at = excluded.bound_at;
+
+    PERFORM automation._retype_keys();
+END
+$$;
+REVOKE ALL ON FUNCTION automation._bind(text, regclass, text[], name[], text[], boolean[], jsonb) FROM PUBLIC;
+
+-- customer_key_type(): the type of the shop's customer key, from whichever
+-- binding holds one (they agree), or NULL when nothing with a customer is bound.
+CREATE FUNCTION automation.customer_key_type()
+RETURNS regtype
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (s.keys ->> 'customer')::regtype
+      FROM automation.source s
+     WHERE s.keys ? 'customer'
+     ORDER BY s.kind = 'customers' DESC, s.kind
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION automation.customer_key_type() IS 'the type of the shop''s customer key as bound, or NULL';
+
+-- _retype_keys(): gives every "customer_key" column of the extension's own
+-- tables the bound customer key type (text while nothing is bound), so that
+-- they join to the shop's tables without casts.  Also run after a restore
+-- from pg_dump, which recreates those tables as installed, with text keys.
+-- Views over such a column are recreated around the change, keeping their
+-- privileges and their membership of the extension.
+CREATE FUNCTION automation._retype_keys()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target text := coalesce(automation.customer_key_type()::text, 'text');
+    col record;
+    v record;
+    views jsonb := '[]';
+    acl record;
+BEGIN
+    FOR col IN
+        SELECT c.oid::regclass AS rel, c.relkind
+          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+         WHERE c.relnamespace = 'automation'::regnamespace
+           AND c.relkind IN ('r', 'p', 'c') AND NOT c.relispartition
+           AND a.attname = 'customer_key' AND NOT a.attisdropped
+           AND format_type(a.atttypid, NULL) <> target
+         ORDER BY c.relname
+    LOOP
+        -- Views that read the column would block the change: note them and drop them.
+        FOR v IN
+            SELECT DISTINCT vc.oid, vc.oid::regclass::text AS name, pg_get_viewdef(vc.oid) AS def,
+                   vc.reloptions, vc.relacl,
+                   EXISTS (SELECT FROM pg_depend e
+                            WHERE e.classid = 'pg_class'::regclass AND e.objid = vc.oid
+                              AND e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e') AS member
+              FROM pg_depend d
+              JOIN pg_rewrite rw ON rw.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+              JOIN pg_class vc ON vc.oid = rw.ev_class
+             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = col.rel
+               AND vc.oid <> col.rel
+        LOOP
+            views := views || jsonb_build_object('name', v.name, 'def', v.def, 'member', v.member,
+                                                 'options', coalesce(array_to_string(v.reloptions, ', '), ''),
+                                                 'acl', coalesce(v.relacl::text[], '{}'));
+            IF v.member THEN
+                EXECUTE format('ALTER EXTENSION automation DROP VIEW %s', v.name);
+            END IF;
+            EXECUTE format('DROP VIEW %s', v.name);
+        END LOOP;
+
+        IF col.relkind = 'c' THEN
+            EXECUTE format('ALTER TYPE %s ALTER ATTRIBUTE customer_key TYPE %s', col.rel, target);
+        ELSE
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN customer_key TYPE %s USING customer_key::text::%s',
+                           col.rel, target, target);
+        END IF;
+    END LOOP;
+
+    FOR v IN SELECT * FROM jsonb_to_recordset(views) AS x(name text, def text, member boolean, options text, acl text[]) LOOP
+        EXECUTE format('CREATE VIEW %s %s AS %s', v.name,
+                       CASE WHEN v.options <> '' THEN 'WITH (' || v.options || ')' ELSE '' END, v.def);
+        FOR acl IN SELECT a.grantee, a.privilege_type
+                     FROM aclexplode(v.acl::aclitem[]) a
+                    WHERE a.grantee <> (SELECT c.relowner FROM pg_class c WHERE c.oid = v.name::regclass)
+        LOOP
+            EXECUTE format('GRANT %s ON %s TO %s', acl.privilege_type, v.name,
+                           CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END);
+        END LOOP;
+        IF v.member THEN
+            EXECUTE format('ALTER EXTENSION automation ADD VIEW %s', v.name);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._retype_keys() FROM PUBLIC;
+
+CREATE FUNCTION automation.bind_orders(relation regclass, customer_column name, placed_at_column name,
+                                       total_column name, order_id_column name DEFAULT NULL,
+                                       status_column name DEFAULT NULL, counted_statuses text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF counted_statuses IS NOT NULL THEN
+        IF status_column IS NULL THEN
+            RAISE EXCEPTION 'counted_statuses needs status_column'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Name the column of the orders that holds their status, or leave counted_statuses NULL to count every order.';
+        END IF;
+        IF cardinality(counted_statuses) = 0 OR array_position(counted_statuses, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'counted_statuses must list at least one status and no NULL'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example ARRAY[''paid'', ''shipped'', ''delivered''].';
+        END IF;
+    END IF;
+    PERFORM automation._bind('orders', relation,
+        ARRAY['customer', 'placed_at', 'total', 'order_id', 'status'],
+        ARRAY[customer_column, placed_at_column, total_column, order_id_column, status_column],
+        ARRAY['key:customer', 'time', 'amount', 'key:order', 'status'],
+        ARRAY[true, true, true, false, false],
+        CASE WHEN counted_statuses IS NULL THEN '{}'::jsonb
+             ELSE jsonb_build_object('counted_statuses', to_jsonb(counted_statuses)) END);
+END
+$$;
+COMMENT ON FUNCTION automation.bind_orders(regclass, name, name, name, name, name, text[]) IS 'bind the shop''s orders: who ordered, when, for how much; optionally which statuses count';
+
+CREATE FUNCTION automation.bind_order_lines(relation regclass, order_id_column name, product_column name,
+                                            quantity_column name, price_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT automation._bind('order_lines', relation,
+        ARRAY['order_id', 'product', 'quantity', 'price'],
+        ARRAY[order_id_column, product_column, quantity_column, price_column],
+        ARRAY['key:order', 'key:product', 'amount', 'amount'],
+        ARRAY[true, true, true, false])
+$$;
+COMMENT ON FUNCTION automation.bind_order_lines(regclass, name, name, name, name) IS 'bind the shop''s order lines: which products, how many, at what unit price';
+
+CREATE FUNCTION automation.bind_customers(relation regclass, customer_column name, email_column name,
+                                          consent_column name, first_name_column name DEFAULT NULL,
+                                          timezone_column name DEFAULT NULL, phone_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT automation._bind('customers', relation,
+        ARRAY['customer', 'email', 'consent', 'first_name', 'timezone', 'phone'],
+        ARRAY[customer_column, email_column, consent_column, first_name_column, timezone_column, phone_column],
+        ARRAY['key:customer', 'text', 'consent', 'text', 'text', 'text'],
+        ARRAY[true, true, true, false, false, false])
+$$;
+COMMENT ON FUNCTION automation.bind_customers(regclass, name, name, name, name, name, name) IS 'bind the shop''s customers: key, e-mail address, marketing consent, and optionally first name, time zone and phone';
+
+CREATE FUNCTION automation.bind_carts(relation regclass, cart_id_column name, customer_column name,
+                                      updated_at_column name, total_column name, order_id_column name DEFAULT NULL,
+                                      stage_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT automation._bind('carts', relation,
+        ARRAY['cart_id', 'customer', 'updated_at', 'total', 'order_id', 'stage'],
+        ARRAY[cart_id_column, customer_column, updated_at_column, total_column, order_id_column, stage_column],
+        ARRAY['key:cart', 'key:customer', 'time', 'amount', 'key:order', 'status'],
+        ARRAY[true, true, true, true, false, false])
+$$;
+COMMENT ON FUNCTION automation.bind_carts(regclass, name, name, name, name, name, name) IS 'bind the shop''s carts: key, customer, last change, value, and optionally the order it became and the checkout stage reached';
+
+CREATE FUNCTION automation.bind_cart_lines(relation regclass, cart_id_column name, product_column name,
+                                           quantity_column name)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT automation._bind('cart_lines', relation,
+        ARRAY['cart_id', 'product', 'quantity'],
+        ARRAY[cart_id_column, product_column, quantity_column],
+        ARRAY['key:cart', 'key:product', 'amount'],
+        ARRAY[true, true, true])
+$$;
+COMMENT ON FUNCTION automation.bind_cart_lines(regclass, name, name, name) IS 'bind the shop''s cart lines: which products, how many';
+
+CREATE FUNCTION automation.bind_products(relation regclass, product_column name, name_column name,
+                                         category_column name DEFAULT NULL, stock_column name DEFAULT NULL,
+                                         consumption_days_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT automation._bind('products', relation,
+        ARRAY['product', 'name', 'category', 'stock', 'consumption_days'],
+        ARRAY[product_column, name_column, category_column, stock_column, consumption_days_column],
+        ARRAY['key:product', 'text', 'text', 'amount', 'amount'],
+        ARRAY[true, true, false, false, false])
+$$;
+COMMENT ON FUNCTION automation.bind_products(regclass, name, name, name, name, name) IS 'bind the shop''s products: key, name, and optionally category, stock and days one unit lasts';
+
+CREATE FUNCTION automation.bind_signups(relation regclass, customer_column name, signed_up_at_column name)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT automation._bind('signups', relation,
+        ARRAY['customer', 'signed_up_at'],
+        ARRAY[customer_column, signed_up_at_column],
+        ARRAY['key:customer', 'time'],
+        ARRAY[true, true])
+$$;
+COMMENT ON FUNCTION automation.bind_signups(regclass, name, name) IS 'bind the shop''s newsletter sign-ups: who, when';
+
+-- unbind(kind): removes a binding.  Removing one that does not exist is a
+-- no-op that says so and returns false.
+CREATE FUNCTION automation.unbind(kind text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kinds text[] := ARRAY['orders', 'order_lines', 'customers', 'carts', 'cart_lines', 'products', 'signups'];
+BEGIN
+    IF kind IS NULL THEN
+        RAISE EXCEPTION 'kind must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT kind = ANY (kinds) THEN
+        RAISE EXCEPTION 'unknown binding kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Kinds are: ' || array_to_string(kinds, ', ') || '.';
+    END IF;
+    DELETE FROM automation.source s WHERE s.kind = unbind.kind;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'nothing is bound as %', kind;
+        RETURN false;
+    END IF;
+    PERFORM automation._retype_keys();
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION automation.unbind(text) IS 'remove the binding of one kind (orders, order_lines, customers, carts, cart_lines, products, signups)';
+
+-- _binding_problem: why a stored binding no longer fits the shop's relation,
+-- or NULL when it still does.
+CREATE FUNCTION automation._binding_problem(s automation.source)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass := to_regclass(format('%I.%I', s.relation_schema, s.relation_name));
+    role text;
+    col text;
+    now_type text;
+BEGIN
+    IF rel IS NULL THEN
+        RETURN format('relation %I.%I does not exist', s.relation_schema, s.relation_name);
+    END IF;
+    FOR role, col IN SELECT * FROM jsonb_each_text(s.columns) LOOP
+        SELECT format_type(a.atttypid, a.atttypmod) INTO now_type
+          FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+        IF now_type IS NULL THEN
+            RETURN format('column %I of %s does not exist', col, rel);
+        ELSIF now_type <> s.column_types ->> role THEN
+            RETURN format('column %I of %s now has type %s, bound as %s', col, rel, now_type, s.column_types ->> role);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._binding_problem(automation.source) FROM PUBLIC;
+
+CREATE VIEW automation.bindings AS
+SELECT s.kind,
+       format('%I.%I', s.relation_schema, s.relation_name) AS relation,
+       s.columns,
+       s.keys ->> 'customer' AS customer_key_type,
+       s.options,
+       s.bound_by,
+       s.bound_at,
+       automation._binding_problem(s) AS problem
+  FROM automation.source s
+ ORDER BY array_position(ARRAY['customers', 'orders', 'order_lines', 'products', 'carts', 'cart_lines', 'signups'], s.kind);
+COMMENT ON VIEW automation.bindings IS 'the shop''s relations as bound, and what no longer fits (problem)';
+
+INSERT INTO automation.access_rule VALUES
+    ('analyst', 'automation.bindings', 'SELECT'),
+    ('analyst', 'FUNCTION automation.customer_key_type()', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation._binding_problem(automation.source)', 'EXECUTE');
