@@ -75,6 +75,9 @@ DECLARE
     other record;
     key_kind text;
 BEGIN
+    -- One binding at a time: the key-type check below must see the others as committed.
+    LOCK TABLE automation.source IN SHARE ROW EXCLUSIVE MODE;
+
     IF relation IS NULL THEN
         RAISE EXCEPTION 'relation must not be null'
             USING ERRCODE = 'null_value_not_allowed',
