@@ -26,10 +26,14 @@
 
 #include <signal.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
-#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -283,6 +287,32 @@ pid_alive(pid_t pid)
 }
 
 /*
+ * Does a database of this name exist?  Scans pg_database without its
+ * indexes, as the autovacuum launcher does: a process bound to no database
+ * cannot build index descriptors before the shared relcache init file
+ * exists, which on a fresh standby it does not.
+ */
+static bool
+database_exists(const char *dbname)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!found && HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection)))
+		found = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tuple))->datname), dbname) == 0;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return found;
+}
+
+/*
  * Registers a worker for slot i.  Returns false when the postmaster has no
  * room for another background worker (max_worker_processes).
  */
@@ -344,7 +374,6 @@ automation_launcher_main(Datum main_arg)
 			WorkerSlot *slot = &shared->slots[i];
 			pid_t		pid;
 			bool		registering;
-			Oid			dboid;
 
 			SpinLockAcquire(&shared->mutex);
 			pid = slot->pid;
@@ -354,10 +383,7 @@ automation_launcher_main(Datum main_arg)
 			if (registering || pid_alive(pid))
 				continue;
 
-			StartTransactionCommand();
-			dboid = get_database_oid(slot->dbname, true);
-			CommitTransactionCommand();
-			if (!OidIsValid(dboid))
+			if (!database_exists(slot->dbname))
 			{
 				if (!slot->reported_missing)
 					ereport(LOG,
