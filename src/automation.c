@@ -24,6 +24,14 @@
 PG_MODULE_MAGIC;
 
 char	   *automation_default_timezone = NULL;
+char	   *automation_cart_url = NULL;
+int			automation_min_interval = 16 * 3600;
+int			automation_max_per_week = 3;
+int			automation_quiet_hours_start = 21;
+int			automation_quiet_hours_end = 8;
+int			automation_saturation_limit = 5;
+int			automation_attribution_window = 5 * 86400;
+int			automation_low_stock_threshold = 5;
 
 void		_PG_init(void);
 
@@ -48,6 +56,20 @@ check_default_timezone(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+PG_FUNCTION_INFO_V1(automation_load);
+
+/*
+ * automation._load(): does nothing but make sure this library, and with it
+ * the automation.* settings, is loaded in the session.  SQL functions call
+ * it before current_setting('automation....') when the library may not be
+ * preloaded.
+ */
+Datum
+automation_load(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_VOID();
+}
+
 void
 _PG_init(void)
 {
@@ -60,6 +82,62 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   check_default_timezone, NULL, NULL);
+
+	DefineCustomStringVariable("automation.cart_url",
+							   "Link that restores a cart; {cart_id} is replaced by the cart's key.",
+							   NULL,
+							   &automation_cart_url,
+							   "https://shop.example/cart/{cart_id}",
+							   PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.min_interval",
+							"Least time between two marketing messages to a customer on one channel.",
+							"Transactional messages are exempt.",
+							&automation_min_interval,
+							16 * 3600, 0, 30 * 86400,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.max_per_week",
+							"Most marketing messages to a customer on one channel in 7 days.",
+							"0 means no weekly cap.",
+							&automation_max_per_week,
+							3, 0, 1000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.quiet_hours_start",
+							"Hour of the customer's local day from which no marketing message is sent.",
+							"Equal start and end hours turn quiet hours off.",
+							&automation_quiet_hours_start,
+							21, 0, 23,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.quiet_hours_end",
+							"Hour of the customer's local day at which marketing messages may be sent again.",
+							NULL,
+							&automation_quiet_hours_end,
+							8, 0, 23,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.saturation_limit",
+							"Unengaged marketing messages in a row after which marketing to a customer stops.",
+							"Marketing resumes when the customer opens, clicks or orders.  0 turns it off.",
+							&automation_saturation_limit,
+							5, 0, 1000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.attribution_window",
+							"How long after a message an order by its recipient counts as converted by it.",
+							NULL,
+							&automation_attribution_window,
+							5 * 86400, 0, 365 * 86400,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.low_stock_threshold",
+							"Stock at or under which a cart message says \"only N left\".",
+							NULL,
+							&automation_low_stock_threshold,
+							5, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 
 	/* last: defines the postmaster-only settings when preloading */
 	worker_init();

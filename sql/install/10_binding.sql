@@ -390,18 +390,18 @@ COMMENT ON FUNCTION automation.bind_cart_lines(regclass, name, name, name) IS 'b
 
 CREATE FUNCTION automation.bind_products(relation regclass, product_column name, name_column name,
                                          category_column name DEFAULT NULL, stock_column name DEFAULT NULL,
-                                         consumption_days_column name DEFAULT NULL)
+                                         consumption_days_column name DEFAULT NULL, price_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT automation._bind('products', relation,
-        ARRAY['product', 'name', 'category', 'stock', 'consumption_days'],
-        ARRAY[product_column, name_column, category_column, stock_column, consumption_days_column],
-        ARRAY['key:product', 'text', 'text', 'amount', 'amount'],
-        ARRAY[true, true, false, false, false])
+        ARRAY['product', 'name', 'category', 'stock', 'consumption_days', 'price'],
+        ARRAY[product_column, name_column, category_column, stock_column, consumption_days_column, price_column],
+        ARRAY['key:product', 'text', 'text', 'amount', 'amount', 'amount'],
+        ARRAY[true, true, false, false, false, false])
 $$;
-COMMENT ON FUNCTION automation.bind_products(regclass, name, name, name, name, name) IS 'bind the shop''s products: key, name, and optionally category, stock and days one unit lasts';
+COMMENT ON FUNCTION automation.bind_products(regclass, name, name, name, name, name, name) IS 'bind the shop''s products: key, name, and optionally category, stock, days one unit lasts and price';
 
 CREATE FUNCTION automation.bind_signups(relation regclass, customer_column name, signed_up_at_column name)
 RETURNS void

@@ -15,7 +15,7 @@ SELECT automation.bind_orders('shop.orders', 'customer_id', 'placed_at', 'total'
                               order_id_column => 'id', status_column => 'status',
                               counted_statuses => ARRAY['paid', 'shipped', 'delivered']);
 SELECT automation.bind_order_lines('shop.order_lines', 'order_id', 'product_id', 'quantity', 'unit_price');
-SELECT automation.bind_products('shop.products', 'id', 'name', 'category', 'stock', 'consumption_days');
+SELECT automation.bind_products('shop.products', 'id', 'name', 'category', 'stock', 'consumption_days', 'price');
 SELECT automation.bind_carts('shop.carts', 'id', 'customer_id', 'updated_at', 'total',
                              order_id_column => 'order_id', stage_column => 'checkout_stage');
 SELECT automation.bind_cart_lines('shop.cart_lines', 'cart_id', 'product_id', 'quantity');

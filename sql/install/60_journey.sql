@@ -1,0 +1,629 @@
+-- Journeys: who is due which message, once.
+--
+-- A journey is a trigger, an ordered list of steps, the conditions on which
+-- an enrollee leaves it, a re-entry policy, a purpose (marketing or
+-- transactional) and an optional holdout share.  Each tick runs two stages:
+--
+--   enroll   every enabled journey's trigger finds new subjects (a cart, an
+--            order, a customer) and enrolls them, once per journey and
+--            subject (the primary key of automation.enrollment);
+--   steps    every enrollment whose next step is due is re-checked against
+--            the live shop rows (converted, ordered, consent, suppression,
+--            segment, stock), then the guardrails (preferred hour, quiet
+--            hours, frequency caps, saturation) either let it through now
+--            or defer it to the moment they allow; a variant is chosen and
+--            the message is written to the outbox with the dedupe key
+--            journey:subject:step, so it is written once whatever happens.
+--
+-- Both stages are set-based: a handful of statements over all due rows, not
+-- a loop per enrollment.  Every enrollment, send, hold-out, deferral, skip
+-- and exit is written to automation.decision_log with its reason.
+--
+-- Waits are sequential: a step's wait counts from the moment the previous
+-- step was sent (or from the trigger's moment for the first step).
+
+CREATE TABLE automation.journey (
+    name text NOT NULL,
+    trigger text NOT NULL,
+    trigger_options jsonb NOT NULL DEFAULT '{}',
+    purpose text NOT NULL DEFAULT 'marketing',
+    reentry text NOT NULL DEFAULT 'once',
+    exit_on text[] NOT NULL DEFAULT '{}',
+    holdout_percent numeric NOT NULL DEFAULT 0,
+    enabled boolean NOT NULL DEFAULT true,
+    preset text,
+    description text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT journey_pkey PRIMARY KEY (name),
+    CONSTRAINT journey_name_check CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    CONSTRAINT journey_trigger_check CHECK (trigger IN ('cart_abandoned', 'order_placed', 'first_order', 'order_status',
+                                                        'signup', 'segment_entered', 'inactivity')),
+    CONSTRAINT journey_trigger_options_check CHECK (jsonb_typeof(trigger_options) = 'object'),
+    CONSTRAINT journey_purpose_check CHECK (purpose IN ('marketing', 'transactional')),
+    CONSTRAINT journey_reentry_check CHECK (reentry IN ('once', 'each_time')),
+    CONSTRAINT journey_exit_on_check CHECK (exit_on <@ ARRAY['converted', 'ordered', 'left_segment', 'out_of_stock']),
+    CONSTRAINT journey_holdout_check CHECK (holdout_percent >= 0 AND holdout_percent < 100)
+);
+COMMENT ON TABLE automation.journey IS 'journeys: a trigger, steps (automation.journey_step), exit conditions, re-entry policy, purpose, holdout';
+
+CREATE TABLE automation.journey_step (
+    journey text NOT NULL,
+    step integer NOT NULL,
+    wait interval NOT NULL,
+    at_preferred_hour boolean NOT NULL DEFAULT false,
+    valid_for interval,
+    channel text NOT NULL DEFAULT 'email',
+    template text NOT NULL,
+    payload jsonb NOT NULL DEFAULT '{}',
+    includes text[] NOT NULL DEFAULT '{}',
+    variants jsonb NOT NULL DEFAULT '[]',
+    discount jsonb,
+    CONSTRAINT journey_step_pkey PRIMARY KEY (journey, step),
+    CONSTRAINT journey_step_journey_fkey FOREIGN KEY (journey) REFERENCES automation.journey (name) ON DELETE CASCADE,
+    CONSTRAINT journey_step_step_check CHECK (step >= 1),
+    CONSTRAINT journey_step_wait_check CHECK (wait >= interval '0'),
+    CONSTRAINT journey_step_valid_for_check CHECK (valid_for > interval '0'),
+    CONSTRAINT journey_step_channel_check CHECK (channel ~ '^[a-z][a-z0-9_]{0,31}$'),
+    CONSTRAINT journey_step_template_check CHECK (template <> ''),
+    CONSTRAINT journey_step_payload_check CHECK (jsonb_typeof(payload) = 'object'),
+    CONSTRAINT journey_step_includes_check CHECK (includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order']),
+    CONSTRAINT journey_step_variants_check CHECK (jsonb_typeof(variants) = 'array')
+);
+COMMENT ON TABLE automation.journey_step IS 'the steps of each journey: wait, message, variants';
+
+SELECT pg_catalog.pg_extension_config_dump('automation.journey', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.journey_step', '');
+
+CREATE TABLE automation.enrollment (
+    journey text NOT NULL,
+    subject text NOT NULL,
+    customer_key text NOT NULL,
+    anchor_at timestamptz NOT NULL,
+    enrolled_at timestamptz NOT NULL,
+    context jsonb NOT NULL DEFAULT '{}',
+    holdout boolean NOT NULL,
+    bucket smallint NOT NULL,
+    next_step integer,
+    due_at timestamptz,
+    status text NOT NULL DEFAULT 'active',
+    exit_reason text,
+    updated_at timestamptz NOT NULL,
+    CONSTRAINT enrollment_pkey PRIMARY KEY (journey, subject),
+    CONSTRAINT enrollment_journey_fkey FOREIGN KEY (journey) REFERENCES automation.journey (name) ON DELETE CASCADE,
+    CONSTRAINT enrollment_status_check CHECK (status IN ('active', 'completed', 'exited')),
+    CONSTRAINT enrollment_active_check CHECK ((status = 'active') = (next_step IS NOT NULL AND due_at IS NOT NULL)),
+    CONSTRAINT enrollment_bucket_check CHECK (bucket BETWEEN 0 AND 99)
+);
+CREATE INDEX enrollment_due_idx ON automation.enrollment (due_at) WHERE status = 'active';
+CREATE INDEX enrollment_customer_key_idx ON automation.enrollment (customer_key);
+COMMENT ON TABLE automation.enrollment IS 'who is in which journey: one row per journey and subject (cart, order or customer), with the next step and when it is due';
+COMMENT ON COLUMN automation.enrollment.anchor_at IS 'the trigger''s moment (cart left, order placed, signed up, ...) the first wait counts from';
+COMMENT ON COLUMN automation.enrollment.bucket IS '0-99 from a hash of journey and subject: holdout and A/B splits, stable across ticks';
+
+CREATE TABLE automation.decision_log (
+    id bigint GENERATED BY DEFAULT AS IDENTITY,
+    at timestamptz NOT NULL,
+    journey text NOT NULL,
+    step integer,
+    subject text NOT NULL,
+    customer_key text NOT NULL,
+    decision text NOT NULL,
+    reason text,
+    variant text,
+    message_id bigint,
+    CONSTRAINT decision_log_pkey PRIMARY KEY (id),
+    CONSTRAINT decision_log_decision_check CHECK (decision IN ('enrolled', 'sent', 'held_out', 'deferred',
+                                                               'skipped', 'exited', 'completed'))
+);
+CREATE INDEX decision_log_customer_key_idx ON automation.decision_log (customer_key);
+COMMENT ON TABLE automation.decision_log IS 'every enrollment, send, hold-out, deferral, skip and exit, with its reason';
+
+SELECT pg_catalog.pg_extension_config_dump('automation.enrollment', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.decision_log', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.decision_log_id_seq', '');
+
+-- What a variant's condition can refer to: one row per due message.
+CREATE TYPE automation.step_context AS (
+    order_count integer,
+    total_spent numeric,
+    first_order boolean,
+    lifecycle_stage text,
+    rfm_group text,
+    vip_tier text,
+    segments text[],
+    cart_total numeric,
+    checkout_stage text,
+    order_total numeric,
+    bucket integer
+);
+COMMENT ON TYPE automation.step_context IS 'the columns a variant condition may use';
+
+CREATE FUNCTION automation._load()
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'automation_load';
+
+-- _src(kind): the binding of one kind, or an error that says which bind
+-- function to call.
+CREATE FUNCTION automation._src(kind text, needed_by text)
+RETURNS automation.source
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s automation.source;
+BEGIN
+    SELECT * INTO s FROM automation.source x WHERE x.kind = _src.kind;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% needs the shop''s % bound', needed_by, replace(kind, '_', ' ')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Bind them first with automation.bind_%s().', kind);
+    END IF;
+    RETURN s;
+END
+$$;
+
+CREATE FUNCTION automation._rel(s automation.source)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('%I.%I', s.relation_schema, s.relation_name) $$;
+
+-- _col(s, role, alias): the quoted column, or NULL when that role is not bound.
+CREATE FUNCTION automation._col(s automation.source, role text, alias text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN s.columns ? role THEN format('%I.%I', alias, s.columns ->> role) END $$;
+
+-- _ts(s, role, alias): the column as timestamptz (timestamp and date columns
+-- are read in the session's time zone).
+CREATE FUNCTION automation._ts(s automation.source, role text, alias text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('(%s)::timestamptz', automation._col(s, role, alias)) $$;
+
+-- _counted(s, alias): the condition that an order counts (its status is one
+-- of counted_statuses), or true.
+CREATE FUNCTION automation._counted(s automation.source, alias text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN s.options ? 'counted_statuses'
+                THEN format('(%s)::text = ANY (%L::text[])', automation._col(s, 'status', alias),
+                            ARRAY(SELECT jsonb_array_elements_text(s.options -> 'counted_statuses')))
+                ELSE 'true' END
+$$;
+
+-- _customers_sql(): the bound customers as (customer_key, email, phone,
+-- consent, first_name, timezone), consent true only when given.
+CREATE FUNCTION automation._customers_sql()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s automation.source := automation._src('customers', 'a journey');
+BEGIN
+    RETURN format('SELECT %s AS customer_key, (%s)::text AS email, %s AS phone, %s AS consent, %s AS first_name, %s AS timezone FROM %s c',
+                  automation._col(s, 'customer', 'c'),
+                  automation._col(s, 'email', 'c'),
+                  coalesce(automation._col(s, 'phone', 'c') || '::text', 'NULL::text'),
+                  CASE WHEN s.column_types ->> 'consent' = 'boolean'
+                       THEN format('coalesce(%s, false)', automation._col(s, 'consent', 'c'))
+                       ELSE format('(%s IS NOT NULL)', automation._col(s, 'consent', 'c')) END,
+                  coalesce(automation._col(s, 'first_name', 'c') || '::text', 'NULL::text'),
+                  coalesce(automation._col(s, 'timezone', 'c') || '::text', 'NULL::text'),
+                  automation._rel(s));
+END
+$$;
+
+-- _trigger_sql(journey): the query that finds the journey's new subjects as
+-- (subject text, customer_key, anchor_at timestamptz, context jsonb), for
+-- the tick's "now" as $1.  Raises a clear error when what the trigger needs
+-- is not bound, so create_journey can call it to validate.
+CREATE FUNCTION automation._trigger_sql(j automation.journey)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o automation.source;
+    c automation.source;
+    cl automation.source;
+    g automation.source;
+    lookback text := quote_literal(coalesce(j.trigger_options ->> 'lookback', '2 days')) || '::interval';
+    per_occurrence boolean := j.reentry = 'each_time';
+    what text := format('trigger %s of journey %s', j.trigger, j.name);
+BEGIN
+    CASE j.trigger
+    WHEN 'cart_abandoned' THEN
+        c := automation._src('carts', what);
+        RETURN format($q$
+            SELECT 'cart:' || %1$s::text, %2$s, %3$s,
+                   jsonb_build_object('cart_id', %1$s, 'cart_total', %4$s, 'stage', %5$s)
+              FROM %6$s c
+             WHERE %3$s <= $1 - %7$L::interval AND %3$s > $1 - %7$L::interval - %8$s
+               AND %9$s %10$s$q$,
+            automation._col(c, 'cart_id', 'c'), automation._col(c, 'customer', 'c'), automation._ts(c, 'updated_at', 'c'),
+            automation._col(c, 'total', 'c'), coalesce(automation._col(c, 'stage', 'c') || '::text', 'NULL::text'),
+            automation._rel(c), coalesce(j.trigger_options ->> 'idle', '1 hour'), lookback,
+            coalesce(automation._col(c, 'order_id', 'c') || ' IS NULL', 'true'),
+            CASE WHEN EXISTS (SELECT FROM automation.source x WHERE x.kind = 'cart_lines') THEN
+                (SELECT format('AND EXISTS (SELECT FROM %s l WHERE %s = %s)', automation._rel(x),
+                               automation._col(x, 'cart_id', 'l'), automation._col(c, 'cart_id', 'c'))
+                   FROM automation.source x WHERE x.kind = 'cart_lines')
+                 ELSE '' END);
+    WHEN 'order_placed', 'first_order', 'order_status' THEN
+        o := automation._src('orders', what);
+        IF j.trigger <> 'first_order' AND NOT o.columns ? 'order_id' THEN
+            RAISE EXCEPTION '% needs the orders'' order_id column bound', what
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Bind the orders again with order_id_column => ''...''.';
+        END IF;
+        IF j.trigger = 'order_status' AND NOT o.columns ? 'status' THEN
+            RAISE EXCEPTION '% needs the orders'' status column bound', what
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Bind the orders again with status_column => ''...''.';
+        END IF;
+        RETURN format($q$
+            SELECT %1$s, %2$s, %3$s,
+                   jsonb_build_object('order_id', %4$s, 'order_total', %5$s)
+              FROM %6$s o
+             WHERE %3$s <= $1 AND %3$s > $1 - %7$s AND %8$s %9$s$q$,
+            CASE j.trigger
+                WHEN 'order_placed' THEN format('''order:'' || %s::text', automation._col(o, 'order_id', 'o'))
+                WHEN 'order_status' THEN format('''order:'' || %s::text || '':'' || %L', automation._col(o, 'order_id', 'o'),
+                                                j.trigger_options ->> 'status')
+                ELSE format('''customer:'' || %s::text', automation._col(o, 'customer', 'o')) END,
+            automation._col(o, 'customer', 'o'),
+            CASE WHEN j.trigger = 'order_status' THEN '$1' ELSE automation._ts(o, 'placed_at', 'o') END,
+            coalesce(automation._col(o, 'order_id', 'o'), 'NULL'), automation._col(o, 'total', 'o'),
+            automation._rel(o),
+            CASE WHEN j.trigger = 'order_status' THEN quote_literal(coalesce(j.trigger_options ->> 'lookback', '7 days')) || '::interval'
+                 ELSE lookback END,
+            CASE WHEN j.trigger = 'order_status'
+                 THEN format('(%s)::text = %L', automation._col(o, 'status', 'o'), j.trigger_options ->> 'status')
+                 ELSE automation._counted(o, 'o') END,
+            CASE WHEN j.trigger = 'first_order' THEN
+                format('AND NOT EXISTS (SELECT FROM %s o2 WHERE %s = %s AND %s < %s AND %s)',
+                       automation._rel(o), automation._col(o, 'customer', 'o2'), automation._col(o, 'customer', 'o'),
+                       automation._ts(o, 'placed_at', 'o2'), automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o2'))
+                 ELSE '' END);
+    WHEN 'signup' THEN
+        g := automation._src('signups', what);
+        RETURN format($q$
+            SELECT 'signup:' || %1$s::text %2$s, %1$s, %3$s, '{}'::jsonb
+              FROM %4$s g
+             WHERE %3$s <= $1 AND %3$s > $1 - %5$s$q$,
+            automation._col(g, 'customer', 'g'),
+            CASE WHEN per_occurrence THEN format('|| '':'' || %s::text', automation._ts(g, 'signed_up_at', 'g')) ELSE '' END,
+            automation._ts(g, 'signed_up_at', 'g'), automation._rel(g), lookback);
+    WHEN 'segment_entered' THEN
+        RETURN format($q$
+            SELECT 'customer:' || m.customer_key::text %1$s, m.customer_key, m.entered_at,
+                   jsonb_build_object('segment', m.segment)
+              FROM automation.segment_member m
+             WHERE m.segment = %2$L AND m.exited_at IS NULL
+               AND m.entered_at <= $1 AND m.entered_at > $1 - %3$s$q$,
+            CASE WHEN per_occurrence THEN '|| '':'' || m.entered_at::text' ELSE '' END,
+            j.trigger_options ->> 'segment', lookback);
+    WHEN 'inactivity' THEN
+        RETURN format($q$
+            SELECT 'customer:' || p.customer_key::text %1$s, p.customer_key,
+                   p.last_order_at + %2$L::interval, jsonb_build_object('last_order_at', p.last_order_at)
+              FROM automation.customer_profile p
+             WHERE p.last_order_at <= $1 - %2$L::interval
+               AND p.last_order_at > $1 - %2$L::interval - %3$s$q$,
+            CASE WHEN per_occurrence THEN '|| '':'' || p.last_order_at::date::text' ELSE '' END,
+            make_interval(days => coalesce((j.trigger_options ->> 'days')::int, 15)), lookback);
+    END CASE;
+END
+$$;
+
+-- _check_condition(sql): a variant condition must be one boolean
+-- expression over automation.step_context, nothing more.
+CREATE FUNCTION automation._check_condition(condition text, what text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ok boolean;
+BEGIN
+    IF condition IS NULL OR btrim(condition) = '' THEN
+        RAISE EXCEPTION '% has an empty condition', what
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF condition ~ ';' THEN
+        RAISE EXCEPTION '% must be a single expression', what
+            USING ERRCODE = 'syntax_error',
+                  DETAIL = format('The condition was: %s', condition);
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT (%s)::boolean FROM (SELECT (NULL::automation.step_context).*) ctx LIMIT 0', condition) INTO ok;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION '% is not a valid condition: %', what, SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The condition was: %s', condition),
+                  HINT = 'A condition is a boolean SQL expression over order_count, total_spent, first_order, lifecycle_stage, rfm_group, vip_tier, segments, cart_total, checkout_stage, order_total and bucket.';
+    END;
+END
+$$;
+
+-- create_journey: defines a journey (without steps; add them with
+-- add_step).  Everything is checked now, not at tick time.
+CREATE FUNCTION automation.create_journey(name text, trigger text, trigger_options jsonb DEFAULT '{}',
+                                          purpose text DEFAULT 'marketing', exit_on text[] DEFAULT NULL,
+                                          reentry text DEFAULT 'once', holdout_percent numeric DEFAULT 0,
+                                          description text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j automation.journey;
+    triggers text[] := ARRAY['cart_abandoned', 'order_placed', 'first_order', 'order_status', 'signup',
+                             'segment_entered', 'inactivity'];
+    k text;
+BEGIN
+    IF name IS NULL OR trigger IS NULL OR purpose IS NULL OR reentry IS NULL OR holdout_percent IS NULL THEN
+        RAISE EXCEPTION 'name, trigger, purpose, reentry and holdout_percent must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid journey name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A journey name is a lower-case word: letters, digits and underscores.';
+    END IF;
+    IF NOT trigger = ANY (triggers) THEN
+        RAISE EXCEPTION 'unknown trigger "%"', trigger
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Triggers are: ' || array_to_string(triggers, ', ') || '.';
+    END IF;
+    IF purpose NOT IN ('marketing', 'transactional') THEN
+        RAISE EXCEPTION 'unknown purpose "%"', purpose
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Purpose is marketing (needs consent, obeys caps) or transactional.';
+    END IF;
+    IF reentry NOT IN ('once', 'each_time') THEN
+        RAISE EXCEPTION 'unknown re-entry policy "%"', reentry
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'once: a customer enters the journey once; each_time: again at every new occurrence of the trigger.';
+    END IF;
+    IF holdout_percent < 0 OR holdout_percent >= 100 THEN
+        RAISE EXCEPTION 'holdout_percent must be at least 0 and under 100'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF trigger_options IS NULL OR jsonb_typeof(trigger_options) <> 'object' THEN
+        RAISE EXCEPTION 'trigger_options must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(trigger_options) LOOP
+        IF NOT k = ANY (CASE trigger
+                          WHEN 'cart_abandoned' THEN ARRAY['idle', 'lookback']
+                          WHEN 'order_status' THEN ARRAY['status', 'lookback']
+                          WHEN 'segment_entered' THEN ARRAY['segment', 'lookback']
+                          WHEN 'inactivity' THEN ARRAY['days', 'lookback']
+                          ELSE ARRAY['lookback'] END) THEN
+            RAISE EXCEPTION 'unknown option "%" for trigger %', k, trigger
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    BEGIN
+        PERFORM (trigger_options ->> 'idle')::interval, (trigger_options ->> 'lookback')::interval,
+                (trigger_options ->> 'days')::integer;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'invalid trigger option: %', SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'idle and lookback are intervals such as ''4 hours''; days is a whole number.';
+    END;
+    IF (trigger_options ->> 'idle')::interval < interval '0' OR (trigger_options ->> 'lookback')::interval <= interval '0'
+       OR (trigger_options ->> 'days')::integer < 1 THEN
+        RAISE EXCEPTION 'trigger options must be positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF trigger = 'order_status' AND NOT trigger_options ? 'status' THEN
+        RAISE EXCEPTION 'trigger order_status needs the option "status"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''{"status": "shipped"}''.';
+    END IF;
+    IF trigger = 'segment_entered' THEN
+        IF NOT trigger_options ? 'segment' THEN
+            RAISE EXCEPTION 'trigger segment_entered needs the option "segment"'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example ''{"segment": "vip"}''.';
+        END IF;
+        IF to_regclass('automation.segment') IS NOT NULL
+           AND NOT EXISTS (SELECT FROM automation.segment_sizes z WHERE z.name = trigger_options ->> 'segment') THEN
+            RAISE EXCEPTION 'unknown segment "%"', trigger_options ->> 'segment'
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'See automation.segment_sizes for the segments there are.';
+        END IF;
+    END IF;
+    IF exit_on IS NULL THEN
+        exit_on := CASE trigger WHEN 'cart_abandoned' THEN ARRAY['converted', 'ordered']
+                                WHEN 'segment_entered' THEN ARRAY['left_segment']
+                                WHEN 'signup' THEN ARRAY['ordered']
+                                WHEN 'inactivity' THEN ARRAY['ordered']
+                                ELSE '{}'::text[] END;
+    END IF;
+    IF NOT exit_on <@ ARRAY['converted', 'ordered', 'left_segment', 'out_of_stock'] THEN
+        RAISE EXCEPTION 'unknown exit condition in %', exit_on
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Exit conditions are: converted, ordered, left_segment, out_of_stock.';
+    END IF;
+    IF trigger <> 'cart_abandoned' AND exit_on && ARRAY['converted', 'out_of_stock'] THEN
+        RAISE EXCEPTION 'exit conditions converted and out_of_stock apply to cart journeys only'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    j := ROW(name, trigger, trigger_options, purpose, reentry, exit_on, holdout_percent, true, NULL, description, now());
+    PERFORM automation._trigger_sql(j);
+
+    INSERT INTO automation.journey VALUES (j.*);
+    RETURN name;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'journey "%" already exists', name
+        USING ERRCODE = 'duplicate_object',
+              HINT = 'Drop it first with automation.drop_journey(), or choose another name.';
+END
+$$;
+COMMENT ON FUNCTION automation.create_journey(text, text, jsonb, text, text[], text, numeric, text) IS 'define a journey: trigger, purpose, exit conditions, re-entry, holdout; add steps with add_step';
+
+-- add_step: appends a step to a journey.  variants is a JSON array of
+-- {"name", "when": "<condition>" | "split": <percent>, "template", "payload"};
+-- the first whose condition holds wins; split variants share buckets in
+-- order; a message that matches none uses the step's own template.
+CREATE FUNCTION automation.add_step(journey text, wait interval, template text, channel text DEFAULT 'email',
+                                    payload jsonb DEFAULT '{}', variants jsonb DEFAULT '[]',
+                                    at_preferred_hour boolean DEFAULT false, valid_for interval DEFAULT NULL,
+                                    includes text[] DEFAULT '{}', discount jsonb DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+    v jsonb;
+    i integer := 0;
+    split_total numeric := 0;
+    what text;
+BEGIN
+    IF journey IS NULL OR wait IS NULL OR template IS NULL OR channel IS NULL THEN
+        RAISE EXCEPTION 'journey, wait, template and channel must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM FROM automation.journey j WHERE j.name = add_step.journey FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'journey "%" does not exist', journey
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it first with automation.create_journey().';
+    END IF;
+    IF wait < interval '0' THEN
+        RAISE EXCEPTION 'wait must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The wait was %s.', wait);
+    END IF;
+    IF btrim(template) = '' THEN
+        RAISE EXCEPTION 'template must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The template key tells the mailer which message to render, e.g. ''cart_reminder''.';
+    END IF;
+    IF channel !~ '^[a-z][a-z0-9_]{0,31}$' THEN
+        RAISE EXCEPTION 'invalid channel name "%"', channel
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A channel is a lower-case word such as email, sms or push.';
+    END IF;
+    IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF valid_for IS NOT NULL AND valid_for <= interval '0' THEN
+        RAISE EXCEPTION 'valid_for must be positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF includes IS NULL OR NOT includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order'] THEN
+        RAISE EXCEPTION 'unknown content in includes %', includes
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A step can include: cart, order, popular_products, last_order.';
+    END IF;
+    IF discount IS NOT NULL THEN
+        IF jsonb_typeof(discount) <> 'object' OR jsonb_typeof(discount -> 'percent') <> 'number'
+           OR (discount ->> 'percent')::numeric <= 0 OR (discount ->> 'percent')::numeric > 100 THEN
+            RAISE EXCEPTION 'discount must be an object with a percent between 0 and 100'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example ''{"percent": 10, "valid_for": "24 hours"}''.';
+        END IF;
+        BEGIN
+            PERFORM (discount ->> 'valid_for')::interval;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'discount valid_for is not an interval: %', discount ->> 'valid_for'
+                USING ERRCODE = 'invalid_parameter_value';
+        END;
+    END IF;
+    IF variants IS NULL OR jsonb_typeof(variants) <> 'array' THEN
+        RAISE EXCEPTION 'variants must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''[{"name": "new", "when": "order_count = 0", "template": "cart_trust"}]''.';
+    END IF;
+    FOR v IN SELECT * FROM jsonb_array_elements(variants) LOOP
+        i := i + 1;
+        what := format('variant %s of journey %s', i, journey);
+        IF jsonb_typeof(v) <> 'object' OR jsonb_typeof(v -> 'name') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION '% must be an object with a "name"', what
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF (SELECT count(*) FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'when', 'split', 'template', 'payload')) > 0 THEN
+            RAISE EXCEPTION '% has unknown keys', what
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'A variant has: name, when or split, and optionally template and payload.';
+        END IF;
+        IF (v ? 'when') = (v ? 'split') THEN
+            RAISE EXCEPTION '% needs exactly one of "when" and "split"', what
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF v ? 'when' THEN
+            PERFORM automation._check_condition(v ->> 'when', what);
+        ELSE
+            IF jsonb_typeof(v -> 'split') <> 'number' OR (v ->> 'split')::numeric <= 0 THEN
+                RAISE EXCEPTION '% has a split that is not a positive percentage', what
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            split_total := split_total + (v ->> 'split')::numeric;
+        END IF;
+        IF v ? 'template' AND (jsonb_typeof(v -> 'template') <> 'string' OR btrim(v ->> 'template') = '') THEN
+            RAISE EXCEPTION '% has an empty template', what
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF v ? 'payload' AND jsonb_typeof(v -> 'payload') <> 'object' THEN
+            RAISE EXCEPTION '% has a payload that is not a JSON object', what
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    IF split_total > 100 THEN
+        RAISE EXCEPTION 'the splits of journey % add up to % percent', journey, split_total
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT coalesce(max(s.step), 0) + 1 INTO n FROM automation.journey_step s WHERE s.journey = add_step.journey;
+    INSERT INTO automation.journey_step (journey, step, wait, at_preferred_hour, valid_for, channel, template,
+                                         payload, includes, variants, discount)
+    VALUES (journey, n, wait, at_preferred_hour, valid_for, channel, template, payload, includes, variants, discount);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION automation.add_step(text, interval, text, text, jsonb, jsonb, boolean, interval, text[], jsonb) IS 'append a step to a journey: wait, template, channel, payload, variants; returns the step number';
+
+CREATE FUNCTION automation.drop_journey(name text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM automation.journey j WHERE j.name = drop_journey.name;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'journey "%" does not exist', name;
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION automation.drop_journey(text) IS 'remove a journey, its steps and its enrollments (the messages already written stay)';
+
+CREATE FUNCTION automation.set_journey_enabled(name text, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE automation.journey j SET enabled = set_journey_enabled.enabled WHERE j.name = set_journey_enabled.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'journey "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION automation.set_journey_enabled(text, boolean) IS 'pause or resume a journey';

@@ -1,0 +1,465 @@
+-- The journey stages of the tick: enroll, then steps.  See 60_journey.sql.
+
+-- _journey_enroll(now): enrolls every new subject of every enabled journey
+-- that has steps.  Returns the number enrolled.
+CREATE FUNCTION automation._journey_enroll(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j automation.journey;
+    n bigint;
+    total bigint := 0;
+BEGIN
+    FOR j IN SELECT * FROM automation.journey x
+              WHERE x.enabled AND EXISTS (SELECT FROM automation.journey_step s WHERE s.journey = x.name)
+              ORDER BY x.name
+    LOOP
+        EXECUTE format($q$
+            WITH found AS (%s),
+            new AS (
+                INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
+                                                        holdout, bucket, next_step, due_at, status, updated_at)
+                SELECT %L, f.subject, f.customer_key, f.anchor_at, $1, f.context,
+                       b.bucket < %s, b.bucket, 1, f.anchor_at + s.wait, 'active', $1
+                  FROM (SELECT DISTINCT ON (subject) * FROM found f (subject, customer_key, anchor_at, context)
+                         WHERE customer_key IS NOT NULL ORDER BY subject, anchor_at) f
+                 CROSS JOIN LATERAL (SELECT (abs(hashtextextended(%L || ':' || f.subject, 0)) %% 100)::smallint AS bucket) b
+                  JOIN automation.journey_step s ON s.journey = %L AND s.step = 1
+                ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING
+                RETURNING e.journey, e.subject, e.customer_key, e.holdout)
+            INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason)
+            SELECT $1, journey, NULL, subject, customer_key, 'enrolled', CASE WHEN holdout THEN 'holdout group' END
+              FROM new$q$,
+            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name) USING now;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+-- _local(ts, tz): the local wall-clock time of a moment in a time zone.
+CREATE FUNCTION automation._local(ts timestamptz, tz text)
+RETURNS timestamp
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ts AT TIME ZONE tz $$;
+
+-- _quiet_end(ts, tz, start_hour, end_hour): ts itself when it is outside the
+-- quiet hours in that zone, else the moment they end.
+CREATE FUNCTION automation._quiet_end(ts timestamptz, tz text, start_hour integer, end_hour integer)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN start_hour = end_hour THEN ts
+        WHEN start_hour > end_hour AND extract(hour FROM ts AT TIME ZONE tz) >= start_hour
+            THEN ((date_trunc('day', ts AT TIME ZONE tz) + interval '1 day' + make_interval(hours => end_hour)) AT TIME ZONE tz)
+        WHEN start_hour > end_hour AND extract(hour FROM ts AT TIME ZONE tz) < end_hour
+            THEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => end_hour)) AT TIME ZONE tz)
+        WHEN start_hour < end_hour AND extract(hour FROM ts AT TIME ZONE tz) >= start_hour
+                                   AND extract(hour FROM ts AT TIME ZONE tz) < end_hour
+            THEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => end_hour)) AT TIME ZONE tz)
+        ELSE ts END
+$$;
+
+-- _at_hour(ts, tz, hour): the first moment at or after ts when the local
+-- clock in tz shows that full hour.
+CREATE FUNCTION automation._at_hour(ts timestamptz, tz text, hour integer)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN extract(hour FROM ts AT TIME ZONE tz) = hour THEN ts
+                WHEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz) >= ts
+                THEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz)
+                ELSE ((date_trunc('day', ts AT TIME ZONE tz) + interval '1 day' + make_interval(hours => hour)) AT TIME ZONE tz) END
+$$;
+
+-- _journey_steps(now): runs every due step.  Returns the number of
+-- messages written to the outbox.
+CREATE FUNCTION automation._journey_steps(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    min_interval interval;
+    max_per_week integer;
+    quiet_start integer;
+    quiet_end integer;
+    saturation integer;
+    low_stock integer;
+    cart_url text;
+    default_tz text;
+    o automation.source;
+    c automation.source;
+    cl automation.source;
+    p automation.source;
+    ol automation.source;
+    variant_case text;
+    sent bigint;
+BEGIN
+    PERFORM automation._load();
+    min_interval := current_setting('automation.min_interval')::interval;
+    max_per_week := current_setting('automation.max_per_week')::integer;
+    quiet_start := current_setting('automation.quiet_hours_start')::integer;
+    quiet_end := current_setting('automation.quiet_hours_end')::integer;
+    saturation := current_setting('automation.saturation_limit')::integer;
+    low_stock := current_setting('automation.low_stock_threshold')::integer;
+    cart_url := current_setting('automation.cart_url');
+    default_tz := current_setting('automation.default_timezone');
+
+    DROP TABLE IF EXISTS pg_temp.automation_due;
+    CREATE TEMP TABLE automation_due ON COMMIT DROP AS
+    SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
+           e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
+           s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour, s.valid_for,
+           NULL::text AS exit_reason, NULL::text AS skip_reason,
+           NULL::timestamptz AS send_at, NULL::text AS defer_reason,
+           NULL::text AS recipient, NULL::boolean AS consent, NULL::text AS first_name, NULL::text AS tz,
+           NULL::text AS variant, NULL::bigint AS message_id
+      FROM automation.enrollment e
+      JOIN automation.journey j ON j.name = e.journey
+      JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
+     WHERE e.status = 'active' AND e.due_at <= now AND j.enabled;
+    IF NOT EXISTS (SELECT FROM automation_due) THEN
+        RETURN 0;
+    END IF;
+    ANALYZE automation_due;
+
+    -- The customers as they are now: address, consent, name, time zone.
+    EXECUTE format($q$
+        UPDATE automation_due d
+           SET recipient = CASE d.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END,
+               consent = c.consent, first_name = c.first_name,
+               tz = coalesce(p.timezone, c.timezone)
+          FROM (%s) c
+          LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key
+         WHERE c.customer_key = d.customer_key$q$, automation._customers_sql());
+    -- Time zones the server does not know fall back to the default.
+    UPDATE automation_due d SET tz = default_tz
+     WHERE d.tz IS NULL OR NOT EXISTS (SELECT FROM pg_timezone_names z WHERE z.name = d.tz);
+
+    -- Exit conditions, against the live shop rows.
+    UPDATE automation_due d SET exit_reason = 'suppressed'
+     WHERE EXISTS (SELECT FROM automation.suppression x WHERE x.address = lower(btrim(d.recipient)));
+    UPDATE automation_due d SET exit_reason = 'no_customer' WHERE d.exit_reason IS NULL AND d.consent IS NULL;
+    UPDATE automation_due d SET exit_reason = 'no_consent'
+     WHERE d.exit_reason IS NULL AND d.purpose = 'marketing' AND NOT d.consent;
+
+    IF EXISTS (SELECT FROM automation_due d WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL) THEN
+        c := automation._src('carts', 'a cart journey');
+        -- A cart that became an order, or that is gone, ends its reminders.
+        EXECUTE format($q$
+            UPDATE automation_due d
+               SET exit_reason = CASE WHEN EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s)
+                                      THEN 'converted' ELSE 'cart_gone' END
+             WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
+               AND NOT EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s AND %4$s)$q$,
+            automation._rel(c), automation._col(c, 'cart_id', 'c'), c.keys ->> 'cart',
+            coalesce(automation._col(c, 'order_id', 'c') || ' IS NULL', 'true'));
+        SELECT * INTO cl FROM automation.source x WHERE x.kind = 'cart_lines';
+        IF FOUND THEN
+            EXECUTE format($q$
+                UPDATE automation_due d SET exit_reason = 'cart_emptied'
+                 WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
+                   AND NOT EXISTS (SELECT FROM %s l WHERE %s = (d.context ->> 'cart_id')::%s)$q$,
+                automation._rel(cl), automation._col(cl, 'cart_id', 'l'), c.keys ->> 'cart');
+            SELECT * INTO p FROM automation.source x WHERE x.kind = 'products' AND x.columns ? 'stock';
+            IF FOUND THEN
+                EXECUTE format($q$
+                    UPDATE automation_due d SET exit_reason = 'out_of_stock'
+                     WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'out_of_stock' = ANY (d.exit_on)
+                       AND NOT EXISTS (SELECT FROM %s l JOIN %s p ON %s = %s
+                                        WHERE %s = (d.context ->> 'cart_id')::%s AND coalesce(%s, 1) > 0)$q$,
+                    automation._rel(cl), automation._rel(p), automation._col(p, 'product', 'p'),
+                    automation._col(cl, 'product', 'l'), automation._col(cl, 'cart_id', 'l'), c.keys ->> 'cart',
+                    automation._col(p, 'stock', 'p'));
+            END IF;
+        END IF;
+    END IF;
+
+    IF EXISTS (SELECT FROM automation_due d WHERE 'ordered' = ANY (d.exit_on) AND d.exit_reason IS NULL) THEN
+        o := automation._src('orders', 'the exit condition "ordered"');
+        EXECUTE format($q$
+            UPDATE automation_due d SET exit_reason = 'ordered'
+             WHERE d.exit_reason IS NULL AND 'ordered' = ANY (d.exit_on)
+               AND EXISTS (SELECT FROM %s o WHERE %s = d.customer_key AND %s > d.anchor_at AND %s <= $1 AND %s)$q$,
+            automation._rel(o), automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'),
+            automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o')) USING now;
+    END IF;
+
+    UPDATE automation_due d SET exit_reason = 'left_segment'
+     WHERE d.exit_reason IS NULL AND 'left_segment' = ANY (d.exit_on)
+       AND NOT EXISTS (SELECT FROM automation.segment_member m
+                        WHERE m.segment = d.context ->> 'segment' AND m.customer_key = d.customer_key
+                          AND m.exited_at IS NULL);
+
+    -- Steps whose moment has passed, and customers who stopped engaging.
+    UPDATE automation_due d SET skip_reason = 'moment_passed'
+     WHERE d.exit_reason IS NULL AND d.valid_for IS NOT NULL AND now > d.due_at + d.valid_for;
+    UPDATE automation_due d SET skip_reason = 'no_address'
+     WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL AND NOT d.holdout
+       AND d.channel IN ('email', 'sms') AND coalesce(btrim(d.recipient), '') = '';
+    IF saturation > 0 THEN
+        UPDATE automation_due d SET skip_reason = 'saturated'
+          FROM (SELECT a.customer_key, a.channel, count(*) AS unengaged
+                  FROM automation.outbox_archive a
+                 WHERE a.status = 'sent' AND a.purpose = 'marketing'
+                   AND a.customer_key IN (SELECT customer_key FROM automation_due WHERE purpose = 'marketing')
+                   AND a.finished_at > coalesce((SELECT max(ev.at) FROM automation.message_event ev
+                                                  WHERE ev.customer_key = a.customer_key AND ev.event IN ('open', 'click')),
+                                                '-infinity')
+                   AND a.finished_at > coalesce((SELECT p.last_order_at FROM automation.customer_profile p
+                                                  WHERE p.customer_key = a.customer_key), '-infinity')
+                 GROUP BY 1, 2) u
+         WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL AND d.purpose = 'marketing' AND NOT d.holdout
+           AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= saturation;
+    END IF;
+
+    -- When each message may go: the customer's preferred hour if the step
+    -- asks for it, then (marketing only) the frequency caps and quiet hours.
+    UPDATE automation_due d SET send_at = now WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL;
+    UPDATE automation_due d
+       SET send_at = greatest(now, automation._at_hour(d.due_at, d.tz, p.preferred_hour)), defer_reason = 'preferred_hour'
+      FROM automation.customer_profile p
+     WHERE d.send_at IS NOT NULL AND d.at_preferred_hour AND p.customer_key = d.customer_key
+       AND p.preferred_hour IS NOT NULL
+       AND automation._at_hour(d.due_at, d.tz, p.preferred_hour) > now;
+    UPDATE automation_due d
+       SET send_at = m.last_sent + min_interval, defer_reason = 'frequency_cap'
+      FROM (SELECT x.customer_key, x.channel, max(x.send_after) AS last_sent
+              FROM (SELECT customer_key, channel, send_after FROM automation.outbox WHERE purpose = 'marketing'
+                    UNION ALL
+                    SELECT customer_key, channel, send_after FROM automation.outbox_archive
+                     WHERE purpose = 'marketing' AND status = 'sent') x
+             WHERE x.customer_key IN (SELECT customer_key FROM automation_due WHERE purpose = 'marketing')
+             GROUP BY 1, 2) m
+     WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
+       AND m.customer_key = d.customer_key AND m.channel = d.channel
+       AND m.last_sent + min_interval > d.send_at;
+    IF max_per_week > 0 THEN
+        UPDATE automation_due d
+           SET send_at = w.oldest + interval '7 days', defer_reason = 'weekly_cap'
+          FROM (SELECT x.customer_key, x.channel, count(*) AS sent, min(x.send_after) AS oldest
+                  FROM (SELECT customer_key, channel, send_after FROM automation.outbox WHERE purpose = 'marketing'
+                        UNION ALL
+                        SELECT customer_key, channel, send_after FROM automation.outbox_archive
+                         WHERE purpose = 'marketing' AND status = 'sent') x
+                 WHERE x.send_after > now - interval '7 days'
+                   AND x.customer_key IN (SELECT customer_key FROM automation_due WHERE purpose = 'marketing')
+                 GROUP BY 1, 2) w
+         WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
+           AND w.customer_key = d.customer_key AND w.channel = d.channel AND w.sent >= max_per_week
+           AND w.oldest + interval '7 days' > d.send_at;
+    END IF;
+    -- Two marketing messages for one customer and channel in this tick: the
+    -- first (earliest due, then by journey) goes, the others wait their turn.
+    UPDATE automation_due d
+       SET send_at = r.first_at + min_interval * (r.n - 1), defer_reason = 'frequency_cap'
+      FROM (SELECT journey, subject, row_number() OVER w AS n, first_value(send_at) OVER w AS first_at
+              FROM automation_due
+             WHERE send_at IS NOT NULL AND purpose = 'marketing' AND NOT holdout
+            WINDOW w AS (PARTITION BY customer_key, channel ORDER BY send_at, due_at, journey, subject)) r
+     WHERE r.journey = d.journey AND r.subject = d.subject AND r.n > 1 AND min_interval > interval '0';
+    UPDATE automation_due d
+       SET send_at = automation._quiet_end(d.send_at, d.tz, quiet_start, quiet_end),
+           defer_reason = coalesce(d.defer_reason, 'quiet_hours')
+     WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
+       AND automation._quiet_end(d.send_at, d.tz, quiet_start, quiet_end) <> d.send_at;
+    UPDATE automation_due d SET defer_reason = NULL WHERE d.send_at <= now;
+
+    -- Variants: the first condition that holds, or the split bucket.
+    SELECT 'CASE ' || string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
+                                        s.journey, s.step, s.arms), ' ') || ' END'
+      INTO variant_case
+      FROM (SELECT s.journey, s.step,
+                   string_agg(CASE WHEN v.value ? 'when'
+                                   THEN format('WHEN (%s) THEN %L', v.value ->> 'when', v.value ->> 'name')
+                                   ELSE format('WHEN ctx.bucket >= %s AND ctx.bucket < %s THEN %L',
+                                               v.split_from, v.split_from + (v.value ->> 'split')::numeric, v.value ->> 'name') END,
+                              ' ' ORDER BY v.ord) AS arms
+              FROM automation.journey_step s
+             CROSS JOIN LATERAL (SELECT e.value, e.ord,
+                                        coalesce(sum((e.value ->> 'split')::numeric) FILTER (WHERE e.value ? 'split')
+                                                 OVER (ORDER BY e.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS split_from
+                                   FROM jsonb_array_elements(s.variants) WITH ORDINALITY e(value, ord)) v
+             WHERE (s.journey, s.step) IN (SELECT journey, step FROM automation_due WHERE send_at IS NOT NULL)
+             GROUP BY 1, 2) s;
+    IF variant_case IS NOT NULL THEN
+        EXECUTE format($q$
+            UPDATE automation_due d SET variant = %s
+              FROM automation_due d0
+              LEFT JOIN automation.customer_profile p ON p.customer_key = d0.customer_key
+             CROSS JOIN LATERAL (SELECT (ROW(
+                        coalesce(p.order_count, 0), coalesce(p.total_spent, 0), coalesce(p.order_count, 0) <= 1,
+                        p.lifecycle_stage, p.rfm_group, p.vip_tier,
+                        ARRAY(SELECT m.segment FROM automation.segment_member m
+                               WHERE m.customer_key = d0.customer_key AND m.exited_at IS NULL),
+                        (d0.context ->> 'cart_total')::numeric, d0.context ->> 'stage',
+                        (d0.context ->> 'order_total')::numeric, d0.bucket)::automation.step_context).*) ctx
+             WHERE d.send_at IS NOT NULL AND d0.journey = d.journey AND d0.subject = d.subject$q$, variant_case);
+    END IF;
+
+    -- What the template needs.
+    UPDATE automation_due d
+       SET template = coalesce(v.value ->> 'template', d.template),
+           payload = d.payload || coalesce(v.value -> 'payload', '{}') || jsonb_build_object(
+               'first_name', d.first_name, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
+               'customer_key', d.customer_key::text)
+      FROM automation_due d0
+      LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d0.variants) e
+                          WHERE e.value ->> 'name' = d0.variant LIMIT 1) v ON true
+     WHERE d.send_at IS NOT NULL AND d0.journey = d.journey AND d0.subject = d.subject;
+    UPDATE automation_due d
+       SET payload = d.payload || jsonb_build_object('discount', jsonb_build_object(
+               'code', upper(substr(md5(d.journey || ':' || d.subject || ':' || d.step), 1, 12)),
+               'percent', (d.discount ->> 'percent')::numeric,
+               'expires_at', d.send_at + coalesce((d.discount ->> 'valid_for')::interval, interval '24 hours')))
+     WHERE d.send_at IS NOT NULL AND d.discount IS NOT NULL;
+    IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'cart' = ANY (includes)) THEN
+        c := automation._src('carts', 'a step that includes the cart');
+        SELECT * INTO cl FROM automation.source x WHERE x.kind = 'cart_lines';
+        SELECT * INTO p FROM automation.source x WHERE x.kind = 'products';
+        EXECUTE format($q$
+            UPDATE automation_due d
+               SET payload = d.payload || jsonb_build_object('cart', jsonb_build_object(
+                       'cart_id', d.context -> 'cart_id', 'total', d.context -> 'cart_total',
+                       'stage', d.context -> 'stage',
+                       'url', replace($1, '{cart_id}', d.context ->> 'cart_id'),
+                       'lines', %s))
+             WHERE d.send_at IS NOT NULL AND 'cart' = ANY (d.includes)$q$,
+            CASE WHEN cl.kind IS NULL THEN '''[]''::jsonb'
+                 ELSE format($l$coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                   'product', %1$s, 'quantity', %2$s, 'name', %3$s, 'price', %4$s,
+                                   'only_left', CASE WHEN %5$s <= $2 AND %5$s > 0 THEN %5$s END) ORDER BY %1$s)
+                                  FROM %6$s l %7$s
+                                 WHERE %8$s = (d.context ->> 'cart_id')::%9$s), '[]'::jsonb)$l$,
+                             automation._col(cl, 'product', 'l'), automation._col(cl, 'quantity', 'l'),
+                             coalesce(automation._col(p, 'name', 'p'), 'NULL::text'),
+                             coalesce(automation._col(p, 'price', 'p'), 'NULL::numeric'),
+                             coalesce(automation._col(p, 'stock', 'p'), 'NULL::numeric'),
+                             automation._rel(cl),
+                             CASE WHEN p.kind IS NULL THEN ''
+                                  ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(p),
+                                              automation._col(p, 'product', 'p'), automation._col(cl, 'product', 'l')) END,
+                             automation._col(cl, 'cart_id', 'l'), c.keys ->> 'cart') END)
+        USING cart_url, low_stock;
+    END IF;
+    UPDATE automation_due d
+       SET payload = d.payload || jsonb_build_object('order', jsonb_build_object(
+               'order_id', d.context -> 'order_id', 'total', d.context -> 'order_total',
+               'first_order', coalesce((SELECT p.order_count <= 1 FROM automation.customer_profile p
+                                         WHERE p.customer_key = d.customer_key), true)))
+     WHERE d.send_at IS NOT NULL AND 'order' = ANY (d.includes);
+    IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND includes && ARRAY['popular_products', 'last_order']) THEN
+        o := automation._src('orders', 'a step that includes products');
+        ol := automation._src('order_lines', 'a step that includes products');
+        SELECT * INTO p FROM automation.source x WHERE x.kind = 'products';
+        IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'popular_products' = ANY (includes)) THEN
+            EXECUTE format($q$
+                UPDATE automation_due d SET payload = d.payload || jsonb_build_object('popular_products', pop.list)
+                  FROM (SELECT coalesce(jsonb_agg(jsonb_build_object('product', t.product, 'name', t.name) ORDER BY t.sold DESC, t.product), '[]') AS list
+                          FROM (SELECT %1$s AS product, %2$s AS name, sum(%3$s) AS sold
+                                  FROM %4$s o JOIN %5$s l ON %6$s = %7$s %8$s
+                                 WHERE %9$s > $1 - interval '30 days' AND %9$s <= $1 AND %10$s
+                                 GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 5) t) pop
+                 WHERE d.send_at IS NOT NULL AND 'popular_products' = ANY (d.includes)$q$,
+                automation._col(ol, 'product', 'l'), coalesce(automation._col(p, 'name', 'p'), 'NULL::text'),
+                automation._col(ol, 'quantity', 'l'), automation._rel(o), automation._rel(ol),
+                automation._col(ol, 'order_id', 'l'), automation._col(o, 'order_id', 'o'),
+                CASE WHEN p.kind IS NULL THEN ''
+                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(p), automation._col(p, 'product', 'p'),
+                                 automation._col(ol, 'product', 'l')) END,
+                automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o')) USING now;
+        END IF;
+        IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'last_order' = ANY (includes)) THEN
+            EXECUTE format($q$
+                UPDATE automation_due d SET payload = d.payload || jsonb_build_object('last_order', coalesce((
+                    SELECT jsonb_agg(jsonb_build_object('product', %1$s, 'name', %2$s, 'quantity', %3$s) ORDER BY %1$s)
+                      FROM %4$s l %5$s
+                     WHERE %6$s = (SELECT %7$s FROM %8$s o WHERE %9$s = d.customer_key AND %10$s <= $1 AND %11$s
+                                    ORDER BY %10$s DESC LIMIT 1)), '[]'::jsonb))
+                 WHERE d.send_at IS NOT NULL AND 'last_order' = ANY (d.includes)$q$,
+                automation._col(ol, 'product', 'l'), coalesce(automation._col(p, 'name', 'p'), 'NULL::text'),
+                automation._col(ol, 'quantity', 'l'), automation._rel(ol),
+                CASE WHEN p.kind IS NULL THEN ''
+                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(p), automation._col(p, 'product', 'p'),
+                                 automation._col(ol, 'product', 'l')) END,
+                automation._col(ol, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._rel(o),
+                automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o'))
+            USING now;
+        END IF;
+    END IF;
+
+    -- Write the messages that go now: once per journey, subject and step.
+    WITH ins AS (
+        INSERT INTO automation.outbox AS m (customer_key, channel, recipient, template, payload, journey, step, variant,
+                                            purpose, dedupe_key, send_after, created_at)
+        SELECT d.customer_key, d.channel, d.recipient, d.template, d.payload, d.journey, d.step, d.variant,
+               d.purpose, d.journey || ':' || d.subject || ':' || d.step, d.send_at, now
+          FROM automation_due d
+         WHERE d.send_at <= now AND NOT d.holdout
+           AND NOT EXISTS (SELECT FROM automation.outbox_archive a
+                            WHERE a.dedupe_key = d.journey || ':' || d.subject || ':' || d.step)
+        ON CONFLICT ON CONSTRAINT outbox_dedupe_key_key DO NOTHING
+        RETURNING m.id, m.dedupe_key)
+    UPDATE automation_due d SET message_id = ins.id
+      FROM ins WHERE ins.dedupe_key = d.journey || ':' || d.subject || ':' || d.step;
+    GET DIAGNOSTICS sent = ROW_COUNT;
+    IF sent > 0 THEN
+        PERFORM pg_notify('automation_outbox', ch) FROM (SELECT DISTINCT channel AS ch FROM automation_due
+                                                          WHERE message_id IS NOT NULL) x;
+    END IF;
+
+    -- Record every decision.
+    INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason, variant, message_id)
+    SELECT now, d.journey, d.step, d.subject, d.customer_key,
+           CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
+                WHEN d.skip_reason IS NOT NULL THEN 'skipped'
+                WHEN d.send_at > now THEN 'deferred'
+                WHEN d.holdout THEN 'held_out'
+                ELSE 'sent' END,
+           coalesce(d.exit_reason, d.skip_reason,
+                    CASE WHEN d.send_at > now THEN d.defer_reason || ' until ' || d.send_at END,
+                    CASE WHEN d.holdout THEN 'holdout group' END,
+                    CASE WHEN d.message_id IS NULL THEN 'already written' END),
+           d.variant, d.message_id
+      FROM automation_due d;
+
+    -- Move every enrollment on: exited, deferred, or to its next step.
+    UPDATE automation.enrollment e
+       SET status = CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
+                         WHEN d.send_at > now THEN 'active'
+                         WHEN nx.step IS NULL THEN 'completed'
+                         ELSE 'active' END,
+           exit_reason = d.exit_reason,
+           next_step = CASE WHEN d.exit_reason IS NOT NULL THEN NULL
+                            WHEN d.send_at > now THEN e.next_step
+                            ELSE nx.step END,
+           due_at = CASE WHEN d.exit_reason IS NOT NULL THEN NULL
+                         WHEN d.send_at > now THEN d.send_at
+                         WHEN nx.step IS NULL THEN NULL
+                         ELSE greatest(d.due_at, coalesce(d.send_at, now)) + nx.wait END,
+           updated_at = now
+      FROM automation_due d
+      LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1
+     WHERE e.journey = d.journey AND e.subject = d.subject;
+
+    INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision)
+    SELECT now, e.journey, NULL, e.subject, e.customer_key, 'completed'
+      FROM automation.enrollment e JOIN automation_due d ON d.journey = e.journey AND d.subject = e.subject
+     WHERE e.status = 'completed';
+
+    DROP TABLE automation_due;
+    RETURN sent;
+END
+$$;
+
+INSERT INTO automation.tick_stage VALUES
+    (30, 'enroll', 'automation._journey_enroll'),
+    (40, 'steps', 'automation._journey_steps');

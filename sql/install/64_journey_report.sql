@@ -1,0 +1,197 @@
+-- Looking at journeys: a dry run, why a customer got what they got, and
+-- what each journey achieved.
+
+-- simulate(as_of): the messages a tick at as_of would write, with
+-- everything the tick would do rolled back.  Returns outbox rows.
+CREATE FUNCTION automation.simulate(as_of timestamptz DEFAULT now())
+RETURNS SETOF automation.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result jsonb;
+    last_id bigint;
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    BEGIN
+        SELECT coalesce(max(o.id), 0) INTO last_id FROM automation.outbox o;
+        PERFORM * FROM automation.tick(as_of);
+        SELECT jsonb_agg(to_jsonb(o) ORDER BY o.id) INTO result FROM automation.outbox o WHERE o.id > last_id;
+        RAISE EXCEPTION 'simulation done' USING ERRCODE = 'AUSIM';
+    EXCEPTION WHEN SQLSTATE 'AUSIM' THEN
+        NULL;
+    END;
+    RETURN QUERY SELECT * FROM jsonb_populate_recordset(NULL::automation.outbox, coalesce(result, '[]'));
+END
+$$;
+COMMENT ON FUNCTION automation.simulate(timestamptz) IS 'the messages a tick at as_of would write; writes nothing';
+
+-- explain_customer(key): every decision about one customer, oldest first,
+-- then what is still waiting, then the journeys they are not in.
+CREATE FUNCTION automation.explain_customer(customer_key anyelement)
+RETURNS TABLE (at timestamptz, journey text, step integer, subject text, decision text, reason text,
+               variant text, message_id bigint, message_status text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key text := customer_key::text;
+BEGIN
+    IF customer_key IS NULL THEN
+        RAISE EXCEPTION 'customer_key must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY
+    SELECT l.at, l.journey, l.step, l.subject, l.decision, l.reason, l.variant, l.message_id,
+           coalesce((SELECT o.status FROM automation.outbox o WHERE o.id = l.message_id),
+                    (SELECT a.status || coalesce(' (' || a.reason || ')', '') FROM automation.outbox_archive a
+                      WHERE a.id = l.message_id))
+      FROM automation.decision_log l
+     WHERE l.customer_key::text = key
+    UNION ALL
+    SELECT e.due_at, e.journey, e.next_step, e.subject, 'waiting', 'step ' || e.next_step || ' is due at ' || e.due_at,
+           NULL, NULL, NULL
+      FROM automation.enrollment e
+     WHERE e.customer_key::text = key AND e.status = 'active'
+    UNION ALL
+    SELECT NULL, j.name, NULL, NULL, 'not enrolled',
+           CASE WHEN NOT j.enabled THEN 'the journey is paused'
+                ELSE format('the %s trigger has not found this customer', j.trigger) END,
+           NULL, NULL, NULL
+      FROM automation.journey j
+     WHERE NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = j.name AND e.customer_key::text = key)
+     ORDER BY 1 NULLS LAST, 2, 3;
+END
+$$;
+COMMENT ON FUNCTION automation.explain_customer(anyelement) IS 'why a customer got, or did not get, each message';
+
+-- _journey_stats(): per journey, step and variant.  A message converted
+-- when its recipient placed a counted order within
+-- automation.attribution_window after it was sent; lift compares the
+-- conversion of enrollees who got messages with the holdout group's.
+CREATE FUNCTION automation._journey_stats()
+RETURNS TABLE (journey text, step integer, variant text, enrolled bigint, held_out bigint, sent bigint,
+               queued bigint, cancelled bigint, delivered bigint, opened bigint, clicked bigint, unsubscribed bigint,
+               converted bigint, revenue numeric, conversion_rate numeric, holdout_conversion_rate numeric, lift numeric)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o automation.source;
+    orders_sql text := 'SELECT NULL::text AS customer_key, NULL::timestamptz AS placed_at, NULL::numeric AS total WHERE false';
+    window_ interval;
+BEGIN
+    PERFORM automation._load();
+    window_ := current_setting('automation.attribution_window')::interval;
+    SELECT * INTO o FROM automation.source x WHERE x.kind = 'orders';
+    IF FOUND THEN
+        orders_sql := format('SELECT %s::text AS customer_key, %s AS placed_at, (%s)::numeric AS total FROM %s o WHERE %s',
+                             automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'),
+                             automation._col(o, 'total', 'o'), automation._rel(o), automation._counted(o, 'o'));
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH msg AS (
+            SELECT id, journey, step, variant, customer_key::text AS customer_key, 'queued' AS status, send_after AS sent_at
+              FROM automation.outbox WHERE journey IS NOT NULL
+            UNION ALL
+            SELECT id, journey, step, variant, customer_key::text, status, finished_at
+              FROM automation.outbox_archive WHERE journey IS NOT NULL),
+        ord AS (%s),
+        conv AS (
+            SELECT m.id, count(ord.placed_at) > 0 AS converted, coalesce(sum(ord.total), 0) AS revenue
+              FROM msg m LEFT JOIN ord ON ord.customer_key = m.customer_key
+                                      AND ord.placed_at > m.sent_at AND ord.placed_at <= m.sent_at + $1
+             WHERE m.status = 'sent'
+             GROUP BY m.id),
+        ev AS (
+            SELECT message_id, bool_or(event = 'delivered') AS delivered, bool_or(event = 'open') AS opened,
+                   bool_or(event = 'click') AS clicked, bool_or(event = 'unsubscribe') AS unsubscribed
+              FROM automation.message_event GROUP BY 1),
+        per_step AS (
+            SELECT s.journey, s.step, coalesce(m.variant, '') AS variant,
+                   count(m.id) FILTER (WHERE m.status = 'sent') AS sent,
+                   count(m.id) FILTER (WHERE m.status = 'queued') AS queued,
+                   count(m.id) FILTER (WHERE m.status = 'cancelled') AS cancelled,
+                   count(m.id) FILTER (WHERE ev.delivered) AS delivered,
+                   count(m.id) FILTER (WHERE ev.opened) AS opened,
+                   count(m.id) FILTER (WHERE ev.clicked) AS clicked,
+                   count(m.id) FILTER (WHERE ev.unsubscribed) AS unsubscribed,
+                   count(m.id) FILTER (WHERE conv.converted) AS converted,
+                   coalesce(sum(conv.revenue) FILTER (WHERE conv.converted), 0) AS revenue
+              FROM automation.journey_step s
+              LEFT JOIN msg m ON m.journey = s.journey AND m.step = s.step
+              LEFT JOIN ev ON ev.message_id = m.id
+              LEFT JOIN conv ON conv.id = m.id
+             GROUP BY 1, 2, 3),
+        held AS (
+            SELECT l.journey, l.step, count(*) AS held_out FROM automation.decision_log l
+             WHERE l.decision = 'held_out' GROUP BY 1, 2),
+        enr AS (
+            SELECT e.journey, count(*) AS enrolled,
+                   avg(CASE WHEN EXISTS (SELECT FROM ord WHERE ord.customer_key = e.customer_key::text
+                                            AND ord.placed_at > e.anchor_at AND ord.placed_at <= e.anchor_at + $1)
+                            THEN 1.0 ELSE 0.0 END) FILTER (WHERE NOT e.holdout) AS rate,
+                   avg(CASE WHEN EXISTS (SELECT FROM ord WHERE ord.customer_key = e.customer_key::text
+                                            AND ord.placed_at > e.anchor_at AND ord.placed_at <= e.anchor_at + $1)
+                            THEN 1.0 ELSE 0.0 END) FILTER (WHERE e.holdout) AS holdout_rate
+              FROM automation.enrollment e GROUP BY 1)
+        SELECT p.journey, p.step, nullif(p.variant, ''), coalesce(enr.enrolled, 0), coalesce(held.held_out, 0),
+               p.sent, p.queued, p.cancelled, p.delivered, p.opened, p.clicked, p.unsubscribed, p.converted, p.revenue,
+               round(enr.rate, 4), round(enr.holdout_rate, 4), round(enr.rate - enr.holdout_rate, 4)
+          FROM per_step p
+          LEFT JOIN held ON held.journey = p.journey AND held.step = p.step AND p.variant = ''
+          LEFT JOIN enr ON enr.journey = p.journey
+         ORDER BY 1, 2, 3 NULLS FIRST$q$, orders_sql) USING window_;
+END
+$$;
+
+CREATE VIEW automation.journey_stats AS SELECT * FROM automation._journey_stats();
+COMMENT ON VIEW automation.journey_stats IS 'per journey, step and variant: enrolled, held out, sent, delivered, opened, clicked, converted, revenue, lift against the holdout';
+
+-- _cart_abandonment_stats(): where and why carts are left, and how many
+-- came back, by checkout stage, cart value band and new vs returning.
+CREATE FUNCTION automation._cart_abandonment_stats()
+RETURNS TABLE (dimension text, value text, abandoned bigint, recovered bigint, recovery_rate numeric)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH carts AS (
+        SELECT coalesce(e.context ->> 'stage', 'unknown') AS stage,
+               CASE WHEN (e.context ->> 'cart_total')::numeric < 25 THEN 'under 25'
+                    WHEN (e.context ->> 'cart_total')::numeric < 50 THEN '25-50'
+                    WHEN (e.context ->> 'cart_total')::numeric < 100 THEN '50-100'
+                    WHEN (e.context ->> 'cart_total')::numeric < 200 THEN '100-200'
+                    ELSE '200 and more' END AS band,
+               CASE WHEN coalesce((SELECT p.first_order_at < e.anchor_at FROM automation.customer_profile p
+                                    WHERE p.customer_key = e.customer_key), false)
+                    THEN 'returning' ELSE 'new' END AS customer,
+               e.exit_reason IN ('converted', 'ordered') AS recovered
+          FROM automation.enrollment e JOIN automation.journey j ON j.name = e.journey
+         WHERE j.trigger = 'cart_abandoned')
+    SELECT d, v, count(*), count(*) FILTER (WHERE recovered),
+           round(count(*) FILTER (WHERE recovered)::numeric / count(*), 4)
+      FROM carts
+     CROSS JOIN LATERAL (VALUES ('checkout_stage', stage), ('cart_value', band), ('customer', customer)) x(d, v)
+     GROUP BY 1, 2
+     ORDER BY 1, 2
+$$;
+
+CREATE VIEW automation.cart_abandonment_stats AS SELECT * FROM automation._cart_abandonment_stats();
+COMMENT ON VIEW automation.cart_abandonment_stats IS 'abandoned and recovered carts and the recovery rate, by checkout stage, cart value band and new vs returning customer';
+
+INSERT INTO automation.access_rule VALUES
+    ('analyst', 'automation.journey', 'SELECT'),
+    ('analyst', 'automation.journey_step', 'SELECT'),
+    ('analyst', 'automation.enrollment', 'SELECT'),
+    ('analyst', 'automation.decision_log', 'SELECT'),
+    ('analyst', 'automation.journey_stats', 'SELECT'),
+    ('analyst', 'automation.cart_abandonment_stats', 'SELECT'),
+    ('analyst', 'FUNCTION automation._journey_stats()', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation._cart_abandonment_stats()', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation.explain_customer(anyelement)', 'EXECUTE');
