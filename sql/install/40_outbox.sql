@@ -194,7 +194,7 @@ $$;
 
 -- enqueue: writes a message for a customer, once per dedupe key.
 CREATE FUNCTION automation.enqueue(customer_key anyelement, channel text, template text, payload jsonb,
-                                   dedupe_key text, send_after timestamptz DEFAULT now(),
+                                   dedupe_key text, send_after timestamptz DEFAULT NULL,
                                    purpose text DEFAULT 'marketing', journey text DEFAULT NULL,
                                    step integer DEFAULT NULL, variant text DEFAULT NULL,
                                    now timestamptz DEFAULT now())
@@ -210,10 +210,16 @@ DECLARE
     new_id bigint;
 BEGIN
     IF customer_key IS NULL OR channel IS NULL OR template IS NULL OR dedupe_key IS NULL
-       OR send_after IS NULL OR purpose IS NULL THEN
-        RAISE EXCEPTION 'customer_key, channel, template, dedupe_key, send_after and purpose must not be null'
+       OR purpose IS NULL OR now IS NULL THEN
+        RAISE EXCEPTION 'customer_key, channel, template, dedupe_key and purpose must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF template = '' OR dedupe_key = '' THEN
+        RAISE EXCEPTION 'template and dedupe_key must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The dedupe key names the message for exactly-once enqueue, e.g. ''welcome:'' || customer_key.';
+    END IF;
+    send_after := coalesce(send_after, now);
     IF purpose NOT IN ('marketing', 'transactional') THEN
         RAISE EXCEPTION 'unknown purpose "%"', purpose
             USING ERRCODE = 'invalid_parameter_value',
