@@ -12,6 +12,7 @@ MODULE_big = automation
 OBJS = \
 	src/automation.o \
 	src/binding.o \
+	src/outbox.o \
 	src/worker.o
 
 # The install script of the version under development is assembled from one

@@ -19,6 +19,7 @@
 #include "utils/guc.h"
 
 #include "automation.h"
+#include "outbox.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -138,6 +139,26 @@ _PG_init(void)
 							&automation_low_stock_threshold,
 							5, 0, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.max_attempts",
+							"Handouts of a message before it is dead.",
+							"A message that the mailer reports failed is retried with "
+							"backoff until it has been handed out this many times.",
+							&automation_max_attempts,
+							8, 1, 1000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.retention",
+							"How long sent, cancelled and dead messages stay in the outbox archive.",
+							"automation.archive_outbox() removes archived messages and their "
+							"events once they are older than this.",
+							&automation_retention,
+							30 * 24 * 60, 60, PG_INT32_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
 
 	/* last: defines the postmaster-only settings when preloading */
 	worker_init();

@@ -1,0 +1,692 @@
+-- The outbox: one row per message, drained by any mailer.
+--
+-- Contract (see README, "Outbox (for mailers)"):
+--   enqueue   writes a message once per dedupe key (also under concurrency)
+--   claim     leases due messages with FOR UPDATE SKIP LOCKED, in due order,
+--             after re-checking consent and suppression
+--   ack/fail  the mailer reports each handout; failures retry with backoff
+--             until automation.max_attempts, then the message is dead
+--   track     delivery and engagement events; hard bounces, complaints and
+--             unsubscribes suppress the address
+--
+-- The hot table automation.outbox only ever holds messages that may still be
+-- handed out: status 'queued' (waiting for send_after) or 'leased' (handed
+-- out until lease_until; claimable again once that has passed).  A message
+-- that is finished -- sent, cancelled or dead -- moves to
+-- automation.outbox_archive in the same statement that finishes it, so the
+-- hot table stays as small as the backlog however many messages have passed
+-- through, and automation.archive_outbox() prunes the archive after
+-- automation.retention.
+--
+-- Everything here is set-based SQL; src/outbox.c has the shop read (run as
+-- the binding role), the backoff and the settings.
+
+CREATE SEQUENCE automation.outbox_id_seq AS bigint;
+
+CREATE TABLE automation.outbox (
+    id bigint NOT NULL DEFAULT nextval('automation.outbox_id_seq'),
+    customer_key text NOT NULL,
+    channel text NOT NULL,
+    recipient text,
+    template text NOT NULL,
+    payload jsonb NOT NULL DEFAULT '{}',
+    journey text,
+    step integer,
+    variant text,
+    purpose text NOT NULL DEFAULT 'marketing',
+    dedupe_key text NOT NULL,
+    send_after timestamptz NOT NULL,
+    status text NOT NULL DEFAULT 'queued',
+    attempts integer NOT NULL DEFAULT 0,
+    lease_until timestamptz,
+    last_error text,
+    errors jsonb NOT NULL DEFAULT '[]',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    claimed_at timestamptz,
+    CONSTRAINT outbox_pkey PRIMARY KEY (id),
+    CONSTRAINT outbox_dedupe_key_key UNIQUE (dedupe_key),
+    CONSTRAINT outbox_channel_check CHECK (channel ~ '^[a-z][a-z0-9_]{0,31}$'),
+    CONSTRAINT outbox_template_check CHECK (template <> ''),
+    CONSTRAINT outbox_payload_check CHECK (jsonb_typeof(payload) = 'object'),
+    CONSTRAINT outbox_purpose_check CHECK (purpose IN ('marketing', 'transactional')),
+    CONSTRAINT outbox_dedupe_key_check CHECK (dedupe_key <> ''),
+    CONSTRAINT outbox_status_check CHECK (status IN ('queued', 'leased')),
+    CONSTRAINT outbox_lease_check CHECK ((status = 'leased') = (lease_until IS NOT NULL)),
+    CONSTRAINT outbox_attempts_check CHECK (attempts >= 0),
+    CONSTRAINT outbox_errors_check CHECK (jsonb_typeof(errors) = 'array')
+);
+ALTER SEQUENCE automation.outbox_id_seq OWNED BY automation.outbox.id;
+COMMENT ON TABLE automation.outbox IS 'messages that may still be handed out to a mailer: queued, or leased until lease_until';
+COMMENT ON COLUMN automation.outbox.recipient IS 'e-mail address (channel email) or phone number (channel sms) from the bound customers, refreshed at each claim; NULL for other channels';
+COMMENT ON COLUMN automation.outbox.dedupe_key IS 'enqueueing the same key again returns the first message''s id (while it or its archived row exists)';
+COMMENT ON COLUMN automation.outbox.attempts IS 'how many times the message was handed out by claim';
+COMMENT ON COLUMN automation.outbox.errors IS 'every failure the mailer reported: [{"at", "attempt", "error"}]';
+
+-- Claim order: a queued message is due at send_after, a leased one when its
+-- lease runs out.
+CREATE INDEX outbox_due_idx ON automation.outbox (channel, (coalesce(lease_until, send_after)));
+
+CREATE TABLE automation.outbox_archive (
+    id bigint NOT NULL,
+    customer_key text NOT NULL,
+    channel text NOT NULL,
+    recipient text,
+    template text NOT NULL,
+    payload jsonb NOT NULL,
+    journey text,
+    step integer,
+    variant text,
+    purpose text NOT NULL,
+    dedupe_key text NOT NULL,
+    send_after timestamptz NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL,
+    last_error text,
+    errors jsonb NOT NULL,
+    created_at timestamptz NOT NULL,
+    claimed_at timestamptz,
+    finished_at timestamptz NOT NULL,
+    reason text,
+    CONSTRAINT outbox_archive_pkey PRIMARY KEY (id),
+    CONSTRAINT outbox_archive_dedupe_key_key UNIQUE (dedupe_key),
+    CONSTRAINT outbox_archive_status_check CHECK (status IN ('sent', 'cancelled', 'dead')),
+    CONSTRAINT outbox_archive_reason_check CHECK ((status = 'cancelled') = (reason IS NOT NULL))
+);
+CREATE INDEX outbox_archive_finished_at_idx ON automation.outbox_archive (finished_at);
+COMMENT ON TABLE automation.outbox_archive IS 'finished messages (sent, cancelled with a reason, dead), kept for automation.retention';
+COMMENT ON COLUMN automation.outbox_archive.reason IS 'why a cancelled message was not handed out: no_consent, suppressed, no_customer, no_address';
+
+CREATE TABLE automation.message_event (
+    id bigint GENERATED BY DEFAULT AS IDENTITY,
+    message_id bigint NOT NULL,
+    customer_key text NOT NULL,
+    event text NOT NULL,
+    at timestamptz NOT NULL,
+    data jsonb NOT NULL DEFAULT '{}',
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT message_event_pkey PRIMARY KEY (id),
+    CONSTRAINT message_event_event_check CHECK (event IN ('delivered', 'open', 'click', 'bounce',
+                                                          'complaint', 'unsubscribe', 'feedback')),
+    CONSTRAINT message_event_data_check CHECK (jsonb_typeof(data) = 'object')
+);
+CREATE INDEX message_event_message_id_idx ON automation.message_event (message_id);
+COMMENT ON TABLE automation.message_event IS 'what happened to messages after they were sent, as reported by automation.track()';
+
+CREATE TABLE automation.suppression (
+    address text NOT NULL,
+    reason text NOT NULL,
+    since timestamptz NOT NULL,
+    message_id bigint,
+    CONSTRAINT suppression_pkey PRIMARY KEY (address),
+    CONSTRAINT suppression_address_check CHECK (address = lower(btrim(address)) AND address <> ''),
+    CONSTRAINT suppression_reason_check CHECK (reason IN ('hard_bounce', 'complaint', 'unsubscribe', 'manual'))
+);
+COMMENT ON TABLE automation.suppression IS 'addresses that receive nothing, not even transactional messages: hard bounces, complaints, unsubscribes';
+COMMENT ON COLUMN automation.suppression.address IS 'e-mail address or phone number, lower-cased and trimmed';
+
+-- When automation.notify_due() last looked for messages that had become due.
+CREATE TABLE automation.outbox_notify (
+    singleton boolean NOT NULL DEFAULT true,
+    notified_until timestamptz NOT NULL,
+    CONSTRAINT outbox_notify_pkey PRIMARY KEY (singleton),
+    CONSTRAINT outbox_notify_singleton_check CHECK (singleton)
+);
+INSERT INTO automation.outbox_notify VALUES (true, '-infinity');
+
+-- pg_dump keeps the queue, the archive, the events and above all the
+-- suppression list: a restore that forgot who unsubscribed would be a
+-- compliance incident, and one that forgot queued messages would lose mail.
+-- The customer_key columns come back as text and are retyped by the next
+-- bind, enqueue or tick.
+SELECT pg_catalog.pg_extension_config_dump('automation.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.outbox_archive', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.message_event', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.message_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.suppression', '');
+
+CREATE FUNCTION automation._customer_lookup(keys text[])
+RETURNS TABLE (customer_key text, email text, phone text, consent boolean)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'automation_customer_lookup';
+COMMENT ON FUNCTION automation._customer_lookup(text[]) IS 'the bound customers with these keys, read as the role that bound them';
+
+CREATE FUNCTION automation._backoff(attempts integer)
+RETURNS interval
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'automation_backoff';
+
+CREATE FUNCTION automation._outbox_settings(OUT max_attempts integer, OUT retention interval)
+RETURNS record
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'automation_outbox_settings';
+
+-- _outbox_error(message): raises the error for a message id that is not in
+-- the outbox in a state the caller accepts, saying what state it is in.
+CREATE FUNCTION automation._outbox_error(fn text, message_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st text;
+BEGIN
+    SELECT o.status INTO st FROM automation.outbox o WHERE o.id = message_id;
+    IF NOT FOUND THEN
+        SELECT a.status INTO st FROM automation.outbox_archive a WHERE a.id = message_id;
+    END IF;
+    IF st IS NULL THEN
+        RAISE EXCEPTION 'message % does not exist', message_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive.',
+                  HINT = format('Pass the id of a message that automation.claim() returned to %s().', fn);
+    END IF;
+    RAISE EXCEPTION 'message % is %, not leased', message_id, st
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = CASE st
+                           WHEN 'queued' THEN 'It is waiting to be claimed.'
+                           WHEN 'sent' THEN 'It was acknowledged as sent.'
+                           WHEN 'cancelled' THEN 'It was cancelled at claim time.'
+                           ELSE 'It failed too often and was given up.' END,
+              HINT = format('%s() takes messages handed out by automation.claim().', fn);
+END
+$$;
+
+-- enqueue: writes a message for a customer, once per dedupe key.
+CREATE FUNCTION automation.enqueue(customer_key anyelement, channel text, template text, payload jsonb,
+                                   dedupe_key text, send_after timestamptz DEFAULT NULL,
+                                   purpose text DEFAULT 'marketing', journey text DEFAULT NULL,
+                                   step integer DEFAULT NULL, variant text DEFAULT NULL,
+                                   now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_text text := customer_key::text;
+    c record;
+    address text;
+    new_id bigint;
+BEGIN
+    IF customer_key IS NULL OR channel IS NULL OR template IS NULL OR dedupe_key IS NULL
+       OR purpose IS NULL OR now IS NULL THEN
+        RAISE EXCEPTION 'customer_key, channel, template, dedupe_key and purpose must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF template = '' OR dedupe_key = '' THEN
+        RAISE EXCEPTION 'template and dedupe_key must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The dedupe key names the message for exactly-once enqueue, e.g. ''welcome:'' || customer_key.';
+    END IF;
+    send_after := coalesce(send_after, now);
+    IF purpose NOT IN ('marketing', 'transactional') THEN
+        RAISE EXCEPTION 'unknown purpose "%"', purpose
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Purpose is marketing (needs consent) or transactional (order confirmations and the like).';
+    END IF;
+    IF channel !~ '^[a-z][a-z0-9_]{0,31}$' THEN
+        RAISE EXCEPTION 'invalid channel name "%"', channel
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A channel is a lower-case word such as email, sms or push.';
+    END IF;
+    IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass everything the template needs, e.g. ''{"first_name": "Ada"}''::jsonb.';
+    END IF;
+
+    PERFORM automation._retype_keys();
+
+    -- Seen before: the first message's id, wherever it now is.
+    SELECT o.id INTO new_id FROM automation.outbox o WHERE o.dedupe_key = enqueue.dedupe_key;
+    IF NOT FOUND THEN
+        SELECT a.id INTO new_id FROM automation.outbox_archive a WHERE a.dedupe_key = enqueue.dedupe_key;
+    END IF;
+    IF new_id IS NOT NULL THEN
+        RETURN new_id;
+    END IF;
+
+    IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers') THEN
+        RAISE EXCEPTION 'no customers are bound'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The recipient of a message is looked up in the shop''s customers.',
+                  HINT = 'Bind them first with automation.bind_customers().';
+    END IF;
+    IF channel = 'sms' AND NOT EXISTS (SELECT FROM automation.source s
+                                        WHERE s.kind = 'customers' AND s.columns ? 'phone') THEN
+        RAISE EXCEPTION 'no phone column is bound'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Messages on channel sms go to the customer''s phone number.',
+                  HINT = 'Bind the customers again with phone_column => ''...''.';
+    END IF;
+    SELECT * INTO c FROM automation._customer_lookup(ARRAY[key_text]);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % does not exist', key_text
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = (SELECT format('No row of %s has this key.', b.relation) FROM automation.bindings b WHERE b.kind = 'customers');
+    END IF;
+    address := CASE channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END;
+    IF channel IN ('email', 'sms') AND coalesce(btrim(address), '') = '' THEN
+        RAISE EXCEPTION 'customer % has no %', key_text,
+                        CASE channel WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Choose another channel for this customer.';
+    END IF;
+
+    INSERT INTO automation.outbox AS o (customer_key, channel, recipient, template, payload, journey, step,
+                                        variant, purpose, dedupe_key, send_after, created_at)
+    VALUES ((jsonb_populate_record(NULL::automation.outbox, jsonb_build_object('customer_key', c.customer_key))).customer_key,
+            channel, address, template, payload, journey, step, variant, purpose, dedupe_key, send_after, now)
+    ON CONFLICT ON CONSTRAINT outbox_dedupe_key_key DO NOTHING
+    RETURNING o.id INTO new_id;
+
+    IF new_id IS NULL THEN
+        -- Another session enqueued the same key first and has committed.
+        SELECT o.id INTO new_id FROM automation.outbox o WHERE o.dedupe_key = enqueue.dedupe_key;
+        IF NOT FOUND THEN
+            SELECT a.id INTO new_id FROM automation.outbox_archive a WHERE a.dedupe_key = enqueue.dedupe_key;
+        END IF;
+        RETURN new_id;
+    END IF;
+
+    IF send_after <= now THEN
+        PERFORM pg_notify('automation_outbox', channel);
+    END IF;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION automation.enqueue(anyelement, text, text, jsonb, text, timestamptz, text, text, integer, text, timestamptz)
+    IS 'write a message to the outbox once per dedupe key; returns its id, or the id of the message enqueued earlier with that key';
+
+-- claim: leases up to batch due messages of one channel.
+CREATE FUNCTION automation.claim(batch integer, lease interval, channel text, now timestamptz DEFAULT now())
+RETURNS SETOF automation.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    have_customers boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers');
+    ids bigint[];
+    keys text[];
+    handed bigint;
+BEGIN
+    IF batch IS NULL OR lease IS NULL OR channel IS NULL OR now IS NULL THEN
+        RAISE EXCEPTION 'batch, lease and channel must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'For example automation.claim(batch => 100, lease => ''5 minutes'', channel => ''email'').';
+    END IF;
+    IF batch < 1 OR batch > 10000 THEN
+        RAISE EXCEPTION 'batch must be between 1 and 10000, not %', batch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lease < interval '1 second' OR lease > interval '1 day' THEN
+        RAISE EXCEPTION 'lease must be between 1 second and 1 day, not %', lease
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A message whose lease runs out is handed out again; a lease should cover the time to send one batch.';
+    END IF;
+
+    LOOP
+        -- Lock the due messages no one else holds, in due order.  Marketing
+        -- messages wait while no customers are bound: consent cannot be checked.
+        SELECT array_agg(d.id), array_agg(d.customer_key::text) INTO ids, keys
+          FROM (SELECT o.id, o.customer_key
+                  FROM automation.outbox o
+                 WHERE o.channel = claim.channel
+                   AND coalesce(o.lease_until, o.send_after) <= claim.now
+                   AND (have_customers OR o.purpose = 'transactional')
+                 ORDER BY coalesce(o.lease_until, o.send_after)
+                 LIMIT batch
+                   FOR UPDATE SKIP LOCKED) d;
+        IF ids IS NULL THEN
+            RETURN;
+        END IF;
+
+        -- Re-check against the live customers and the suppression list; cancel
+        -- what may not be sent, hand out the rest.
+        RETURN QUERY
+        WITH live AS (
+            SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN keys END)
+        ), verdict AS (
+            SELECT o.id,
+                   coalesce(CASE o.channel WHEN 'email' THEN l.email WHEN 'sms' THEN l.phone END, o.recipient) AS address,
+                   CASE WHEN o.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
+                        WHEN o.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
+                   END AS reason
+              FROM automation.outbox o
+              LEFT JOIN live l ON l.customer_key = o.customer_key::text
+             WHERE o.id = ANY (ids)
+        ), checked AS (
+            SELECT v.id, v.address,
+                   coalesce(v.reason,
+                            CASE WHEN o.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
+                                 WHEN EXISTS (SELECT FROM automation.suppression s
+                                               WHERE s.address = lower(btrim(v.address))) THEN 'suppressed'
+                            END) AS reason
+              FROM verdict v JOIN automation.outbox o ON o.id = v.id
+        ), cancelled AS (
+            DELETE FROM automation.outbox o USING checked c
+             WHERE o.id = c.id AND c.reason IS NOT NULL
+            RETURNING o.*, c.reason AS cancel_reason
+        ), archived AS (
+            INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
+                                                   step, variant, purpose, dedupe_key, send_after, status, attempts,
+                                                   last_error, errors, created_at, claimed_at, finished_at, reason)
+            SELECT x.id, x.customer_key, x.channel, x.recipient, x.template, x.payload, x.journey, x.step,
+                   x.variant, x.purpose, x.dedupe_key, x.send_after, 'cancelled', x.attempts, x.last_error,
+                   x.errors, x.created_at, x.claimed_at, claim.now, x.cancel_reason
+              FROM cancelled x
+        )
+        UPDATE automation.outbox o
+           SET status = 'leased', lease_until = claim.now + lease, attempts = o.attempts + 1,
+               recipient = c.address, claimed_at = claim.now
+          FROM checked c
+         WHERE o.id = c.id AND c.reason IS NULL
+        RETURNING o.*;
+
+        GET DIAGNOSTICS handed = ROW_COUNT;
+        -- Everything locked was cancelled: look again, more may be due.
+        EXIT WHEN handed > 0;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION automation.claim(integer, interval, text, timestamptz)
+    IS 'lease up to batch due messages of a channel for lease; consent and suppression are re-checked, and messages that fail them are cancelled';
+
+-- _finish: moves handed-out messages from the outbox to the archive, as sent
+-- or dead.  Returns how many moved.
+CREATE FUNCTION automation._finish(ids bigint[], status text, now timestamptz)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH moved AS (
+        DELETE FROM automation.outbox o
+         WHERE o.id = ANY (ids) AND o.attempts > 0
+        RETURNING o.*
+    ), archived AS (
+        INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
+                                               step, variant, purpose, dedupe_key, send_after, status, attempts,
+                                               last_error, errors, created_at, claimed_at, finished_at)
+        SELECT m.id, m.customer_key, m.channel, m.recipient, m.template, m.payload, m.journey, m.step,
+               m.variant, m.purpose, m.dedupe_key, m.send_after, _finish.status, m.attempts, m.last_error,
+               m.errors, m.created_at, m.claimed_at, _finish.now
+          FROM moved m
+        RETURNING 1
+    )
+    SELECT count(*) FROM archived
+$$;
+
+-- ack: the mailer sent these messages.  Any message that was handed out and
+-- is not finished yet is marked sent, whoever holds its lease now: a mailer
+-- whose lease ran out may have sent the message just before another claimed
+-- it, and the acknowledgement is the truth about the message, not about the
+-- lease.  Messages already finished (sent, cancelled, dead) are left as they
+-- are, so acknowledging twice is a no-op.  An id that never existed or was
+-- never handed out is an error, and nothing of the call is applied.
+CREATE FUNCTION automation.ack(ids bigint[], now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    done bigint;
+    bad bigint;
+BEGIN
+    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL OR now IS NULL THEN
+        RAISE EXCEPTION 'ids must not be null or contain null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    done := automation._finish(ids, 'sent', now);
+    IF done < (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
+        SELECT i INTO bad
+          FROM unnest(ids) i
+         WHERE NOT EXISTS (SELECT FROM automation.outbox_archive a WHERE a.id = i)
+         ORDER BY i LIMIT 1;
+        IF FOUND THEN
+            IF EXISTS (SELECT FROM automation.outbox o WHERE o.id = bad) THEN
+                RAISE EXCEPTION 'message % was never claimed', bad
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = 'It is waiting to be handed out by automation.claim().',
+                          HINT = 'Acknowledge only messages that automation.claim() returned.';
+            END IF;
+            RAISE EXCEPTION 'message % does not exist', bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive.',
+                      HINT = 'Acknowledge only messages that automation.claim() returned.';
+        END IF;
+    END IF;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION automation.ack(bigint[], timestamptz)
+    IS 'the mailer sent these claimed messages; returns how many were newly marked sent (acknowledging again is a no-op)';
+
+-- fail: the mailer could not send a message; retry it later or give it up.
+CREATE FUNCTION automation.fail(id bigint, error text, retry_in interval DEFAULT NULL, now timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    settings record := automation._outbox_settings();
+    m record;
+BEGIN
+    IF id IS NULL OR now IS NULL THEN
+        RAISE EXCEPTION 'id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF retry_in < interval '0' THEN
+        RAISE EXCEPTION 'retry_in must not be negative, not %', retry_in
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL to retry after the automatic backoff.';
+    END IF;
+
+    SELECT o.attempts INTO m FROM automation.outbox o WHERE o.id = fail.id AND o.status = 'leased' FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM automation._outbox_error('automation.fail', fail.id);
+    END IF;
+
+    UPDATE automation.outbox o
+       SET last_error = fail.error,
+           errors = o.errors || jsonb_build_array(jsonb_build_object('at', fail.now, 'attempt', o.attempts, 'error', fail.error))
+     WHERE o.id = fail.id;
+
+    IF m.attempts >= settings.max_attempts THEN
+        PERFORM automation._finish(ARRAY[fail.id], 'dead', now);
+        RETURN 'dead';
+    END IF;
+    UPDATE automation.outbox o
+       SET status = 'queued', lease_until = NULL,
+           send_after = fail.now + coalesce(retry_in, automation._backoff(o.attempts))
+     WHERE o.id = fail.id;
+    RETURN 'queued';
+END
+$$;
+COMMENT ON FUNCTION automation.fail(bigint, text, interval, timestamptz)
+    IS 'the mailer could not send a claimed message: retry it after retry_in (NULL: exponential backoff with jitter), or after automation.max_attempts handouts give it up as dead; returns queued or dead';
+
+-- track: what happened to a message after it was sent.
+CREATE FUNCTION automation.track(message_id bigint, event text, at timestamptz DEFAULT now(), data jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    events text[] := ARRAY['delivered', 'open', 'click', 'bounce', 'complaint', 'unsubscribe', 'feedback'];
+    m record;
+    suppress text;
+    event_id bigint;
+BEGIN
+    IF message_id IS NULL OR event IS NULL OR at IS NULL THEN
+        RAISE EXCEPTION 'message_id, event and at must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT event = ANY (events) THEN
+        RAISE EXCEPTION 'unknown event "%"', event
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Events are: ' || array_to_string(events, ', ') || '.';
+    END IF;
+    data := coalesce(data, '{}');
+    IF jsonb_typeof(data) <> 'object' THEN
+        RAISE EXCEPTION 'data must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''{"type": "hard"}'' for a bounce or ''{"rating": 5, "text": "..."}'' for feedback.';
+    END IF;
+    IF event = 'bounce' AND (data ->> 'type') IS DISTINCT FROM 'hard' AND (data ->> 'type') IS DISTINCT FROM 'soft' THEN
+        RAISE EXCEPTION 'a bounce needs data {"type": "hard"} or {"type": "soft"}'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A hard bounce suppresses the address; a soft one is only recorded.';
+    END IF;
+
+    SELECT o.customer_key::text AS customer_key, o.recipient INTO m FROM automation.outbox o WHERE o.id = message_id;
+    IF NOT FOUND THEN
+        SELECT a.customer_key::text AS customer_key, a.recipient INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
+    END IF;
+    IF m IS NULL THEN
+        RAISE EXCEPTION 'message % does not exist', message_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive (pruned after automation.retention).';
+    END IF;
+
+    INSERT INTO automation.message_event AS e (message_id, customer_key, event, at, data)
+    SELECT track.message_id, o.customer_key, event, at, data
+      FROM (SELECT x.customer_key FROM automation.outbox x WHERE x.id = track.message_id
+            UNION ALL
+            SELECT a.customer_key FROM automation.outbox_archive a WHERE a.id = track.message_id
+            LIMIT 1) o
+    RETURNING e.id INTO event_id;
+
+    suppress := CASE WHEN event = 'bounce' AND data ->> 'type' = 'hard' THEN 'hard_bounce'
+                     WHEN event IN ('complaint', 'unsubscribe') THEN event END;
+    IF suppress IS NOT NULL AND coalesce(btrim(m.recipient), '') <> '' THEN
+        INSERT INTO automation.suppression (address, reason, since, message_id)
+        VALUES (lower(btrim(m.recipient)), suppress, at, message_id)
+        ON CONFLICT ON CONSTRAINT suppression_pkey DO NOTHING;
+    END IF;
+    RETURN event_id;
+END
+$$;
+COMMENT ON FUNCTION automation.track(bigint, text, timestamptz, jsonb)
+    IS 'record an event of a message (delivered, open, click, bounce, complaint, unsubscribe, feedback); hard bounces, complaints and unsubscribes suppress the address';
+
+-- notify_due: NOTIFY automation_outbox for every channel that has messages
+-- which became due since the last call (their send_after or their lease ran
+-- out).  Messages due when enqueued were notified by enqueue.  Called by the
+-- tick; returns the channels notified.
+CREATE FUNCTION automation.notify_due(now timestamptz DEFAULT now())
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    since timestamptz;
+    ch text;
+BEGIN
+    IF now IS NULL THEN
+        RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT n.notified_until INTO since FROM automation.outbox_notify n FOR UPDATE;
+    IF now <= since THEN
+        RETURN;
+    END IF;
+    FOR ch IN
+        SELECT DISTINCT o.channel FROM automation.outbox o
+         WHERE coalesce(o.lease_until, o.send_after) > since
+           AND coalesce(o.lease_until, o.send_after) <= now
+         ORDER BY o.channel
+    LOOP
+        PERFORM pg_notify('automation_outbox', ch);
+        RETURN NEXT ch;
+    END LOOP;
+    UPDATE automation.outbox_notify SET notified_until = now;
+END
+$$;
+COMMENT ON FUNCTION automation.notify_due(timestamptz)
+    IS 'NOTIFY automation_outbox (payload: the channel) for messages that became due since the last call; returns the channels';
+
+-- archive_outbox: removes archived messages and events older than
+-- automation.retention.  Called by the tick; returns how many messages were
+-- removed.
+CREATE FUNCTION automation.archive_outbox(now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    horizon timestamptz := now - (automation._outbox_settings()).retention;
+    pruned bigint;
+BEGIN
+    IF now IS NULL THEN
+        RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    DELETE FROM automation.outbox_archive a WHERE a.finished_at < horizon;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    DELETE FROM automation.message_event e WHERE e.at < horizon;
+    RETURN pruned;
+END
+$$;
+COMMENT ON FUNCTION automation.archive_outbox(timestamptz)
+    IS 'remove archived messages and message events older than automation.retention; returns the number of messages removed';
+
+CREATE VIEW automation.outbox_dead AS
+SELECT a.id, a.customer_key, a.channel, a.recipient, a.template, a.purpose, a.dedupe_key, a.attempts,
+       a.last_error, a.errors, a.created_at, a.finished_at AS died_at
+  FROM automation.outbox_archive a
+ WHERE a.status = 'dead';
+COMMENT ON VIEW automation.outbox_dead IS 'messages given up after automation.max_attempts handouts, with every error';
+
+CREATE VIEW automation.outbox_stats AS
+WITH hot AS (
+    SELECT o.channel,
+           count(*) FILTER (WHERE o.status = 'queued' AND o.send_after <= now()) AS due,
+           count(*) FILTER (WHERE o.status = 'queued' AND o.send_after > now()) AS scheduled,
+           count(*) FILTER (WHERE o.status = 'leased' AND o.lease_until > now()) AS leased,
+           count(*) FILTER (WHERE o.status = 'leased' AND o.lease_until <= now()) AS lease_expired,
+           now() - min(coalesce(o.lease_until, o.send_after)) FILTER (WHERE coalesce(o.lease_until, o.send_after) <= now()) AS oldest_due_age
+      FROM automation.outbox o
+     GROUP BY o.channel
+), done AS (
+    SELECT a.channel,
+           count(*) FILTER (WHERE a.status = 'sent') AS sent,
+           count(*) FILTER (WHERE a.status = 'dead') AS dead,
+           count(*) FILTER (WHERE a.status = 'cancelled') AS cancelled
+      FROM automation.outbox_archive a
+     GROUP BY a.channel
+), reasons AS (
+    SELECT r.channel, jsonb_object_agg(r.reason, r.n ORDER BY r.reason) AS cancelled_by_reason
+      FROM (SELECT a.channel, a.reason, count(*) AS n
+              FROM automation.outbox_archive a
+             WHERE a.status = 'cancelled'
+             GROUP BY a.channel, a.reason) r
+     GROUP BY r.channel
+)
+SELECT coalesce(h.channel, d.channel) AS channel,
+       coalesce(h.due, 0) AS due,
+       coalesce(h.scheduled, 0) AS scheduled,
+       coalesce(h.leased, 0) AS leased,
+       coalesce(h.lease_expired, 0) AS lease_expired,
+       coalesce(d.sent, 0) AS sent,
+       coalesce(d.dead, 0) AS dead,
+       coalesce(d.cancelled, 0) AS cancelled,
+       coalesce(r.cancelled_by_reason, '{}') AS cancelled_by_reason,
+       h.oldest_due_age
+  FROM hot h
+  FULL JOIN done d ON d.channel = h.channel
+  LEFT JOIN reasons r ON r.channel = coalesce(h.channel, d.channel)
+ ORDER BY 1;
+COMMENT ON VIEW automation.outbox_stats IS 'per channel: messages due, scheduled, leased, with expired leases; sent, dead and cancelled (by reason) in the archive; the age of the oldest due message';
+
+INSERT INTO automation.access_rule VALUES
+    ('mailer', 'FUNCTION automation.claim(integer, interval, text, timestamptz)', 'EXECUTE'),
+    ('mailer', 'FUNCTION automation.ack(bigint[], timestamptz)', 'EXECUTE'),
+    ('mailer', 'FUNCTION automation.fail(bigint, text, interval, timestamptz)', 'EXECUTE'),
+    ('mailer', 'FUNCTION automation.track(bigint, text, timestamptz, jsonb)', 'EXECUTE'),
+    ('mailer', 'automation.outbox_stats', 'SELECT'),
+    ('mailer', 'automation.outbox_dead', 'SELECT'),
+    ('analyst', 'automation.outbox_stats', 'SELECT'),
+    ('analyst', 'automation.outbox_dead', 'SELECT');

@@ -1,0 +1,132 @@
+-- The outbox: backoff, dead messages, suppression fed by track, archive
+-- pruning, keys of other types, and the mailer's privileges.
+BEGIN;
+SELECT plan(44);
+ALTER SEQUENCE automation.outbox_id_seq RESTART;
+
+CREATE SCHEMA oshop;
+CREATE TABLE oshop.customers (id uuid PRIMARY KEY, email text, consented_at timestamptz, phone text);
+INSERT INTO oshop.customers VALUES
+    ('00000000-0000-0000-0000-000000000001', 'ada@example.com', '2025-06-01', '+3580001'),
+    ('00000000-0000-0000-0000-000000000002', 'bob@example.com', NULL, '+3580002'),
+    ('00000000-0000-0000-0000-000000000003', 'cy@example.com', '2025-06-01', NULL);
+
+-- The shop's customers are read with the privileges of the role recorded as
+-- having bound them; here a role that may read them and nothing else.
+CREATE ROLE regress_outbox_binder;
+GRANT USAGE ON SCHEMA oshop TO regress_outbox_binder;
+GRANT SELECT ON oshop.customers TO regress_outbox_binder;
+SELECT automation.bind_customers('oshop.customers', 'id', 'email', 'consented_at', phone_column => 'phone');
+UPDATE automation.source SET bound_by = 'regress_outbox_binder' WHERE kind = 'customers';
+
+SELECT col_type_is('automation', 'outbox', 'customer_key', 'uuid', 'outbox keys take the shop''s type');
+SELECT col_type_is('automation', 'outbox_archive', 'customer_key', 'uuid', 'archive keys too');
+SELECT col_type_is('automation', 'message_event', 'customer_key', 'uuid', 'event keys too');
+SELECT col_type_is('automation', 'outbox_dead', 'customer_key', 'uuid', 'and the views over them');
+
+-- Enqueue with the key in the shop's type or as text; consent is a timestamp here.
+SELECT is(automation.enqueue('00000000-0000-0000-0000-000000000001'::uuid, 'email', 'welcome', '{}', 'w-ada',
+                             now => '2026-03-01 09:00+00'), 1::bigint, 'enqueue with a uuid key');
+SELECT is(automation.enqueue('00000000-0000-0000-0000-000000000002'::text, 'sms', 'welcome', '{}', 'w-bob',
+                             now => '2026-03-01 09:00+00'), 2::bigint, 'enqueue with the key as text, on sms');
+SELECT is((SELECT recipient FROM automation.outbox WHERE id = 2), '+3580002', 'sms goes to the phone number');
+SELECT is((SELECT o.customer_key FROM automation.outbox o JOIN oshop.customers c ON c.id = o.customer_key WHERE o.id = 1),
+          '00000000-0000-0000-0000-000000000001'::uuid, 'stored keys join the shop''s customers without casts');
+SELECT is(automation.enqueue('00000000-0000-0000-0000-000000000001'::uuid, 'email', 'welcome', '{}', 'w-ada'),
+          1::bigint, 'the same dedupe key returns the first id');
+
+-- A consent timestamp counts as consent; NULL as none.
+SELECT results_eq($$SELECT id FROM automation.claim(10, '1 minute', 'email', now => '2026-03-01 09:01+00')$$,
+                  ARRAY[1::bigint], 'ada consented: handed out');
+SELECT results_eq($$SELECT id FROM automation.claim(10, '1 minute', 'sms', now => '2026-03-01 09:01+00')$$,
+                  ARRAY[]::bigint[], 'bob never consented: not handed out');
+SELECT is((SELECT reason FROM automation.outbox_archive WHERE id = 2), 'no_consent', 'and cancelled for that reason');
+
+-- Backoff: exponential with jitter, half fixed, capped at six hours.
+SELECT ok(bool_and(d BETWEEN make_interval(secs => least(60 * 2 ^ (n - 1), 21600) / 2)
+                         AND make_interval(secs => least(60 * 2 ^ (n - 1), 21600))),
+          'backoff after n attempts lies between half and all of min(1 min * 2^(n-1), 6 h)')
+  FROM (SELECT n, automation._backoff(n) AS d FROM generate_series(1, 12) n, generate_series(1, 20)) x;
+SELECT ok((SELECT count(DISTINCT automation._backoff(3)) FROM generate_series(1, 20)) > 1,
+          'backoff is jittered: the same attempt gives different delays');
+
+-- Dead after automation.max_attempts handouts, with every error kept.
+SET LOCAL automation.max_attempts = 2;
+SELECT is(automation.fail(1, 'smtp 451', now => '2026-03-01 09:02+00'), 'queued', 'first failure: retried');
+SELECT ok((SELECT send_after - '2026-03-01 09:02+00' BETWEEN '30 seconds' AND '60 seconds'
+             FROM automation.outbox WHERE id = 1), 'after the backoff for one attempt');
+SELECT results_eq($$SELECT id FROM automation.claim(10, '1 minute', 'email', now => '2026-03-01 10:00+00')$$,
+                  ARRAY[1::bigint], 'claimed again once due');
+SELECT is(automation.fail(1, 'smtp 550', now => '2026-03-01 10:01+00'), 'dead', 'second failure: dead');
+SELECT results_eq($$SELECT id, attempts, last_error, errors -> 0 ->> 'error', errors -> 1 ->> 'error' FROM automation.outbox_dead$$,
+                  $$VALUES (1::bigint, 2, 'smtp 550', 'smtp 451', 'smtp 550')$$, 'the dead message shows every error');
+SELECT is((SELECT count(*) FROM automation.outbox WHERE id = 1), 0::bigint, 'and has left the hot table');
+RESET automation.max_attempts;
+
+-- Suppression from track: hard bounce, complaint, unsubscribe; soft bounces and opens do not suppress.
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000003'::uuid, 'email', 'news', '{}', 'n-cy', now => '2026-03-02 09:00+00');
+SELECT results_eq($$SELECT count(*) FROM automation.claim(10, '1 minute', 'email', now => '2026-03-02 09:00+00')$$,
+                  ARRAY[1::bigint], 'cy''s newsletter is handed out');
+SELECT automation.ack(ARRAY[3::bigint], now => '2026-03-02 09:01+00');
+SELECT automation.track(3, 'open', '2026-03-02 10:00+00');
+SELECT automation.track(3, 'bounce', '2026-03-02 10:01+00', '{"type": "soft"}');
+SELECT is_empty($$SELECT FROM automation.suppression$$, 'opens and soft bounces do not suppress');
+SELECT automation.track(3, 'unsubscribe', '2026-03-02 10:02+00', '{"list": "news"}');
+SELECT results_eq($$SELECT address, reason, message_id FROM automation.suppression$$,
+                  $$VALUES ('cy@example.com', 'unsubscribe', 3::bigint)$$, 'an unsubscribe suppresses the address');
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000003'::uuid, 'email', 'receipt', '{}', 'r-cy',
+                          purpose => 'transactional', now => '2026-03-03 09:00+00');
+SELECT is_empty($$SELECT FROM automation.claim(10, '1 minute', 'email', now => '2026-03-03 09:00+00')$$,
+                'a suppressed address gets nothing, not even a transactional message');
+SELECT is((SELECT reason FROM automation.outbox_archive WHERE dedupe_key = 'r-cy'), 'suppressed', 'cancelled as suppressed');
+UPDATE oshop.customers SET email = 'CY@Example.com ' WHERE id = '00000000-0000-0000-0000-000000000003';
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000003'::uuid, 'email', 'receipt', '{}', 'r2-cy',
+                          purpose => 'transactional', now => '2026-03-03 09:00+00');
+SELECT is_empty($$SELECT FROM automation.claim(10, '1 minute', 'email', now => '2026-03-03 09:00+00')$$,
+                'suppression ignores case and surrounding blanks');
+
+-- Archive pruning after automation.retention, events with it.
+SELECT is(automation.archive_outbox('2026-03-10'), 0::bigint, 'nothing is older than 30 days yet');
+SELECT is(automation.archive_outbox('2026-04-02 09:00+00'), 3::bigint, 'after 30 days the first three are pruned');
+SELECT is((SELECT count(*) FROM automation.message_event), 0::bigint, 'and their events');
+SELECT is((SELECT count(*) FROM automation.suppression), 1::bigint, 'the suppression list is never pruned');
+
+-- pg_dump keeps the queue, the archive, the events and the suppression list.
+SELECT set_eq($$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'automation'$$,
+              ARRAY['automation.source', 'automation.outbox', 'automation.outbox_id_seq', 'automation.outbox_archive',
+                    'automation.message_event', 'automation.message_event_id_seq', 'automation.suppression'],
+              'pg_dump dumps the outbox tables and their sequences');
+
+-- The mailer: claim, ack, fail, track -- and nothing else.
+CREATE ROLE regress_outbox_mailer;
+SELECT ok(count(*) > 0, 'grant_access grants the mailer its privileges')
+  FROM automation.grant_access('regress_outbox_mailer', 'mailer');
+UPDATE oshop.customers SET consented_at = '2026-01-01' WHERE id = '00000000-0000-0000-0000-000000000002';
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'welcome', '{}', 'm-1', now => '2026-05-01');
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'tips', '{}', 'm-2', now => '2026-05-01');
+SET ROLE regress_outbox_mailer;
+CREATE TEMP TABLE claimed AS SELECT * FROM automation.claim(10, '5 minutes', 'email', now => '2026-05-01 00:01');
+SELECT is((SELECT count(*) FROM claimed), 2::bigint, 'the mailer claims, without reading the shop''s customers itself');
+SELECT is(automation.ack((SELECT array_agg(id) FROM claimed WHERE template = 'welcome'), now => '2026-05-01 00:02'),
+          1::bigint, 'acks');
+SELECT is(automation.fail((SELECT id FROM claimed WHERE template = 'tips'), 'timeout', now => '2026-05-01 00:02'),
+          'queued', 'fails');
+SELECT lives_ok($$SELECT automation.track((SELECT id FROM claimed WHERE template = 'welcome'), 'click')$$, 'tracks');
+SELECT lives_ok($$SELECT * FROM automation.outbox_stats$$, 'reads the statistics');
+SELECT throws_ok($$SELECT * FROM oshop.customers$$, '42501', NULL, 'cannot read the shop''s tables');
+SELECT throws_ok($$SELECT * FROM automation.outbox$$, '42501', NULL, 'cannot read the outbox table directly');
+SELECT throws_ok($$SELECT automation.bind_customers('oshop.customers', 'id', 'email', 'phone')$$, '42501', NULL,
+                 'cannot change bindings');
+SELECT throws_ok($$DELETE FROM automation.suppression$$, '42501', NULL, 'cannot lift suppressions');
+SELECT throws_ok($$SET automation.max_attempts = 100$$, '42501', NULL, 'cannot change the outbox settings');
+SELECT throws_ok($$SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'x', '{}', 'x')$$,
+                 '42501', NULL, 'cannot enqueue');
+RESET ROLE;
+
+-- The shop is read with the binding role's privileges, not the extension owner's.
+REVOKE SELECT ON oshop.customers FROM regress_outbox_binder;
+SELECT throws_ok($$SELECT * FROM automation.claim(10, '5 minutes', 'email', now => '2026-06-01')$$, '42501', NULL,
+                 'a binding role that lost access to the customers makes the claim fail, not read as superuser');
+
+SELECT * FROM finish();
+ROLLBACK;
