@@ -137,7 +137,7 @@ _PG_init(void)
 							"Stock at or under which a cart message says \"only N left\".",
 							NULL,
 							&automation_low_stock_threshold,
-							5, 0, INT_MAX,
+							5, 0, PG_INT32_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("automation.max_attempts",
