@@ -12,6 +12,7 @@ MODULE_big = automation
 OBJS = \
 	src/automation.o \
 	src/binding.o \
+	src/worker.o \
 	src/profile.o \
 	src/segment.o
 

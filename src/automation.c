@@ -6,7 +6,8 @@
  *
  * _PG_init does nothing else.  Settings that may change at any time come
  * first; settings that only make sense at server start (the background
- * worker) are defined after the check for shared_preload_libraries.
+ * worker's) are defined by worker_init() after its check for
+ * shared_preload_libraries, so it comes last.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +19,7 @@
 #include "utils/guc.h"
 
 #include "automation.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -95,6 +97,9 @@ _PG_init(void)
 							"Orders that make a customer loyal (two make them returning).",
 							NULL, &automation_loyal_orders, 3, 2, 1000000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	/* last: defines the postmaster-only settings when preloading */
+	worker_init();
 
 	MarkGUCPrefixReserved("automation");
 }
