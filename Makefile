@@ -13,6 +13,8 @@ OBJS = \
 	src/automation.o \
 	src/binding.o \
 	src/outbox.o \
+	src/profile.o \
+	src/segment.o \
 	src/worker.o
 
 # The install script of the version under development is assembled from one

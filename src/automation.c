@@ -33,6 +33,13 @@ int			automation_quiet_hours_end = 8;
 int			automation_saturation_limit = 5;
 int			automation_attribution_window = 5 * 86400;
 int			automation_low_stock_threshold = 5;
+double		automation_points_per_unit = 1.0;
+double		automation_vip_threshold = 500.0;
+double		automation_vip_gold_threshold = 750.0;
+double		automation_lapsing_factor = 2.0;
+int			automation_lapsing_min_days = 30;
+int			automation_lost_days = 365;
+int			automation_loyal_orders = 3;
 
 void		_PG_init(void);
 
@@ -159,6 +166,36 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_MIN,
 							NULL, NULL, NULL);
+
+	/* profiles and segments */
+	DefineCustomRealVariable("automation.points_per_unit",
+							 "Loyalty points per currency unit spent.",
+							 NULL, &automation_points_per_unit, 1.0, 0.0, 1e6,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("automation.vip_threshold",
+							 "Previous-quarter spend that makes a customer a VIP.",
+							 NULL, &automation_vip_threshold, 500.0, 0.0, 1e15,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("automation.vip_gold_threshold",
+							 "Previous-quarter spend that makes a customer a gold VIP.",
+							 NULL, &automation_vip_gold_threshold, 750.0, 0.0, 1e15,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("automation.lapsing_factor",
+							 "A customer is lapsing after this many times their own mean gap between orders.",
+							 NULL, &automation_lapsing_factor, 2.0, 0.0, 1000.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("automation.lapsing_min_days",
+							"A customer is never lapsing before this many days without an order.",
+							NULL, &automation_lapsing_min_days, 30, 0, 36500,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("automation.lost_days",
+							"A customer is lost after this many days without an order.",
+							NULL, &automation_lost_days, 365, 1, 36500,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("automation.loyal_orders",
+							"Orders that make a customer loyal (two make them returning).",
+							NULL, &automation_loyal_orders, 3, 2, 1000000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 
 	/* last: defines the postmaster-only settings when preloading */
 	worker_init();

@@ -12,4 +12,13 @@
 /* settings (automation.c) */
 extern char *automation_default_timezone;
 
+/* profile and segment settings (automation.c) */
+extern double automation_points_per_unit;
+extern double automation_vip_threshold;
+extern double automation_vip_gold_threshold;
+extern double automation_lapsing_factor;
+extern int	automation_lapsing_min_days;
+extern int	automation_lost_days;
+extern int	automation_loyal_orders;
+
 #endif							/* AUTOMATION_H */

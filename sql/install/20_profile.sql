@@ -1,0 +1,499 @@
+-- Customer profiles.
+--
+-- automation.refresh_profiles() reads the bound orders (and order lines) in
+-- one pass in C (src/profile.c) and writes one row per customer who has at
+-- least one counted order to automation.customer_profile.  A full refresh
+-- rebuilds every row; an incremental refresh re-profiles only the customers
+-- whose orders changed (recorded by the change-capture triggers that
+-- automation.enable_change_capture() installs) and those whose time windows
+-- moved, then re-derives the population-wide columns (RFM scores, lifecycle
+-- stage, VIP tier, loyalty points) set-based with the same rules as the pass.
+
+CREATE TABLE automation.customer_profile (
+    customer_key text NOT NULL,
+    first_order_at timestamptz NOT NULL,
+    last_order_at timestamptz NOT NULL,
+    order_count integer NOT NULL,
+    total_spent numeric NOT NULL,
+    spent_90d numeric NOT NULL,
+    spent_365d numeric NOT NULL,
+    spent_prev_quarter numeric NOT NULL,
+    mean_gap_days double precision,
+    gap_stddev_days double precision,
+    preferred_hour smallint NOT NULL,
+    timezone text NOT NULL,
+    r_score smallint,
+    f_score smallint,
+    m_score smallint,
+    rfm_group text,
+    lifecycle_stage text NOT NULL,
+    vip_tier text,
+    loyalty_points bigint NOT NULL,
+    categories text[],
+    refreshed_at timestamptz NOT NULL,
+    CONSTRAINT customer_profile_pkey PRIMARY KEY (customer_key),
+    CONSTRAINT customer_profile_order_count_check CHECK (order_count > 0),
+    CONSTRAINT customer_profile_order_span_check CHECK (first_order_at <= last_order_at),
+    CONSTRAINT customer_profile_spent_check CHECK (total_spent >= 0 AND spent_90d >= 0 AND spent_365d >= 0 AND spent_prev_quarter >= 0),
+    CONSTRAINT customer_profile_preferred_hour_check CHECK (preferred_hour BETWEEN 0 AND 23),
+    CONSTRAINT customer_profile_score_check CHECK (r_score BETWEEN 1 AND 5 AND f_score BETWEEN 1 AND 5 AND m_score BETWEEN 1 AND 5),
+    CONSTRAINT customer_profile_lifecycle_stage_check CHECK (lifecycle_stage IN ('new', 'returning', 'loyal', 'lapsing', 'lost')),
+    CONSTRAINT customer_profile_vip_tier_check CHECK (vip_tier IN ('vip', 'gold'))
+);
+COMMENT ON TABLE automation.customer_profile IS 'one row per customer with a counted order, written by automation.refresh_profiles()';
+COMMENT ON COLUMN automation.customer_profile.spent_90d IS 'spend in the 90 x 24 hours up to the refresh''s now';
+COMMENT ON COLUMN automation.customer_profile.spent_prev_quarter IS 'spend in the previous calendar quarter, quarters taken in automation.default_timezone';
+COMMENT ON COLUMN automation.customer_profile.preferred_hour IS 'the hour of day (customer''s own time zone) the customer most often orders at; ties go to the earliest hour';
+COMMENT ON COLUMN automation.customer_profile.timezone IS 'the time zone preferred_hour is in: the bound customers'' time zone column, else automation.default_timezone';
+
+-- Customers whose orders changed since the last refresh, recorded by the
+-- change-capture triggers.  Drained by refresh_profiles().
+CREATE TABLE automation.dirty_customer (
+    customer_key text NOT NULL,
+    CONSTRAINT dirty_customer_pkey PRIMARY KEY (customer_key)
+);
+COMMENT ON TABLE automation.dirty_customer IS 'customers whose orders changed since the last profile refresh (change capture)';
+
+-- One row per refresh: what it did and what it skipped.
+CREATE TABLE automation.profile_refresh (
+    refresh_id bigint GENERATED ALWAYS AS IDENTITY,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    as_of timestamptz NOT NULL,
+    full_refresh boolean NOT NULL,
+    reason text,
+    customers bigint NOT NULL,
+    orders_read bigint NOT NULL,
+    skipped_null_customer bigint NOT NULL,
+    skipped_null_time bigint NOT NULL,
+    skipped_bad_total bigint NOT NULL,
+    duration interval NOT NULL,
+    CONSTRAINT profile_refresh_pkey PRIMARY KEY (refresh_id)
+);
+COMMENT ON TABLE automation.profile_refresh IS 'log of profile refreshes: mode, customers written, orders read and bad orders skipped';
+
+CREATE FUNCTION automation._profile_pass(orders_query text, zones_query text, categories_query text,
+                                         keys anyarray, now timestamptz, full_refresh boolean,
+                                         windows timestamptz[], bound_by name)
+RETURNS SETOF automation.customer_profile
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'automation_profile_pass';
+
+CREATE FUNCTION automation._profile_pass_counts(OUT orders_read bigint, OUT skipped_null_customer bigint,
+                                                OUT skipped_null_time bigint, OUT skipped_bad_total bigint)
+RETURNS record
+LANGUAGE c STRICT
+AS 'MODULE_PATHNAME', 'automation_profile_pass_counts';
+
+-- _setting(name, default): an automation.* setting as text, also before the
+-- library is loaded in this session.
+CREATE FUNCTION automation._setting(name text, fallback text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting('automation.' || name, true), ''), fallback) $$;
+
+-- _rfm_group(r, f): the RFM group of a pair of recency and frequency scores.
+-- The same grid is in src/profile.c; every (r, f) falls in exactly one group.
+CREATE FUNCTION automation._rfm_group(r integer, f integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN r IS NULL OR f IS NULL THEN NULL
+        WHEN r >= 4 AND f >= 4 THEN 'champions'
+        WHEN r = 3 AND f >= 4 THEN 'loyal_customers'
+        WHEN r <= 2 AND f = 5 THEN 'cant_lose'
+        WHEN r <= 2 AND f >= 3 THEN 'at_risk'
+        WHEN r >= 3 AND f >= 2 THEN 'potential_loyalist'
+        WHEN r >= 4 THEN 'recent_customers'
+        WHEN r = 3 THEN 'promising'
+        WHEN r = 2 THEN 'about_to_sleep'
+        ELSE 'hibernating'
+    END
+$$;
+
+-- _rescore(now): re-derives the columns that depend on the whole population,
+-- on the clock or on settings -- RFM scores and group, lifecycle stage, VIP
+-- tier, loyalty points -- for every profile, writing only the rows that
+-- change.  The rules are those of the C pass (src/profile.c):
+--   thresholds  percentile_disc(0.2, 0.4, 0.6, 0.8) of last_order_at (R),
+--               order_count (F) and total_spent (M) over all profiles;
+--   score       1 + the number of thresholds the value is strictly above,
+--               so equal values always get equal scores;
+--   lifecycle   lost when whole days since the last order >= lost_days,
+--               lapsing when they exceed greatest(lapsing_factor x mean gap,
+--               lapsing_min_days), else new / returning / loyal by count;
+--   VIP tier    gold when spent_prev_quarter >= vip_gold_threshold, vip when
+--               >= vip_threshold.
+CREATE FUNCTION automation._rescore(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+    n bigint;
+    lost_days int := automation._setting('lost_days', '365')::int;
+    lapsing_factor float8 := automation._setting('lapsing_factor', '2')::float8;
+    lapsing_min float8 := automation._setting('lapsing_min_days', '30')::float8;
+    loyal_orders int := automation._setting('loyal_orders', '3')::int;
+    vip numeric := automation._setting('vip_threshold', '500')::float8::numeric;
+    gold numeric := automation._setting('vip_gold_threshold', '750')::float8::numeric;
+    ppu numeric := automation._setting('points_per_unit', '1')::float8::numeric;
+BEGIN
+    SELECT percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.last_order_at) AS r,
+           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.order_count) AS f,
+           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.total_spent) AS m
+      INTO t
+      FROM automation.customer_profile p;
+
+    WITH d AS (
+        SELECT p.customer_key,
+               (1 + (p.last_order_at > t.r[1])::int + (p.last_order_at > t.r[2])::int
+                  + (p.last_order_at > t.r[3])::int + (p.last_order_at > t.r[4])::int)::smallint AS r_score,
+               (1 + (p.order_count > t.f[1])::int + (p.order_count > t.f[2])::int
+                  + (p.order_count > t.f[3])::int + (p.order_count > t.f[4])::int)::smallint AS f_score,
+               (1 + (p.total_spent > t.m[1])::int + (p.total_spent > t.m[2])::int
+                  + (p.total_spent > t.m[3])::int + (p.total_spent > t.m[4])::int)::smallint AS m_score,
+               floor((extract(epoch FROM now) - extract(epoch FROM p.last_order_at)) / 86400) AS days,
+               p.mean_gap_days, p.order_count, p.spent_prev_quarter, p.total_spent
+          FROM automation.customer_profile p
+    ), e AS (
+        SELECT d.customer_key, d.r_score, d.f_score, d.m_score,
+               automation._rfm_group(d.r_score, d.f_score) AS rfm_group,
+               CASE WHEN d.days >= lost_days THEN 'lost'
+                    WHEN d.days > greatest(lapsing_factor * coalesce(d.mean_gap_days, 0), lapsing_min) THEN 'lapsing'
+                    WHEN d.order_count >= loyal_orders THEN 'loyal'
+                    WHEN d.order_count >= 2 THEN 'returning'
+                    ELSE 'new' END AS lifecycle_stage,
+               CASE WHEN d.spent_prev_quarter >= gold THEN 'gold'
+                    WHEN d.spent_prev_quarter >= vip THEN 'vip' END AS vip_tier,
+               floor(d.total_spent * ppu)::bigint AS loyalty_points
+          FROM d
+    )
+    UPDATE automation.customer_profile p
+       SET r_score = e.r_score, f_score = e.f_score, m_score = e.m_score, rfm_group = e.rfm_group,
+           lifecycle_stage = e.lifecycle_stage, vip_tier = e.vip_tier, loyalty_points = e.loyalty_points
+      FROM e
+     WHERE p.customer_key = e.customer_key
+       AND (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points)
+           IS DISTINCT FROM (e.r_score, e.f_score, e.m_score, e.rfm_group, e.lifecycle_stage, e.vip_tier, e.loyalty_points);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._rescore(timestamptz) FROM PUBLIC;
+
+-- _profile_queries(keyed): the three queries the pass reads, built from the
+-- bindings with quoted identifiers.  Each takes $1, an array of customer
+-- keys to restrict to, or NULL for everyone.
+--   orders      customer, placed_at (timestamptz), total (as bound)
+--   zones       customer, time zone name (customers bound with a time zone)
+--   categories  customer, category (order lines and products with a category)
+-- Timestamps without time zone and dates are taken in automation.default_timezone.
+CREATE FUNCTION automation._profile_queries(OUT orders_query text, OUT zones_query text,
+                                            OUT categories_query text, OUT all_orders_query text,
+                                            OUT orders_relation regclass,
+                                            OUT bound_by name)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o automation.source;
+    c automation.source;
+    l automation.source;
+    p automation.source;
+    placed text;
+    status_filter text := '';
+    tz text := automation._setting('default_timezone', 'UTC');
+BEGIN
+    SELECT * INTO o FROM automation.source s WHERE s.kind = 'orders';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no orders are bound'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Profiles are computed from the shop''s orders.',
+                  HINT = 'Bind them first with automation.bind_orders(relation, customer_column, placed_at_column, total_column).';
+    END IF;
+    orders_relation := format('%I.%I', o.relation_schema, o.relation_name)::regclass;
+    bound_by := o.bound_by;
+
+    placed := format('o.%I', o.columns ->> 'placed_at');
+    IF o.column_types ->> 'placed_at' LIKE 'timestamp without%' THEN
+        placed := format('(%s AT TIME ZONE %L)', placed, tz);
+    ELSIF o.column_types ->> 'placed_at' = 'date' THEN
+        placed := format('(%s::timestamp AT TIME ZONE %L)', placed, tz);
+    END IF;
+    IF o.options ? 'counted_statuses' THEN
+        status_filter := format(' AND o.%I::text = ANY (%L::text[])', o.columns ->> 'status',
+                                (SELECT array_agg(x) FROM jsonb_array_elements_text(o.options -> 'counted_statuses') x));
+    END IF;
+
+    all_orders_query := format('SELECT o.%1$I, %2$s, o.%3$I FROM %4$s o WHERE true%5$s',
+                               o.columns ->> 'customer', placed, o.columns ->> 'total', orders_relation, status_filter);
+    orders_query := all_orders_query || format(' AND ($1 IS NULL OR o.%I = ANY ($1))', o.columns ->> 'customer');
+
+    SELECT * INTO c FROM automation.source s WHERE s.kind = 'customers' AND s.columns ? 'timezone';
+    IF FOUND THEN
+        zones_query := format('SELECT c.%1$I, c.%2$I::text FROM %3$I.%4$I c WHERE c.%2$I IS NOT NULL AND ($1 IS NULL OR c.%1$I = ANY ($1))',
+                              c.columns ->> 'customer', c.columns ->> 'timezone', c.relation_schema, c.relation_name);
+    END IF;
+
+    SELECT * INTO l FROM automation.source s WHERE s.kind = 'order_lines';
+    SELECT * INTO p FROM automation.source s WHERE s.kind = 'products' AND s.columns ? 'category';
+    IF l.kind IS NOT NULL AND p.kind IS NOT NULL AND o.columns ? 'order_id' THEN
+        categories_query := format(
+            'SELECT o.%1$I, p.%2$I::text FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I JOIN %8$I.%9$I p ON p.%10$I = l.%11$I '
+            'WHERE p.%2$I IS NOT NULL AND ($1 IS NULL OR o.%1$I = ANY ($1))%12$s',
+            o.columns ->> 'customer', p.columns ->> 'category', orders_relation,
+            l.relation_schema, l.relation_name, l.columns ->> 'order_id', o.columns ->> 'order_id',
+            p.relation_schema, p.relation_name, p.columns ->> 'product', l.columns ->> 'product', status_filter);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._profile_queries() FROM PUBLIC;
+
+-- change_capture_enabled(): whether the bound orders relation carries the
+-- change-capture triggers.
+CREATE FUNCTION automation.change_capture_enabled()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_trigger t JOIN automation.source s
+                      ON s.kind = 'orders' AND t.tgrelid = format('%I.%I', s.relation_schema, s.relation_name)::regclass
+                   WHERE t.tgname = 'automation_capture_insert')
+$$;
+COMMENT ON FUNCTION automation.change_capture_enabled() IS 'whether incremental profile refresh is possible: the bound orders carry the change-capture triggers';
+
+-- refresh_profiles(full, now): brings automation.customer_profile up to date
+-- as of now and returns the number of profiles written.  Incremental when
+-- change capture is enabled and a full refresh has been done; otherwise (and
+-- when full is true) a full rebuild.
+CREATE FUNCTION automation.refresh_profiles("full" boolean DEFAULT false, now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q record;
+    started timestamptz := clock_timestamp();
+    last automation.profile_refresh;
+    key_type text;
+    keys_sql text;
+    windows timestamptz[];
+    tz text;
+    reason text;
+    is_full boolean := coalesce("full", false);
+    written bigint;
+    counts record;
+BEGIN
+    IF now IS NULL THEN
+        RAISE EXCEPTION 'now must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM automation._retype_keys();
+    SELECT * INTO q FROM automation._profile_queries();
+    key_type := automation.customer_key_type()::text;
+
+    -- One refresh at a time; a second waits for the first to commit.
+    LOCK TABLE automation.customer_profile IN SHARE ROW EXCLUSIVE MODE;
+
+    tz := automation._setting('default_timezone', 'UTC');
+    windows := ARRAY[now - make_interval(hours => 90 * 24), now - make_interval(hours => 365 * 24),
+                     date_trunc('quarter', now, tz) - interval '3 months', date_trunc('quarter', now, tz)];
+    -- the quarter arithmetic is exact in the zone: redo it there
+    windows[3] := ((date_trunc('quarter', now, tz) AT TIME ZONE tz) - interval '3 months') AT TIME ZONE tz;
+
+    SELECT * INTO last FROM automation.profile_refresh r ORDER BY r.refresh_id DESC LIMIT 1;
+    IF NOT is_full THEN
+        IF last.refresh_id IS NULL THEN
+            reason := 'no refresh has been done yet';
+        ELSIF NOT automation.change_capture_enabled() THEN
+            reason := 'change capture is not enabled: call automation.enable_change_capture() for incremental refreshes';
+        ELSIF last.as_of > now THEN
+            reason := 'now is before the last refresh';
+        ELSIF date_trunc('quarter', last.as_of, tz) <> date_trunc('quarter', now, tz) THEN
+            reason := 'a new quarter began since the last refresh';
+        ELSIF (SELECT s.bound_at FROM automation.source s WHERE s.kind = 'orders') > last.started_at THEN
+            reason := 'the orders were bound again since the last refresh';
+        END IF;
+        IF reason IS NOT NULL THEN
+            RAISE NOTICE 'full profile refresh: %', reason;
+            is_full := true;
+        END IF;
+    END IF;
+
+    IF is_full THEN
+        DELETE FROM automation.dirty_customer;
+        TRUNCATE automation.customer_profile;
+        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, NULL::%s[], $4, true, $5, $6) AS p OFFSET 0) s',
+                       key_type)
+          USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by;
+        GET DIAGNOSTICS written = ROW_COUNT;
+    ELSE
+        -- Customers whose orders changed, plus those with an order that moved
+        -- into or out of a spend window since the last refresh's now.
+        keys_sql := format(
+            'WITH d AS (DELETE FROM automation.dirty_customer RETURNING customer_key) '
+            'SELECT array_agg(k) FROM (SELECT customer_key AS k FROM d UNION '
+            'SELECT o.c FROM (%s) o(c, t, v) WHERE (o.t > $1 AND o.t <= $2) OR (o.t > $3 AND o.t <= $4) OR (o.t > $5 AND o.t <= $6)) x',
+            q.all_orders_query);
+        EXECUTE keys_sql INTO counts
+          USING last.as_of - make_interval(hours => 90 * 24), windows[1],
+                last.as_of - make_interval(hours => 365 * 24), windows[2],
+                last.as_of, now;
+        EXECUTE format('DELETE FROM automation.customer_profile WHERE customer_key = ANY ($1::%s[])', key_type)
+          USING counts.array_agg;
+        written := 0;
+        IF counts.array_agg IS NOT NULL THEN
+            EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7::%s[], $4, false, $5, $6) AS p OFFSET 0) s',
+                           key_type)
+              USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, counts.array_agg;
+            GET DIAGNOSTICS written = ROW_COUNT;
+        END IF;
+        PERFORM automation._rescore(now);
+    END IF;
+
+    SELECT * INTO counts FROM automation._profile_pass_counts();
+    INSERT INTO automation.profile_refresh (as_of, full_refresh, reason, customers, orders_read,
+                                            skipped_null_customer, skipped_null_time, skipped_bad_total, duration)
+    VALUES (now, is_full, reason, written, counts.orders_read, counts.skipped_null_customer,
+            counts.skipped_null_time, counts.skipped_bad_total, clock_timestamp() - started);
+    RETURN written;
+END
+$$;
+COMMENT ON FUNCTION automation.refresh_profiles(boolean, timestamptz) IS 'bring customer profiles up to date as of now; incremental when change capture is enabled; returns profiles written';
+
+-- Change capture: statement-level triggers on the shop's orders (and order
+-- lines) record the customers whose orders were inserted, updated or
+-- deleted.  They are the one thing the extension adds to the shop's tables,
+-- and only when the DBA asks for it.
+CREATE FUNCTION automation._capture_orders()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name := TG_ARGV[0];
+BEGIN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        EXECUTE format('INSERT INTO automation.dirty_customer (customer_key) SELECT DISTINCT n.%1$I FROM new_rows n WHERE n.%1$I IS NOT NULL ON CONFLICT DO NOTHING', col);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        EXECUTE format('INSERT INTO automation.dirty_customer (customer_key) SELECT DISTINCT o.%1$I FROM old_rows o WHERE o.%1$I IS NOT NULL ON CONFLICT DO NOTHING', col);
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._capture_orders() FROM PUBLIC;
+
+CREATE FUNCTION automation._capture_order_lines()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    line_order name := TG_ARGV[0];
+    orders regclass := TG_ARGV[1]::regclass;
+    order_id name := TG_ARGV[2];
+    customer name := TG_ARGV[3];
+    t text;
+BEGIN
+    FOREACH t IN ARRAY CASE TG_OP WHEN 'INSERT' THEN ARRAY['new_rows'] WHEN 'DELETE' THEN ARRAY['old_rows']
+                               ELSE ARRAY['new_rows', 'old_rows'] END
+    LOOP
+        EXECUTE format('INSERT INTO automation.dirty_customer (customer_key) SELECT DISTINCT o.%1$I FROM %2$s o '
+                       'WHERE o.%3$I IN (SELECT l.%4$I FROM %5$I l) AND o.%1$I IS NOT NULL ON CONFLICT DO NOTHING',
+                       customer, orders, order_id, line_order, t);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._capture_order_lines() FROM PUBLIC;
+
+-- enable_change_capture(): installs the change-capture triggers on the bound
+-- orders (and order lines) so that refresh_profiles() can be incremental.
+-- Views cannot carry them: refreshes of views stay full.
+CREATE FUNCTION automation.enable_change_capture()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o automation.source;
+    l automation.source;
+    rel regclass;
+    op text;
+BEGIN
+    SELECT * INTO o FROM automation.source s WHERE s.kind = 'orders';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no orders are bound'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Bind them first with automation.bind_orders().';
+    END IF;
+    PERFORM automation.disable_change_capture();
+    rel := format('%I.%I', o.relation_schema, o.relation_name)::regclass;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = rel) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', rel
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Change-capture triggers can only be put on tables; the orders are bound to a view, materialized view or foreign table.',
+                  HINT = 'Refreshes of these orders are always full; bind the underlying table for incremental refreshes.';
+    END IF;
+    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION automation._capture_orders(%L)',
+                       'automation_capture_' || op, upper(op), rel,
+                       CASE op WHEN 'insert' THEN 'NEW TABLE AS new_rows' WHEN 'delete' THEN 'OLD TABLE AS old_rows'
+                               ELSE 'OLD TABLE AS old_rows NEW TABLE AS new_rows' END,
+                       o.columns ->> 'customer');
+    END LOOP;
+
+    SELECT * INTO l FROM automation.source s WHERE s.kind = 'order_lines';
+    IF FOUND AND o.columns ? 'order_id' THEN
+        rel := format('%I.%I', l.relation_schema, l.relation_name)::regclass;
+        IF (SELECT c.relkind FROM pg_class c WHERE c.oid = rel) IN ('r', 'p') THEN
+            FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+                EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '
+                               'EXECUTE FUNCTION automation._capture_order_lines(%L, %L, %L, %L)',
+                               'automation_capture_' || op, upper(op), rel,
+                               CASE op WHEN 'insert' THEN 'NEW TABLE AS new_rows' WHEN 'delete' THEN 'OLD TABLE AS old_rows'
+                                       ELSE 'OLD TABLE AS old_rows NEW TABLE AS new_rows' END,
+                               l.columns ->> 'order_id', format('%I.%I', o.relation_schema, o.relation_name),
+                               o.columns ->> 'order_id', o.columns ->> 'customer');
+            END LOOP;
+        ELSE
+            RAISE NOTICE 'order lines are bound to %, which is not a table: changes to lines alone are not captured', rel;
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION automation.enable_change_capture() IS 'install change-capture triggers on the bound orders (and order lines) for incremental profile refreshes';
+
+-- disable_change_capture(): removes the change-capture triggers wherever
+-- they are; refreshes are full from then on.
+CREATE FUNCTION automation.disable_change_capture()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+               FROM pg_trigger tg
+              WHERE tg.tgfoid IN ('automation._capture_orders()'::regprocedure, 'automation._capture_order_lines()'::regprocedure)
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+    END LOOP;
+    DELETE FROM automation.dirty_customer;
+END
+$$;
+COMMENT ON FUNCTION automation.disable_change_capture() IS 'remove the change-capture triggers; profile refreshes are full from then on';
+
+INSERT INTO automation.access_rule VALUES
+    ('analyst', 'automation.customer_profile', 'SELECT'),
+    ('analyst', 'automation.profile_refresh', 'SELECT'),
+    ('analyst', 'FUNCTION automation.change_capture_enabled()', 'EXECUTE');

@@ -1,0 +1,267 @@
+-- Segments.
+--
+-- A segment is a named set of customers: a SQL boolean expression over
+-- automation.customer_profile (alias p) and the bound customers (alias
+-- customer).  The built-in ones come with the extension; users add their
+-- own with automation.define_segment().  automation.refresh_segments()
+-- evaluates every segment against the profiles as they stand and records
+-- who entered and who left in automation.segment_member, keeping history:
+-- journeys trigger on entries.
+
+CREATE TABLE automation.segment (
+    name text NOT NULL,
+    predicate text,
+    description text,
+    builtin boolean NOT NULL DEFAULT false,
+    defined_by name NOT NULL DEFAULT current_user,
+    defined_at timestamptz NOT NULL DEFAULT now(),
+    refreshed_at timestamptz,
+    CONSTRAINT segment_pkey PRIMARY KEY (name),
+    CONSTRAINT segment_name_check CHECK (name ~ '^[a-z][a-z0-9_]*$' AND length(name) <= 63),
+    CONSTRAINT segment_predicate_check CHECK (predicate IS NOT NULL OR (builtin AND name = 'newsletter_only'))
+);
+COMMENT ON TABLE automation.segment IS 'segments: built-in ones and those defined with automation.define_segment()';
+COMMENT ON COLUMN automation.segment.defined_by IS 'the role whose privileges the predicate runs with';
+-- Only the user-defined rows are configuration: the built-ins come with the extension.
+SELECT pg_catalog.pg_extension_config_dump('automation.segment', 'WHERE NOT builtin');
+
+CREATE TABLE automation.segment_member (
+    segment text NOT NULL,
+    customer_key text NOT NULL,
+    entered_at timestamptz NOT NULL,
+    exited_at timestamptz,
+    CONSTRAINT segment_member_segment_fkey FOREIGN KEY (segment) REFERENCES automation.segment (name) ON DELETE CASCADE,
+    CONSTRAINT segment_member_period_check CHECK (exited_at IS NULL OR exited_at >= entered_at)
+);
+CREATE UNIQUE INDEX segment_member_current_key ON automation.segment_member (segment, customer_key) WHERE exited_at IS NULL;
+CREATE INDEX segment_member_customer_key ON automation.segment_member (customer_key);
+COMMENT ON TABLE automation.segment_member IS 'who was in which segment when: current members have exited_at NULL';
+
+-- The row type automation.segment_members() returns: a customer key of the
+-- shop's own type (automation._retype_keys() retypes it with the tables).
+CREATE TYPE automation.segment_key AS (customer_key text);
+
+INSERT INTO automation.segment (name, predicate, description, builtin) VALUES
+    ('new', 'p.order_count = 1', 'exactly one order', true),
+    ('returning', 'p.order_count >= 2 AND p.order_count < automation._setting(''loyal_orders'', ''3'')::int',
+     'two orders (up to automation.loyal_orders)', true),
+    ('loyal', 'p.order_count >= automation._setting(''loyal_orders'', ''3'')::int', 'automation.loyal_orders (3) or more orders', true),
+    ('vip', 'p.vip_tier IS NOT NULL', 'previous quarter spend at least automation.vip_threshold (500)', true),
+    ('vip_gold', 'p.vip_tier = ''gold''', 'previous quarter spend at least automation.vip_gold_threshold (750)', true),
+    ('lapsing', 'p.lifecycle_stage = ''lapsing''',
+     'no order for longer than automation.lapsing_factor (2) x their own mean gap, and at least automation.lapsing_min_days (30)', true),
+    ('lost', 'p.lifecycle_stage = ''lost''', 'no order for automation.lost_days (365)', true),
+    ('champions', 'p.rfm_group = ''champions''', 'RFM: R 4-5, F 4-5', true),
+    ('loyal_customers', 'p.rfm_group = ''loyal_customers''', 'RFM: R 3, F 4-5', true),
+    ('potential_loyalist', 'p.rfm_group = ''potential_loyalist''', 'RFM: R 3-5, F 2-3', true),
+    ('recent_customers', 'p.rfm_group = ''recent_customers''', 'RFM: R 4-5, F 1', true),
+    ('promising', 'p.rfm_group = ''promising''', 'RFM: R 3, F 1', true),
+    ('at_risk', 'p.rfm_group = ''at_risk''', 'RFM: R 1-2, F 3-4', true),
+    ('cant_lose', 'p.rfm_group = ''cant_lose''', 'RFM: R 1-2, F 5', true),
+    ('about_to_sleep', 'p.rfm_group = ''about_to_sleep''', 'RFM: R 2, F 1-2', true),
+    ('hibernating', 'p.rfm_group = ''hibernating''', 'RFM: R 1, F 1-2', true),
+    ('newsletter_only', NULL, 'signed up for the newsletter, never ordered', true);
+
+CREATE FUNCTION automation._check_predicate(query text, relations regclass[])
+RETURNS void
+LANGUAGE c STRICT
+AS 'MODULE_PATHNAME', 'automation_check_predicate';
+REVOKE ALL ON FUNCTION automation._check_predicate(text, regclass[]) FROM PUBLIC;
+
+CREATE FUNCTION automation._select_as(role name, query text, key anyelement)
+RETURNS SETOF anyelement
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'automation_select_as';
+REVOKE ALL ON FUNCTION automation._select_as(name, text, anyelement) FROM PUBLIC;
+
+-- _segment_query(predicate): the query that evaluates a predicate; its
+-- first column is the customer key, its second the predicate's value.
+-- Also returns the relations it reads.
+CREATE FUNCTION automation._segment_query(predicate text, OUT query text, OUT relations regclass[])
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c automation.source;
+BEGIN
+    query := format(E'SELECT p.customer_key, (%s\n) FROM automation.customer_profile p', predicate);
+    relations := ARRAY['automation.customer_profile'::regclass];
+    SELECT * INTO c FROM automation.source s WHERE s.kind = 'customers';
+    IF FOUND THEN
+        query := query || format(' LEFT JOIN %I.%I customer ON customer.%I = p.customer_key',
+                                 c.relation_schema, c.relation_name, c.columns ->> 'customer');
+        relations := relations || format('%I.%I', c.relation_schema, c.relation_name)::regclass;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._segment_query(text) FROM PUBLIC;
+
+-- define_segment(name, predicate, description): adds a user segment.  The
+-- predicate is checked at once, with the caller's privileges, and later
+-- evaluated with them.  Members appear at the next refresh_segments().
+CREATE FUNCTION automation.define_segment(name text, predicate text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q record;
+    existing automation.segment;
+BEGIN
+    IF name IS NULL OR predicate IS NULL THEN
+        RAISE EXCEPTION 'name and predicate must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[a-z][a-z0-9_]*$' OR length(name) > 63 THEN
+        RAISE EXCEPTION 'invalid segment name "%"', name
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'A segment name is lowercase letters, digits and underscores, starting with a letter, at most 63 characters.';
+    END IF;
+    SELECT * INTO existing FROM automation.segment s WHERE s.name = define_segment.name;
+    IF FOUND THEN
+        RAISE EXCEPTION 'segment "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = CASE WHEN existing.builtin THEN 'Built-in segments cannot be redefined; choose another name.'
+                              ELSE format('Drop it first with automation.drop_segment(%L).', name) END;
+    END IF;
+    PERFORM automation._retype_keys();
+    SELECT * INTO q FROM automation._segment_query(predicate);
+    PERFORM automation._check_predicate(q.query, q.relations);
+    INSERT INTO automation.segment (name, predicate, description, builtin, defined_by, defined_at)
+    VALUES (name, predicate, description, false, current_user, now());
+END
+$$;
+COMMENT ON FUNCTION automation.define_segment(text, text, text) IS 'define a segment by a boolean SQL expression over customer_profile (p) and the bound customers (customer)';
+
+-- drop_segment(name): removes a user segment and its membership history.
+CREATE FUNCTION automation.drop_segment(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    existing automation.segment;
+BEGIN
+    SELECT * INTO existing FROM automation.segment s WHERE s.name = drop_segment.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'segment "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF existing.builtin THEN
+        RAISE EXCEPTION 'segment "%" is built in', name
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Built-in segments come with the extension and cannot be dropped.';
+    END IF;
+    DELETE FROM automation.segment s WHERE s.name = drop_segment.name;
+END
+$$;
+COMMENT ON FUNCTION automation.drop_segment(text) IS 'remove a user-defined segment and its membership history';
+
+-- refresh_segments(now): evaluates every segment against the profiles and
+-- records entries (entered_at = now) and exits (exited_at = now).  Returns
+-- the number of entries and exits recorded.
+CREATE FUNCTION automation.refresh_segments(now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_type text;
+    s automation.segment;
+    q record;
+    query text;
+    su automation.source;
+    entered bigint;
+    exited bigint;
+    changes bigint := 0;
+BEGIN
+    IF now IS NULL THEN
+        RAISE EXCEPTION 'now must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM automation._retype_keys();
+    key_type := automation.customer_key_type()::text;
+    IF key_type IS NULL THEN
+        RAISE EXCEPTION 'no customers or orders are bound'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Bind the shop''s orders with automation.bind_orders() and call automation.refresh_profiles() first.';
+    END IF;
+    LOCK TABLE automation.segment_member IN SHARE ROW EXCLUSIVE MODE;
+
+    FOR s IN SELECT * FROM automation.segment ORDER BY name LOOP
+        IF s.predicate IS NOT NULL THEN
+            q := automation._segment_query(s.predicate);
+            query := format('SELECT k FROM (%s) m(k, member) WHERE member', q.query);
+        ELSE
+            -- newsletter_only: signed up, never ordered; read as the role that bound the sign-ups
+            SELECT * INTO su FROM automation.source x WHERE x.kind = 'signups';
+            IF NOT FOUND THEN
+                query := format('SELECT NULL::%s WHERE false', key_type);
+            ELSE
+                query := format('SELECT DISTINCT g.%1$I FROM %2$I.%3$I g WHERE g.%1$I IS NOT NULL '
+                                'AND NOT EXISTS (SELECT FROM automation.customer_profile p WHERE p.customer_key = g.%1$I)',
+                                su.columns ->> 'customer', su.relation_schema, su.relation_name);
+                s.defined_by := su.bound_by;
+            END IF;
+        END IF;
+        EXECUTE format(
+            'WITH cur AS (SELECT k FROM automation._select_as($1, $2, NULL::%s) k), '
+            'ex AS (UPDATE automation.segment_member m SET exited_at = $3 '
+            '        WHERE m.segment = $4 AND m.exited_at IS NULL '
+            '          AND NOT EXISTS (SELECT FROM cur WHERE cur.k = m.customer_key) RETURNING 1), '
+            'en AS (INSERT INTO automation.segment_member (segment, customer_key, entered_at) '
+            '       SELECT $4, cur.k, $3 FROM cur WHERE cur.k IS NOT NULL AND NOT EXISTS '
+            '         (SELECT FROM automation.segment_member m WHERE m.segment = $4 AND m.exited_at IS NULL AND m.customer_key = cur.k) '
+            '       RETURNING 1) '
+            'SELECT (SELECT count(*) FROM en), (SELECT count(*) FROM ex)', key_type)
+          INTO entered, exited
+          USING s.defined_by, query, now, s.name;
+        UPDATE automation.segment x SET refreshed_at = now WHERE x.name = s.name;
+        changes := changes + entered + exited;
+    END LOOP;
+    RETURN changes;
+END
+$$;
+COMMENT ON FUNCTION automation.refresh_segments(timestamptz) IS 'evaluate every segment against the profiles; record entries and exits; returns how many';
+
+-- segment_members(name): the current members of a segment, as customer keys
+-- of the shop's own type.
+CREATE FUNCTION automation.segment_members(name text)
+RETURNS SETOF automation.segment_key
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM automation.segment s WHERE s.name = segment_members.name) THEN
+        RAISE EXCEPTION 'segment "%" does not exist', name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'See automation.segment_sizes for the segments there are.';
+    END IF;
+    RETURN QUERY SELECT m.customer_key FROM automation.segment_member m
+                  WHERE m.segment = segment_members.name AND m.exited_at IS NULL
+                  ORDER BY m.customer_key;
+END
+$$;
+COMMENT ON FUNCTION automation.segment_members(text) IS 'the current members of a segment, as customer keys of the shop''s type';
+
+CREATE VIEW automation.segment_sizes AS
+SELECT s.name,
+       s.builtin,
+       count(m.*) FILTER (WHERE m.exited_at IS NULL) AS members,
+       count(m.*) FILTER (WHERE m.entered_at = s.refreshed_at) AS entered,
+       count(m.*) FILTER (WHERE m.exited_at = s.refreshed_at) AS exited,
+       s.refreshed_at,
+       s.description
+  FROM automation.segment s
+  LEFT JOIN automation.segment_member m
+    ON m.segment = s.name AND (m.exited_at IS NULL OR m.exited_at = s.refreshed_at)
+ GROUP BY s.name, s.builtin, s.refreshed_at, s.description
+ ORDER BY s.builtin DESC, s.name;
+COMMENT ON VIEW automation.segment_sizes IS 'each segment''s current size, and who entered and exited at its last refresh';
+
+INSERT INTO automation.access_rule VALUES
+    ('analyst', 'automation.segment', 'SELECT'),
+    ('analyst', 'automation.segment_member', 'SELECT'),
+    ('analyst', 'automation.segment_sizes', 'SELECT'),
+    ('analyst', 'FUNCTION automation.segment_members(text)', 'EXECUTE');
