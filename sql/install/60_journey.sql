@@ -436,8 +436,7 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''{"segment": "vip"}''.';
         END IF;
-        IF to_regclass('automation.segment') IS NOT NULL
-           AND NOT EXISTS (SELECT FROM automation.segment_sizes z WHERE z.name = trigger_options ->> 'segment') THEN
+        IF NOT EXISTS (SELECT FROM automation.segment z WHERE z.name = trigger_options ->> 'segment') THEN
             RAISE EXCEPTION 'unknown segment "%"', trigger_options ->> 'segment'
                 USING ERRCODE = 'undefined_object',
                       HINT = 'See automation.segment_sizes for the segments there are.';

@@ -95,11 +95,11 @@ DECLARE
     low_stock integer;
     cart_url text;
     default_tz text;
-    o automation.source;
-    c automation.source;
-    cl automation.source;
-    p automation.source;
-    ol automation.source;
+    b_orders automation.source;
+    b_carts automation.source;
+    b_lines automation.source;
+    b_products automation.source;
+    b_order_lines automation.source;
     variant_case text;
     sent bigint;
 BEGIN
@@ -152,7 +152,7 @@ BEGIN
      WHERE d.exit_reason IS NULL AND d.purpose = 'marketing' AND NOT d.consent;
 
     IF EXISTS (SELECT FROM automation_due d WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL) THEN
-        c := automation._src('carts', 'a cart journey');
+        b_carts := automation._src('carts', 'a cart journey');
         -- A cart that became an order, or that is gone, ends its reminders.
         EXECUTE format($q$
             UPDATE automation_due d
@@ -160,37 +160,37 @@ BEGIN
                                       THEN 'converted' ELSE 'cart_gone' END
              WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
                AND NOT EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s AND %4$s)$q$,
-            automation._rel(c), automation._col(c, 'cart_id', 'c'), c.keys ->> 'cart',
-            coalesce(automation._col(c, 'order_id', 'c') || ' IS NULL', 'true'));
-        SELECT * INTO cl FROM automation.source x WHERE x.kind = 'cart_lines';
+            automation._rel(b_carts), automation._col(b_carts, 'cart_id', 'c'), b_carts.keys ->> 'cart',
+            coalesce(automation._col(b_carts, 'order_id', 'c') || ' IS NULL', 'true'));
+        SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
         IF FOUND THEN
             EXECUTE format($q$
                 UPDATE automation_due d SET exit_reason = 'cart_emptied'
                  WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
                    AND NOT EXISTS (SELECT FROM %s l WHERE %s = (d.context ->> 'cart_id')::%s)$q$,
-                automation._rel(cl), automation._col(cl, 'cart_id', 'l'), c.keys ->> 'cart');
-            SELECT * INTO p FROM automation.source x WHERE x.kind = 'products' AND x.columns ? 'stock';
+                automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart');
+            SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products' AND x.columns ? 'stock';
             IF FOUND THEN
                 EXECUTE format($q$
                     UPDATE automation_due d SET exit_reason = 'out_of_stock'
                      WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'out_of_stock' = ANY (d.exit_on)
                        AND NOT EXISTS (SELECT FROM %s l JOIN %s p ON %s = %s
                                         WHERE %s = (d.context ->> 'cart_id')::%s AND coalesce(%s, 1) > 0)$q$,
-                    automation._rel(cl), automation._rel(p), automation._col(p, 'product', 'p'),
-                    automation._col(cl, 'product', 'l'), automation._col(cl, 'cart_id', 'l'), c.keys ->> 'cart',
-                    automation._col(p, 'stock', 'p'));
+                    automation._rel(b_lines), automation._rel(b_products), automation._col(b_products, 'product', 'p'),
+                    automation._col(b_lines, 'product', 'l'), automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart',
+                    automation._col(b_products, 'stock', 'p'));
             END IF;
         END IF;
     END IF;
 
     IF EXISTS (SELECT FROM automation_due d WHERE 'ordered' = ANY (d.exit_on) AND d.exit_reason IS NULL) THEN
-        o := automation._src('orders', 'the exit condition "ordered"');
+        b_orders := automation._src('orders', 'the exit condition "ordered"');
         EXECUTE format($q$
             UPDATE automation_due d SET exit_reason = 'ordered'
              WHERE d.exit_reason IS NULL AND 'ordered' = ANY (d.exit_on)
                AND EXISTS (SELECT FROM %s o WHERE %s = d.customer_key AND %s > d.anchor_at AND %s <= $1 AND %s)$q$,
-            automation._rel(o), automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'),
-            automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o')) USING now;
+            automation._rel(b_orders), automation._col(b_orders, 'customer', 'o'), automation._ts(b_orders, 'placed_at', 'o'),
+            automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
     END IF;
 
     UPDATE automation_due d SET exit_reason = 'left_segment'
@@ -280,7 +280,7 @@ BEGIN
       FROM (SELECT s.journey, s.step,
                    string_agg(CASE WHEN v.value ? 'when'
                                    THEN format('WHEN (%s) THEN %L', v.value ->> 'when', v.value ->> 'name')
-                                   ELSE format('WHEN ctx.bucket >= %s AND ctx.bucket < %s THEN %L',
+                                   ELSE format('WHEN bucket >= %s AND bucket < %s THEN %L',
                                                v.split_from, v.split_from + (v.value ->> 'split')::numeric, v.value ->> 'name') END,
                               ' ' ORDER BY v.ord) AS arms
               FROM automation.journey_step s
@@ -291,18 +291,20 @@ BEGIN
              WHERE (s.journey, s.step) IN (SELECT journey, step FROM automation_due WHERE send_at IS NOT NULL)
              GROUP BY 1, 2) s;
     IF variant_case IS NOT NULL THEN
+        -- The conditions see only the context columns (automation.step_context).
         EXECUTE format($q$
-            UPDATE automation_due d SET variant = %s
-              FROM automation_due d0
-              LEFT JOIN automation.customer_profile p ON p.customer_key = d0.customer_key
-             CROSS JOIN LATERAL (SELECT (ROW(
-                        coalesce(p.order_count, 0), coalesce(p.total_spent, 0), coalesce(p.order_count, 0) <= 1,
-                        p.lifecycle_stage, p.rfm_group, p.vip_tier,
-                        ARRAY(SELECT m.segment FROM automation.segment_member m
-                               WHERE m.customer_key = d0.customer_key AND m.exited_at IS NULL),
-                        (d0.context ->> 'cart_total')::numeric, d0.context ->> 'stage',
-                        (d0.context ->> 'order_total')::numeric, d0.bucket)::automation.step_context).*) ctx
-             WHERE d.send_at IS NOT NULL AND d0.journey = d.journey AND d0.subject = d.subject$q$, variant_case);
+            UPDATE automation_due d SET variant = (
+                SELECT %s
+                  FROM (SELECT (ROW(
+                            coalesce(p.order_count, 0), coalesce(p.total_spent, 0), coalesce(p.order_count, 0) <= 1,
+                            p.lifecycle_stage, p.rfm_group, p.vip_tier,
+                            ARRAY(SELECT m.segment FROM automation.segment_member m
+                                   WHERE m.customer_key = d.customer_key AND m.exited_at IS NULL),
+                            (d.context ->> 'cart_total')::numeric, d.context ->> 'stage',
+                            (d.context ->> 'order_total')::numeric, d.bucket)::automation.step_context).*
+                          FROM (SELECT 1) one
+                          LEFT JOIN automation.customer_profile p ON p.customer_key = d.customer_key) ctx)
+             WHERE d.send_at IS NOT NULL$q$, variant_case);
     END IF;
 
     -- What the template needs.
@@ -322,9 +324,9 @@ BEGIN
                'expires_at', d.send_at + coalesce((d.discount ->> 'valid_for')::interval, interval '24 hours')))
      WHERE d.send_at IS NOT NULL AND d.discount IS NOT NULL;
     IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'cart' = ANY (includes)) THEN
-        c := automation._src('carts', 'a step that includes the cart');
-        SELECT * INTO cl FROM automation.source x WHERE x.kind = 'cart_lines';
-        SELECT * INTO p FROM automation.source x WHERE x.kind = 'products';
+        b_carts := automation._src('carts', 'a step that includes the cart');
+        SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
+        SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
         EXECUTE format($q$
             UPDATE automation_due d
                SET payload = d.payload || jsonb_build_object('cart', jsonb_build_object(
@@ -333,21 +335,21 @@ BEGIN
                        'url', replace($1, '{cart_id}', d.context ->> 'cart_id'),
                        'lines', %s))
              WHERE d.send_at IS NOT NULL AND 'cart' = ANY (d.includes)$q$,
-            CASE WHEN cl.kind IS NULL THEN '''[]''::jsonb'
+            CASE WHEN b_lines.kind IS NULL THEN '''[]''::jsonb'
                  ELSE format($l$coalesce((SELECT jsonb_agg(jsonb_build_object(
                                    'product', %1$s, 'quantity', %2$s, 'name', %3$s, 'price', %4$s,
                                    'only_left', CASE WHEN %5$s <= $2 AND %5$s > 0 THEN %5$s END) ORDER BY %1$s)
                                   FROM %6$s l %7$s
                                  WHERE %8$s = (d.context ->> 'cart_id')::%9$s), '[]'::jsonb)$l$,
-                             automation._col(cl, 'product', 'l'), automation._col(cl, 'quantity', 'l'),
-                             coalesce(automation._col(p, 'name', 'p'), 'NULL::text'),
-                             coalesce(automation._col(p, 'price', 'p'), 'NULL::numeric'),
-                             coalesce(automation._col(p, 'stock', 'p'), 'NULL::numeric'),
-                             automation._rel(cl),
-                             CASE WHEN p.kind IS NULL THEN ''
-                                  ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(p),
-                                              automation._col(p, 'product', 'p'), automation._col(cl, 'product', 'l')) END,
-                             automation._col(cl, 'cart_id', 'l'), c.keys ->> 'cart') END)
+                             automation._col(b_lines, 'product', 'l'), automation._col(b_lines, 'quantity', 'l'),
+                             coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
+                             coalesce(automation._col(b_products, 'price', 'p'), 'NULL::numeric'),
+                             coalesce(automation._col(b_products, 'stock', 'p'), 'NULL::numeric'),
+                             automation._rel(b_lines),
+                             CASE WHEN b_products.kind IS NULL THEN ''
+                                  ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products),
+                                              automation._col(b_products, 'product', 'p'), automation._col(b_lines, 'product', 'l')) END,
+                             automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart') END)
         USING cart_url, low_stock;
     END IF;
     UPDATE automation_due d
@@ -357,9 +359,9 @@ BEGIN
                                          WHERE p.customer_key = d.customer_key), true)))
      WHERE d.send_at IS NOT NULL AND 'order' = ANY (d.includes);
     IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND includes && ARRAY['popular_products', 'last_order']) THEN
-        o := automation._src('orders', 'a step that includes products');
-        ol := automation._src('order_lines', 'a step that includes products');
-        SELECT * INTO p FROM automation.source x WHERE x.kind = 'products';
+        b_orders := automation._src('orders', 'a step that includes products');
+        b_order_lines := automation._src('order_lines', 'a step that includes products');
+        SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
         IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'popular_products' = ANY (includes)) THEN
             EXECUTE format($q$
                 UPDATE automation_due d SET payload = d.payload || jsonb_build_object('popular_products', pop.list)
@@ -369,13 +371,13 @@ BEGIN
                                  WHERE %9$s > $1 - interval '30 days' AND %9$s <= $1 AND %10$s
                                  GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 5) t) pop
                  WHERE d.send_at IS NOT NULL AND 'popular_products' = ANY (d.includes)$q$,
-                automation._col(ol, 'product', 'l'), coalesce(automation._col(p, 'name', 'p'), 'NULL::text'),
-                automation._col(ol, 'quantity', 'l'), automation._rel(o), automation._rel(ol),
-                automation._col(ol, 'order_id', 'l'), automation._col(o, 'order_id', 'o'),
-                CASE WHEN p.kind IS NULL THEN ''
-                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(p), automation._col(p, 'product', 'p'),
-                                 automation._col(ol, 'product', 'l')) END,
-                automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o')) USING now;
+                automation._col(b_order_lines, 'product', 'l'), coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
+                automation._col(b_order_lines, 'quantity', 'l'), automation._rel(b_orders), automation._rel(b_order_lines),
+                automation._col(b_order_lines, 'order_id', 'l'), automation._col(b_orders, 'order_id', 'o'),
+                CASE WHEN b_products.kind IS NULL THEN ''
+                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products), automation._col(b_products, 'product', 'p'),
+                                 automation._col(b_order_lines, 'product', 'l')) END,
+                automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
         END IF;
         IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'last_order' = ANY (includes)) THEN
             EXECUTE format($q$
@@ -385,13 +387,13 @@ BEGIN
                      WHERE %6$s = (SELECT %7$s FROM %8$s o WHERE %9$s = d.customer_key AND %10$s <= $1 AND %11$s
                                     ORDER BY %10$s DESC LIMIT 1)), '[]'::jsonb))
                  WHERE d.send_at IS NOT NULL AND 'last_order' = ANY (d.includes)$q$,
-                automation._col(ol, 'product', 'l'), coalesce(automation._col(p, 'name', 'p'), 'NULL::text'),
-                automation._col(ol, 'quantity', 'l'), automation._rel(ol),
-                CASE WHEN p.kind IS NULL THEN ''
-                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(p), automation._col(p, 'product', 'p'),
-                                 automation._col(ol, 'product', 'l')) END,
-                automation._col(ol, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._rel(o),
-                automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o'))
+                automation._col(b_order_lines, 'product', 'l'), coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
+                automation._col(b_order_lines, 'quantity', 'l'), automation._rel(b_order_lines),
+                CASE WHEN b_products.kind IS NULL THEN ''
+                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products), automation._col(b_products, 'product', 'p'),
+                                 automation._col(b_order_lines, 'product', 'l')) END,
+                automation._col(b_order_lines, 'order_id', 'l'), automation._col(b_orders, 'order_id', 'o'), automation._rel(b_orders),
+                automation._col(b_orders, 'customer', 'o'), automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o'))
             USING now;
         END IF;
     END IF;

@@ -96,7 +96,7 @@ BEGIN
                                    'payload', '{"loyalty_perk": true}'::jsonb)));
     WHEN 'feedback' THEN
         o := automation._preset_options(name, options, jsonb_build_object('journey', name, 'wait', '14 days'));
-        j := automation.create_journey(o ->> 'journey', 'order_placed', trigger_options => '{"lookback": "20 days"}',
+        j := automation.create_journey(o ->> 'journey', 'order_placed',
                                        description => 'asks for a review of an order');
         PERFORM automation.add_step(j, (o ->> 'wait')::interval, 'feedback_request', includes => ARRAY['order'],
                                     valid_for => interval '7 days');

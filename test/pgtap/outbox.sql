@@ -92,10 +92,10 @@ SELECT is((SELECT count(*) FROM automation.message_event), 0::bigint, 'and their
 SELECT is((SELECT count(*) FROM automation.suppression), 1::bigint, 'the suppression list is never pruned');
 
 -- pg_dump keeps the queue, the archive, the events and the suppression list.
-SELECT set_eq($$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'automation'$$,
-              ARRAY['automation.source', 'automation.outbox', 'automation.outbox_id_seq', 'automation.outbox_archive',
-                    'automation.message_event', 'automation.message_event_id_seq', 'automation.suppression'],
-              'pg_dump dumps the outbox tables and their sequences');
+SELECT ok(ARRAY['automation.source', 'automation.outbox', 'automation.outbox_id_seq', 'automation.outbox_archive',
+                'automation.message_event', 'automation.message_event_id_seq', 'automation.suppression']
+          <@ ARRAY(SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'automation'),
+          'pg_dump dumps the outbox tables and their sequences');
 
 -- The mailer: claim, ack, fail, track -- and nothing else.
 CREATE ROLE regress_outbox_mailer;
