@@ -113,7 +113,11 @@ BEGIN
     cart_url := current_setting('automation.cart_url');
     default_tz := current_setting('automation.default_timezone');
 
-    DROP TABLE IF EXISTS pg_temp.automation_due;
+    -- The due steps of this tick, in a temporary table dropped at the end
+    -- (and at commit, should a statement below fail).
+    IF to_regclass('pg_temp.automation_due') IS NOT NULL THEN
+        DROP TABLE pg_temp.automation_due;
+    END IF;
     CREATE TEMP TABLE automation_due ON COMMIT DROP AS
     SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
            e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
@@ -127,6 +131,7 @@ BEGIN
       JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
      WHERE e.status = 'active' AND e.due_at <= now AND j.enabled;
     IF NOT EXISTS (SELECT FROM automation_due) THEN
+        DROP TABLE automation_due;
         RETURN 0;
     END IF;
     ANALYZE automation_due;

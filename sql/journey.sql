@@ -1,0 +1,120 @@
+-- Journeys: defining them, and every definition error, caught when defined
+-- rather than at tick time.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+
+CREATE SCHEMA rshop;
+CREATE TABLE rshop.customers (id bigint PRIMARY KEY, email text, consent boolean);
+CREATE TABLE rshop.orders (id bigint PRIMARY KEY, customer_id bigint, placed_at timestamptz, total numeric);
+CREATE TABLE rshop.carts (id bigint PRIMARY KEY, customer_id bigint, updated_at timestamptz, total numeric);
+
+-- a trigger whose tables are not bound yet
+SELECT automation.create_journey('reminder', 'cart_abandoned');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.bind_customers('rshop.customers', 'id', 'email', 'consent');
+SELECT automation.bind_orders('rshop.orders', 'customer_id', 'placed_at', 'total');
+SELECT automation.bind_carts('rshop.carts', 'id', 'customer_id', 'updated_at', 'total');
+
+-- a journey of one's own
+SELECT automation.create_journey('reminder', 'cart_abandoned', '{"idle": "2 hours"}',
+                                 description => 'one reminder, two hours after the cart was left');
+SELECT automation.add_step('reminder', '3 hours', 'cart_reminder', includes => ARRAY['cart'],
+                           variants => '[{"name": "big", "when": "cart_total >= 200", "template": "cart_big"},
+                                         {"name": "a", "split": 50}, {"name": "b", "split": 50}]');
+SELECT name, trigger, trigger_options, purpose, reentry, exit_on, holdout_percent, enabled FROM automation.journey;
+SELECT journey, step, wait, channel, template, includes, variants FROM automation.journey_step;
+
+-- unknown trigger, purpose, re-entry, options
+SELECT automation.create_journey('j1', 'cart_forgotten');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'signup', purpose => 'spam');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'signup', reentry => 'sometimes');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'cart_abandoned', '{"idle": "soon"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'cart_abandoned', '{"idle": "-1 hour"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'cart_abandoned', '{"colour": "red"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'order_status');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'order_status', '{"status": "shipped"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'signup');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'segment_entered', '{"segment": "space_pirates"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'segment_entered');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'order_placed', exit_on => ARRAY['converted']);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'order_placed', exit_on => ARRAY['bored']);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'order_placed', holdout_percent => 100);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('Bad Name', 'order_placed');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey(NULL, 'order_placed');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('reminder', 'cart_abandoned');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+
+-- steps: negative wait, missing template, unknown journey, malformed variants
+SELECT automation.add_step('reminder', '-1 hour', 'x');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', '');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('nobody', '1 hour', 'x');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', channel => 'Carrier Pigeon');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', includes => ARRAY['horoscope']);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', discount => '{"percent": 150}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '{"name": "a"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"when": "true"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "true", "split": 10}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "shoe_size > 42"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "cart_total"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "true; DROP TABLE rshop.orders"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "split": 70}, {"name": "b", "split": 40}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "true", "colour": "red"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT count(*) AS steps_still_one FROM automation.journey_step;
+
+-- presets: unknown ones and unknown options
+SELECT automation.install_preset('black_friday');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('win_back', '{"after_dayz": 30}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('win_back', '{"after_days": "soon"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+
+-- the tick: its stages, and a bad now
+SELECT stage, rows FROM automation.tick('2026-01-01 00:00+00') ORDER BY stage;
+SELECT * FROM automation.tick(NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+
+-- pausing and dropping
+SELECT automation.set_journey_enabled('reminder', false);
+SELECT name, enabled FROM automation.journey;
+SELECT automation.set_journey_enabled('nobody', false);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.drop_journey('reminder');
+SELECT automation.drop_journey('reminder');
+
+SELECT automation.unbind(k) FROM unnest(ARRAY['customers', 'orders', 'carts']) k;
+DROP SCHEMA rshop CASCADE;
