@@ -230,11 +230,11 @@ BEGIN
     -- asks for it, then (marketing only) the frequency caps and quiet hours.
     UPDATE automation_due d SET send_at = now WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL;
     UPDATE automation_due d
-       SET send_at = greatest(now, automation._at_hour(d.due_at, d.tz, p.preferred_hour)), defer_reason = 'preferred_hour'
+       SET send_at = automation._at_hour(now, d.tz, p.preferred_hour), defer_reason = 'preferred_hour'
       FROM automation.customer_profile p
      WHERE d.send_at IS NOT NULL AND d.at_preferred_hour AND p.customer_key = d.customer_key
        AND p.preferred_hour IS NOT NULL
-       AND automation._at_hour(d.due_at, d.tz, p.preferred_hour) > now;
+       AND automation._at_hour(now, d.tz, p.preferred_hour) > now;
     UPDATE automation_due d
        SET send_at = m.last_sent + min_interval, defer_reason = 'frequency_cap'
       FROM (SELECT x.customer_key, x.channel, max(x.send_after) AS last_sent

@@ -69,7 +69,8 @@ END
 $$;
 COMMENT ON FUNCTION automation.explain_customer(anyelement) IS 'why a customer got, or did not get, each message';
 
--- _journey_stats(): per journey, step and variant.  A message converted
+-- _journey_stats(): per journey, step and variant (the row without a
+-- variant also counts the holdout group).  A message converted
 -- when its recipient placed a counted order within
 -- automation.attribution_window after it was sent; lift compares the
 -- conversion of enrollees who got messages with the holdout group's.
@@ -112,8 +113,12 @@ BEGIN
             SELECT message_id, bool_or(event = 'delivered') AS delivered, bool_or(event = 'open') AS opened,
                    bool_or(event = 'click') AS clicked, bool_or(event = 'unsubscribe') AS unsubscribed
               FROM automation.message_event GROUP BY 1),
+        rows_ AS (
+            SELECT s.journey, s.step, '' AS variant FROM automation.journey_step s
+            UNION
+            SELECT DISTINCT m.journey, m.step, m.variant FROM msg m WHERE m.variant IS NOT NULL),
         per_step AS (
-            SELECT s.journey, s.step, coalesce(m.variant, '') AS variant,
+            SELECT r.journey, r.step, r.variant,
                    count(m.id) FILTER (WHERE m.status = 'sent') AS sent,
                    count(m.id) FILTER (WHERE m.status = 'queued') AS queued,
                    count(m.id) FILTER (WHERE m.status = 'cancelled') AS cancelled,
@@ -123,13 +128,13 @@ BEGIN
                    count(m.id) FILTER (WHERE ev.unsubscribed) AS unsubscribed,
                    count(m.id) FILTER (WHERE conv.converted) AS converted,
                    coalesce(sum(conv.revenue) FILTER (WHERE conv.converted), 0) AS revenue
-              FROM automation.journey_step s
-              LEFT JOIN msg m ON m.journey = s.journey AND m.step = s.step
+              FROM rows_ r
+              LEFT JOIN msg m ON m.journey = r.journey AND m.step = r.step AND coalesce(m.variant, '') = r.variant
               LEFT JOIN ev ON ev.message_id = m.id
               LEFT JOIN conv ON conv.id = m.id
              GROUP BY 1, 2, 3),
         held AS (
-            SELECT l.journey, l.step, count(*) AS held_out FROM automation.decision_log l
+            SELECT l.journey, l.step, count(DISTINCT l.subject) AS held_out FROM automation.decision_log l
              WHERE l.decision = 'held_out' GROUP BY 1, 2),
         enr AS (
             SELECT e.journey, count(*) AS enrolled,
