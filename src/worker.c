@@ -34,6 +34,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -101,6 +102,7 @@ typedef struct WorkerSlot
 	char		last_rows[SLOT_TEXT];
 	TimestampTz last_error_at;
 	char		last_error[SLOT_TEXT];
+	TimestampTz next_due;		/* when the next queued message matures, or 0 */
 } WorkerSlot;
 
 typedef struct WorkerShared
@@ -474,16 +476,19 @@ tick_role(void)
 }
 
 /*
- * One tick in its own transaction.  An error is caught, logged and
- * recorded; the transaction is rolled back and the worker goes on.
+ * Runs one query in its own transaction, as the tick's role, and writes its
+ * result rows to "out" as "first=second" pairs (or first values alone),
+ * separated by spaces.  An error is caught, logged and recorded in the
+ * slot; the transaction is rolled back and false returned, and the worker
+ * goes on.  Returns false too when the extension is missing (said once).
  */
-static void
-tick_once(WorkerSlot *slot, MemoryContext loop_cxt)
+static bool
+run_query(WorkerSlot *slot, MemoryContext loop_cxt, const char *what, const char *query, StringInfo out)
 {
-	TimestampTz start = GetCurrentTimestamp();
 	Oid			save_userid;
 	int			save_sec_context;
 	Oid			role;
+	volatile bool ok = true;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -501,14 +506,12 @@ tick_once(WorkerSlot *slot, MemoryContext loop_cxt)
 		slot_set_state(slot, WS_NO_EXTENSION);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		return;
+		return false;
 	}
 	reported_no_extension = false;
-	slot_set_state(slot, WS_TICKING);
 
 	PG_TRY();
 	{
-		StringInfoData rows;
 		uint64		n;
 
 		GetUserIdAndSecContext(&save_userid, &save_sec_context);
@@ -516,19 +519,24 @@ tick_once(WorkerSlot *slot, MemoryContext loop_cxt)
 		if (StatementTimeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
 
-		pgstat_report_activity(STATE_RUNNING, "SELECT * FROM automation.tick()");
+		pgstat_report_activity(STATE_RUNNING, query);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("SELECT stage, rows FROM automation.tick()", false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "automation.tick() did not return rows");
+		if (SPI_execute(query, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "%s did not return rows", what);
 
-		initStringInfo(&rows);
 		for (n = 0; n < SPI_processed; n++)
 		{
-			char	   *stage = SPI_getvalue(SPI_tuptable->vals[n], SPI_tuptable->tupdesc, 1);
-			char	   *count = SPI_getvalue(SPI_tuptable->vals[n], SPI_tuptable->tupdesc, 2);
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *first = SPI_getvalue(SPI_tuptable->vals[n], desc, 1);
+			char	   *second = desc->natts > 1 ? SPI_getvalue(SPI_tuptable->vals[n], desc, 2) : NULL;
 
-			appendStringInfo(&rows, "%s%s=%s", n > 0 ? " " : "", stage, count ? count : "");
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+			appendStringInfo(out, "%s%s", n > 0 ? " " : "", first ? first : "");
+			if (desc->natts > 1)
+				appendStringInfo(out, "=%s", second ? second : "");
+			MemoryContextSwitchTo(old);
 		}
 		SPI_finish();
 
@@ -537,13 +545,6 @@ tick_once(WorkerSlot *slot, MemoryContext loop_cxt)
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-
-		SpinLockAcquire(&shared->mutex);
-		slot->ticks++;
-		slot->last_tick_start = start;
-		slot->last_tick_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
-		strlcpy(slot->last_rows, rows.data, SLOT_TEXT);
-		SpinLockRelease(&shared->mutex);
 	}
 	PG_CATCH();
 	{
@@ -557,27 +558,79 @@ tick_once(WorkerSlot *slot, MemoryContext loop_cxt)
 		AbortCurrentTransaction();
 
 		ereport(LOG,
-				(errmsg("automation tick in database \"%s\" failed: %s", slot->dbname, edata->message),
+				(errmsg("automation %s in database \"%s\" failed: %s", what, slot->dbname, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 
 		SpinLockAcquire(&shared->mutex);
-		slot->ticks++;
-		slot->last_tick_start = start;
-		slot->last_tick_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
 		slot->last_error_at = GetCurrentTimestamp();
 		strlcpy(slot->last_error, edata->message, SLOT_TEXT);
 		SpinLockRelease(&shared->mutex);
 		FreeErrorData(edata);
+		ok = false;
 	}
 	PG_END_TRY();
 
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	slot_set_state(slot, WS_IDLE);
+	return ok;
+}
+
+/* One tick, recorded in the slot. */
+static void
+tick_once(WorkerSlot *slot, MemoryContext loop_cxt)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	StringInfoData rows;
+	bool		ok;
+
+	initStringInfo(&rows);
+	slot_set_state(slot, WS_TICKING);
+	ok = run_query(slot, loop_cxt, "tick", "SELECT stage, rows FROM automation.tick()", &rows);
+
+	SpinLockAcquire(&shared->mutex);
+	if (slot->state == WS_TICKING)
+	{
+		slot->ticks++;
+		slot->last_tick_start = start;
+		slot->last_tick_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
+		if (ok)
+			strlcpy(slot->last_rows, rows.data, SLOT_TEXT);
+		slot->state = WS_IDLE;
+	}
+	SpinLockRelease(&shared->mutex);
 }
 
 /*
- * A worker: ticks its database every automation.naptime until stopped.
+ * Wakes the mailers for messages that became due since the last look, and
+ * notes in the slot when the next queued message or lease matures (0 when
+ * none is waiting).
+ */
+static void
+wake_mailers(WorkerSlot *slot, MemoryContext loop_cxt)
+{
+	StringInfoData ms;
+	TimestampTz found = 0;
+	TimestampTz now;
+
+	initStringInfo(&ms);
+	if (run_query(slot, loop_cxt, "wake-up of mailers", "SELECT automation._wake_mailers()", &ms) &&
+		ms.data[0] != '\0')
+		found = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(strtol(ms.data, NULL, 10), 1));
+
+	/*
+	 * Keep a time poked in while the query ran (automation._poke_worker):
+	 * the query may not have seen that message committed yet.
+	 */
+	now = GetCurrentTimestamp();
+	SpinLockAcquire(&shared->mutex);
+	if (!(slot->next_due > now && (found == 0 || slot->next_due < found)))
+		slot->next_due = found;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * A worker: ticks its database every automation.naptime until stopped,
+ * and in between wakes the mailers when a queued message becomes due.
  */
 void
 automation_worker_main(Datum main_arg)
@@ -587,6 +640,7 @@ automation_worker_main(Datum main_arg)
 	MemoryContext loop_cxt;
 	bool		said_standby = false;
 	TimestampTz last_tick = 0;
+	TimestampTz next_due;
 	pid_t		other;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -631,6 +685,9 @@ automation_worker_main(Datum main_arg)
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
+		SpinLockAcquire(&shared->mutex);
+		next_due = slot->next_due;
+		SpinLockRelease(&shared->mutex);
 
 		/* A new naptime takes effect at once: the next tick is due naptime after the last. */
 		now = GetCurrentTimestamp();
@@ -651,12 +708,28 @@ automation_worker_main(Datum main_arg)
 		{
 			last_tick = now;
 			tick_once(slot, loop_cxt);
+			wake_mailers(slot, loop_cxt);
 			now = GetCurrentTimestamp();
 			next_tick = TimestampTzPlusMilliseconds(last_tick, (int64) automation_naptime * 1000);
 		}
+		else if (next_due != 0 && now >= next_due)
+		{
+			/* a queued message matured between ticks: wake the mailers now */
+			wake_mailers(slot, loop_cxt);
+			now = GetCurrentTimestamp();
+		}
+		SpinLockAcquire(&shared->mutex);
+		next_due = slot->next_due;
+		SpinLockRelease(&shared->mutex);
 
-		/* Sleep until the next tick; on a standby or when disabled, look again every second. */
-		delay_ms = (long) ((next_tick - now) / 1000);
+		/*
+		 * Sleep until the next tick or the next message due, whichever is
+		 * first; on a standby or when disabled, look again every second.
+		 */
+		if (next_due != 0 && next_due < next_tick && automation_enabled && !RecoveryInProgress())
+			delay_ms = (long) ((next_due - now) / 1000);
+		else
+			delay_ms = (long) ((next_tick - now) / 1000);
 		if (RecoveryInProgress() || !automation_enabled)
 			delay_ms = Min(delay_ms, 1000L);
 		if (delay_ms < 1)
@@ -716,4 +789,50 @@ automation_worker_status(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(automation_poke_worker);
+
+/*
+ * automation._poke_worker(due timestamptz): tells this database's worker
+ * that a message will mature at "due", if that is earlier than what it
+ * waits for, and wakes it to sleep anew.  Called by a trigger on the outbox
+ * for messages queued for later and for leases.  Does nothing without the
+ * workers.
+ */
+Datum
+automation_poke_worker(PG_FUNCTION_ARGS)
+{
+	TimestampTz due;
+	char	   *dbname;
+	pid_t		pid = 0;
+	int			i;
+
+	if (shared == NULL || PG_ARGISNULL(0))
+		PG_RETURN_VOID();
+	due = PG_GETARG_TIMESTAMPTZ(0);
+	dbname = get_database_name(MyDatabaseId);
+	if (dbname == NULL)
+		PG_RETURN_VOID();
+
+	SpinLockAcquire(&shared->mutex);
+	for (i = 0; i < shared->nslots; i++)
+	{
+		WorkerSlot *slot = &shared->slots[i];
+
+		if (strcmp(slot->dbname, dbname) != 0)
+			continue;
+		if (slot->next_due == 0 || due < slot->next_due)
+		{
+			slot->next_due = due;
+			pid = slot->pid;
+		}
+		break;
+	}
+	SpinLockRelease(&shared->mutex);
+
+	/* SIGUSR1 sets the worker's latch */
+	if (pid != 0)
+		(void) kill(pid, SIGUSR1);
+	PG_RETURN_VOID();
 }
