@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgtime.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "automation.h"
@@ -76,6 +77,26 @@ Datum
 automation_load(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(automation_valid_timezone);
+
+/*
+ * automation._valid_timezone(name text): whether the server knows a time
+ * zone of that name.  The shop's time zone column may hold anything; a
+ * name it does not know falls back to automation.default_timezone rather
+ * than failing the tick.  pg_tzset caches what it loads, so this is cheap
+ * to call per customer, unlike a scan of pg_timezone_names.
+ */
+Datum
+automation_valid_timezone(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PG_RETURN_BOOL(name[0] != '\0' && strlen(name) < TZ_STRLEN_MAX && pg_tzset(name) != NULL);
 }
 
 void

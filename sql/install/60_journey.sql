@@ -143,6 +143,11 @@ RETURNS void
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_load';
 
+CREATE FUNCTION automation._valid_timezone(name text)
+RETURNS boolean
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'automation_valid_timezone';
+
 -- _src(kind): the binding of one kind, or an error that says which bind
 -- function to call.
 CREATE FUNCTION automation._src(kind text, needed_by text)

@@ -118,44 +118,42 @@ BEGIN
     IF to_regclass('pg_temp.automation_due') IS NOT NULL THEN
         DROP TABLE pg_temp.automation_due;
     END IF;
-    CREATE TEMP TABLE automation_due ON COMMIT DROP AS
-    SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
-           e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
-           s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour, s.valid_for,
-           NULL::text AS exit_reason, NULL::text AS skip_reason,
-           NULL::timestamptz AS send_at, NULL::text AS defer_reason,
-           NULL::text AS recipient, NULL::boolean AS consent, NULL::text AS first_name, NULL::text AS tz,
-           NULL::text AS variant, NULL::bigint AS message_id
-      FROM automation.enrollment e
-      JOIN automation.journey j ON j.name = e.journey
-      JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
-     WHERE e.status = 'active' AND e.due_at <= now AND j.enabled;
+    -- Each due step with its customer as the shop has them now (address,
+    -- consent, name, time zone), and the first exit or skip reasons that
+    -- need nothing more: suppression, consent, a vanished customer.
+    EXECUTE format($q$
+        CREATE TEMP TABLE automation_due ON COMMIT DROP AS
+        SELECT x.*,
+               CASE WHEN x.consent IS NULL THEN 'no_customer'
+                    WHEN EXISTS (SELECT FROM automation.suppression s WHERE s.address = lower(btrim(x.recipient)))
+                    THEN 'suppressed'
+                    WHEN x.purpose = 'marketing' AND NOT x.consent THEN 'no_consent' END AS exit_reason,
+               CASE WHEN x.valid_for IS NOT NULL AND $1 > x.due_at + x.valid_for THEN 'moment_passed'
+                    WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(btrim(x.recipient), '') = ''
+                    THEN 'no_address' END AS skip_reason,
+               NULL::timestamptz AS send_at, NULL::text AS defer_reason, NULL::text AS variant, NULL::bigint AS message_id
+          FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
+                       e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
+                       s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour,
+                       s.valid_for,
+                       CASE s.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END AS recipient,
+                       c.consent, c.first_name,
+                       CASE WHEN automation._valid_timezone(coalesce(p.timezone, c.timezone))
+                            THEN coalesce(p.timezone, c.timezone) ELSE $2 END AS tz
+                  FROM automation.enrollment e
+                  JOIN automation.journey j ON j.name = e.journey
+                  JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
+                  LEFT JOIN (%s) c ON c.customer_key = e.customer_key
+                  LEFT JOIN automation.customer_profile p ON p.customer_key = e.customer_key
+                 WHERE e.status = 'active' AND e.due_at <= $1 AND j.enabled) x$q$,
+        automation._customers_sql()) USING now, default_tz;
     IF NOT EXISTS (SELECT FROM automation_due) THEN
         DROP TABLE automation_due;
         RETURN 0;
     END IF;
     ANALYZE automation_due;
 
-    -- The customers as they are now: address, consent, name, time zone.
-    EXECUTE format($q$
-        UPDATE automation_due d
-           SET recipient = CASE d.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END,
-               consent = c.consent, first_name = c.first_name,
-               tz = coalesce(p.timezone, c.timezone)
-          FROM (%s) c
-          LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key
-         WHERE c.customer_key = d.customer_key$q$, automation._customers_sql());
-    -- Time zones the server does not know fall back to the default.
-    UPDATE automation_due d SET tz = default_tz
-     WHERE d.tz IS NULL OR NOT EXISTS (SELECT FROM pg_timezone_names z WHERE z.name = d.tz);
-
-    -- Exit conditions, against the live shop rows.
-    UPDATE automation_due d SET exit_reason = 'suppressed'
-     WHERE EXISTS (SELECT FROM automation.suppression x WHERE x.address = lower(btrim(d.recipient)));
-    UPDATE automation_due d SET exit_reason = 'no_customer' WHERE d.exit_reason IS NULL AND d.consent IS NULL;
-    UPDATE automation_due d SET exit_reason = 'no_consent'
-     WHERE d.exit_reason IS NULL AND d.purpose = 'marketing' AND NOT d.consent;
-
+    -- Exit conditions that depend on the journey, against the live shop rows.
     IF EXISTS (SELECT FROM automation_due d WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL) THEN
         b_carts := automation._src('carts', 'a cart journey');
         -- A cart that became an order, or that is gone, ends its reminders.
@@ -204,12 +202,7 @@ BEGIN
                         WHERE m.segment = d.context ->> 'segment' AND m.customer_key = d.customer_key
                           AND m.exited_at IS NULL);
 
-    -- Steps whose moment has passed, and customers who stopped engaging.
-    UPDATE automation_due d SET skip_reason = 'moment_passed'
-     WHERE d.exit_reason IS NULL AND d.valid_for IS NOT NULL AND now > d.due_at + d.valid_for;
-    UPDATE automation_due d SET skip_reason = 'no_address'
-     WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL AND NOT d.holdout
-       AND d.channel IN ('email', 'sms') AND coalesce(btrim(d.recipient), '') = '';
+    -- Customers who stopped engaging.
     IF saturation > 0 THEN
         UPDATE automation_due d SET skip_reason = 'saturated'
           FROM (SELECT a.customer_key, a.channel, count(*) AS unengaged

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Journeys on the generated shop (run by test/bench/run, which sets
+# $BENCH_DB, $PSQL and the connection): the five presets installed,
+#
+#   (a) the first tick, which refreshes every profile and enrolls what the
+#       shop's recent history triggers;
+#   (b) a tick with nothing due, right after it (target: 50 ms or less);
+#   (c) a tick that enrolls every open cart into a one-step journey and
+#       writes its message, guardrails included (target: 20,000 messages/s
+#       or more).
+#
+# Quiet hours are switched off for (c): the generated shop's customers live
+# in several time zones, and the point is the rate, not the clock.
+set -eu
+run() { $PSQL -d "$BENCH_DB" -At "$@"; }
+
+run -q <<'SQL'
+CREATE EXTENSION automation;
+SELECT automation.bind_customers('shop.customers', 'id', 'email', 'marketing_consent', first_name_column => 'first_name',
+                                 timezone_column => 'time_zone', phone_column => 'phone');
+SELECT automation.bind_orders('shop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id',
+                              status_column => 'status', counted_statuses => ARRAY['paid', 'shipped', 'delivered']);
+SELECT automation.bind_order_lines('shop.order_lines', 'order_id', 'product_id', 'quantity', 'unit_price');
+SELECT automation.bind_products('shop.products', 'id', 'name', 'category', 'stock', 'consumption_days', 'price');
+SELECT automation.bind_carts('shop.carts', 'id', 'customer_id', 'updated_at', 'total', 'order_id', 'checkout_stage');
+SELECT automation.bind_cart_lines('shop.cart_lines', 'cart_id', 'product_id', 'quantity');
+SELECT automation.bind_signups('shop.newsletter_signups', 'customer_id', 'signed_up_at');
+SELECT automation.enable_change_capture();
+SELECT automation.install_preset(p) FROM unnest(ARRAY['abandoned_cart', 'welcome', 'thank_you', 'feedback', 'win_back']) p;
+SQL
+
+echo "customers: $(run -c 'SELECT count(*) FROM shop.customers')," \
+     "orders: $(run -c 'SELECT count(*) FROM shop.orders')," \
+     "open carts: $(run -c 'SELECT count(*) FROM shop.carts WHERE order_id IS NULL')"
+
+echo "(a) first tick:"
+run <<'SQL'
+\timing on
+SELECT string_agg(stage || '=' || rows || ' (' || round(ms) || ' ms)', ', ') FROM automation.tick('2026-11-01 12:00+00');
+SQL
+echo "(b) tick with nothing due:"
+for i in 1 2 3; do
+run <<'SQL'
+\timing on
+SELECT string_agg(stage || '=' || rows || ' (' || round(ms) || ' ms)', ', ') FROM automation.tick('2026-11-01 12:00:01+00');
+SQL
+done
+
+echo "(c) one tick that writes a message for every open cart:"
+run <<'SQL'
+SELECT automation.set_journey_enabled(name, false) FROM automation.journey;
+SELECT automation.create_journey('blast', 'cart_abandoned', '{"idle": "1 hour", "lookback": "3650 days"}');
+SELECT automation.add_step('blast', '0', 'blast', includes => ARRAY['cart']);
+SET automation.quiet_hours_start = 0;
+SET automation.quiet_hours_end = 0;
+SET automation.min_interval = 0;
+SET automation.max_per_week = 0;
+CREATE TEMP TABLE blast AS SELECT *, clock_timestamp() AS done FROM automation.tick('2026-11-01 12:00:02+00');
+SELECT string_agg(stage || '=' || rows || ' (' || round(ms) || ' ms)', ', ') FROM blast;
+SELECT 'enrolled: ' || count(*) FROM automation.enrollment WHERE journey = 'blast';
+SELECT 'messages written: ' || count(*) FROM automation.outbox WHERE journey = 'blast';
+SELECT 'enroll + steps: ' || round(sum(ms)) || ' ms, ' ||
+       round((SELECT rows FROM blast WHERE stage = 'steps') / (sum(ms) / 1000)) || ' messages/s'
+  FROM blast WHERE stage IN ('enroll', 'steps');
+SQL
