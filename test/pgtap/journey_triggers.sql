@@ -1,0 +1,64 @@
+-- The triggers not walked by the preset test: order status (a
+-- transactional SMS), first order, segment entered, and re-entry.
+BEGIN;
+SELECT plan(12);
+
+SET LOCAL automation.default_timezone = 'UTC';
+-- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
+SET LOCAL automation.min_interval = 0;
+CREATE SCHEMA tshop;
+CREATE TABLE tshop.customers (id text PRIMARY KEY, email text, consent timestamptz, phone text);
+CREATE TABLE tshop.orders (id bigint PRIMARY KEY, customer_id text, placed_at timestamptz, total numeric, status text);
+INSERT INTO tshop.customers VALUES
+    ('ada', 'ada@example.com', '2025-01-01', '+358401234567'),
+    ('bob', 'bob@example.com', NULL, '+358407654321');
+INSERT INTO tshop.orders VALUES
+    (1, 'ada', '2026-05-01 10:00+00', 700, 'shipped'),
+    (2, 'bob', '2026-05-01 11:00+00', 30, 'paid');
+SELECT automation.bind_customers('tshop.customers', 'id', 'email', 'consent', phone_column => 'phone');
+SELECT automation.bind_orders('tshop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id',
+                              status_column => 'status', counted_statuses => ARRAY['paid', 'shipped']);
+
+-- "On its way": an SMS when an order is seen shipped, transactional.
+SELECT automation.create_journey('on_its_way', 'order_status', '{"status": "shipped"}', purpose => 'transactional');
+SELECT automation.add_step('on_its_way', '0', 'order_shipped', channel => 'sms', includes => ARRAY['order']);
+-- A first-order welcome, and a segment journey on a user segment.
+SELECT automation.create_journey('first', 'first_order');
+SELECT automation.add_step('first', '1 hour', 'first_order_welcome');
+SELECT automation.define_segment('big_spenders', 'total_spent >= 500');
+SELECT automation.create_journey('big', 'segment_entered', '{"segment": "big_spenders"}', reentry => 'each_time');
+SELECT automation.add_step('big', '0', 'big_spender_thanks');
+
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-01 12:00+00')$$, 'tick');
+SELECT results_eq($$SELECT customer_key, channel, recipient, template, purpose FROM automation.outbox
+                     WHERE journey = 'on_its_way'$$,
+                  $$VALUES ('ada'::text, 'sms', '+358401234567', 'order_shipped', 'transactional')$$,
+                  'Ada''s shipped order sends an SMS to her phone; Bob''s paid order does not');
+SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'on_its_way'), 1::bigint, 'once');
+SELECT results_eq($$SELECT customer_key, template FROM automation.outbox WHERE journey = 'first' ORDER BY 1$$,
+                  $$VALUES ('ada'::text, 'first_order_welcome')$$,
+                  'the first-order welcome goes to Ada (consent given); Bob has none');
+SELECT is((SELECT exit_reason FROM automation.enrollment WHERE journey = 'first' AND customer_key = 'bob'),
+          'no_consent', 'a consent column holding a time counts only when set');
+SELECT results_eq($$SELECT customer_key, template FROM automation.outbox WHERE journey = 'big'$$,
+                  $$VALUES ('ada'::text, 'big_spender_thanks')$$,
+                  'entering a user segment triggers its journey');
+
+-- Ticking again sends nothing new; a second shipment is a new subject.
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-01 12:30+00')$$, 'tick again');
+SELECT is((SELECT count(*) FROM automation.outbox), 3::bigint, 'nothing twice');
+INSERT INTO tshop.orders VALUES (3, 'ada', '2026-05-02 09:00+00', 20, 'shipped');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-02 10:00+00')$$, 'tick after another shipment');
+SELECT is((SELECT string_agg(payload -> 'order' ->> 'order_id', ',' ORDER BY id) FROM automation.outbox
+            WHERE journey = 'on_its_way'), '1,3', 'each shipped order gets its SMS');
+
+-- Leaving the segment and entering it again: each_time enrolls again.
+UPDATE tshop.orders SET status = 'cancelled' WHERE id = 1;
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-03 10:00+00');
+                  UPDATE tshop.orders SET status = 'shipped' WHERE id = 1;
+                  SELECT * FROM automation.tick('2026-05-04 10:00+00')$$, 'leave and re-enter the segment');
+SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'big'), 2::bigint,
+          'a customer who re-enters the segment is enrolled again');
+
+SELECT * FROM finish();
+ROLLBACK;
