@@ -16,16 +16,17 @@
 --   seed                 any integer; another seed gives another, equally plausible shop.
 --   until                the end of the data: everything happens in the 730 days (exactly
 --                        730 * 24 hours) before it, nothing after it.
---   orders_per_customer  mean orders per customer over ALL customers (>= 1):
+--   orders_per_customer  mean orders per customer over ALL customers, 1 to 50:
 --                        orders ~= orders_per_customer * customers (10 by default, so
---                        1,000,000 customers give ~10 million orders).
+--                        1,000,000 customers give ~10 million orders; the median stays 1).
 --   The same arguments give byte-identical data whatever the plan, parallelism, session
 --   settings (TimeZone included) or call order: every random choice is shop.rnd(seed, id, salt),
 --   a hash of the seed, the id of the thing being generated and a per-use salt; random() and
---   setseed() are not used.  Data is loaded set-based (INSERT ... SELECT over generate_series)
---   with the secondary indexes dropped and rebuilt after the load; the tables are ANALYZEd.
---   It runs in the caller's transaction (the shop is empty until it commits) and takes
---   roughly 1 second per 10,000 customers at the default mean.
+--   setseed() are not used.  Data is loaded set-based (INSERT ... SELECT over generate_series,
+--   staged in temporary tables gen_*) with the secondary indexes dropped and rebuilt after the
+--   load; the tables are ANALYZEd.  It runs in the caller's transaction and sets work_mem,
+--   maintenance_work_mem, jit, TimeZone for itself only.  Time at the default mean: ~0.5 s for
+--   1,000 customers, ~20 s for 100,000, ~4 min for 1,000,000 (10 million orders).
 --
 -- shop.place_order(customer bigint, at timestamptz, product_ids bigint[], quantities integer[])
 --     RETURNS bigint
@@ -48,17 +49,18 @@
 --               Names and cities come from small per-region lists, email is
 --               first.last<id>@example.{com,net,org} (unique), phone 60 %, birth_date 75 %,
 --               city 95 %.  marketing_consent ~80 % (always true for newsletter subscribers).
---   orders      Orders per buying customer: a mixture with median 1: 55 % buy once, 30 % buy
---               2-5 times (uniform), 15 % are regulars buying 6 + Geometric times (capped at
---               365) with the geometric mean solved so that the overall mean is
---               orders_per_customer / 0.9 per buyer (~11.1 at the default; ~63 per regular).
---               For orders_per_customer < 2.52 the regular mean is fixed and the shares of
---               repeat buyers shrink instead (1 -> everybody buys once).
---               A repeat customer orders at a personal, regular pace (gap jitter +-10 %) over
---               25-95 % (regulars 55-98 %) of the window.  60 % of repeat customers whose main
---               interest has consumables have a staple consumable in every order, with
---               quantity q and a gap of q * consumption_days (+-8 %): the replenishment
---               pattern.  Orders are placed at the customer's preferred local time of day
+--   orders      Orders per buying customer, a heavy-tailed mixture with median 1: 55 % buy
+--               once, 30 % 2-5 times (uniform), 15 % are regulars buying 6 + min(359, G) times,
+--               G geometric with its mean solved so that buyers average orders_per_customer / 0.9
+--               (~11.1 at the default, ~63 per regular).  Below orders_per_customer = 2.52 the
+--               regulars' G has mean 2 and the repeat shares shrink instead (1: all buy once).
+--               A repeat customer orders at a personal, regular pace g (gap jitter +-10 %),
+--               spreading the orders over 25-95 % (regulars 55-98 %) of the window, from a
+--               uniform start and wrapped around the window's end to its beginning (so volume is
+--               even over time; a long-standing customer shows one pause).  60 % of repeat
+--               customers whose main interest has consumables have a staple consumable in every
+--               order, with quantity q (1-10) and g = q * consumption_days (+-8 %): the
+--               replenishment pattern.  Orders are placed at the customer's preferred local time of day
 --               (morning, lunch and evening peaks) + a triangular +-2 h, in the customer's own
 --               time zone; 5 % at a random time of day.
 --               Lines: 1-4 distinct products drawn from one of six interests (dog, coffee,
@@ -222,7 +224,8 @@ RETURNS TABLE (relation text, rows bigint)
 LANGUAGE plpgsql
 SET TimeZone = 'UTC'                 -- belt and braces: no arithmetic below depends on it
 SET client_min_messages = warning
-SET work_mem = '256MB'
+SET jit = off                        -- compiling these big expressions costs more than it saves
+SET work_mem = '1GB'                 -- the sort of the orders by time (~0.9 GB at 10 million)
 SET maintenance_work_mem = '1GB'
 AS $$
 DECLARE
@@ -277,10 +280,13 @@ DECLARE
     soff      integer[];
     sn        integer[];
 
-    -- Orders per buyer: once / 2-5 / regular (6 + geometric with mean reg_mean).
+    -- Orders per buyer: once / 2-5 / regular (6 + min(359, geometric)), see below.
     per_buyer double precision;
-    reg_mean  double precision;
-    lambda    double precision;
+    reg_mean  double precision;    -- wanted mean of min(359, geometric)
+    q         double precision;    -- its ratio: P(geometric >= j) = q ^ j
+    lo        double precision := 0;
+    hi        double precision := 1;
+    lambda    double precision;    -- geometric = floor(-lambda * ln(1 - u))
     scale     double precision;
     seg_cum   double precision[];
 
@@ -290,21 +296,30 @@ BEGIN
     IF customers IS NULL OR customers < 1 THEN
         RAISE EXCEPTION 'shop.generate: customers must be at least 1';
     END IF;
-    IF seed IS NULL OR until IS NULL OR orders_per_customer IS NULL OR orders_per_customer < 1 THEN
-        RAISE EXCEPTION 'shop.generate: seed and until must not be NULL, orders_per_customer must be at least 1';
+    IF seed IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'shop.generate: seed and until must not be NULL';
     END IF;
-    IF customers > 2000000 THEN
-        RAISE EXCEPTION 'shop.generate: at most 2,000,000 customers';  -- hash keys are customer * 1024 + n
+    IF orders_per_customer IS NULL OR orders_per_customer < 1 OR orders_per_customer > 50 THEN
+        RAISE EXCEPTION 'shop.generate: orders_per_customer must be between 1 and 50';
+    END IF;
+    IF customers > 4000000 THEN    -- keeps the hash keys customer * 1024 + n below 2^32
+        RAISE EXCEPTION 'shop.generate: at most 4,000,000 customers';
     END IF;
 
     per_buyer := orders_per_customer / 0.9;
-    reg_mean := (per_buyer - 2.5) / 0.15;     -- 0.55 * 1 + 0.30 * 3.5 + 0.15 * (6 + reg_mean)
+    reg_mean := (per_buyer - 2.5) / 0.15;     -- per_buyer = 0.55 * 1 + 0.30 * 3.5 + 0.15 * (6 + reg_mean)
     scale := 1;
     IF reg_mean < 2 THEN                      -- too few orders for the mixture: shrink repeat buyers
         reg_mean := 2;
         scale := (per_buyer - 1) / 1.8;       -- 1 + scale * (0.30 * 2.5 + 0.15 * (5 + 2))
     END IF;
-    lambda := 1 / ln(1 + 1 / reg_mean);       -- floor(Exp(lambda)) has mean reg_mean
+    -- E[min(359, geometric)] = q (1 - q^359) / (1 - q) grows with q: bisect for reg_mean
+    -- (reachable: reg_mean <= (50 / 0.9 - 2.5) / 0.15 < 354).
+    FOR i IN 1..100 LOOP
+        q := (lo + hi) / 2;
+        IF q * (1 - q ^ 359) / (1 - q) < reg_mean THEN lo := q; ELSE hi := q; END IF;
+    END LOOP;
+    lambda := -1 / ln(q);
     seg_cum := ARRAY[1 - 0.45 * scale, 1 - 0.15 * scale];
 
     TRUNCATE shop.customers, shop.products, shop.orders, shop.order_lines, shop.carts,
@@ -414,7 +429,6 @@ BEGIN
     SELECT c.id, c.signup_only, c.reg, c.city_ix, c.pref_min, c.k, c.theme1, c.theme2,
            c.staple, c.staple_qty, c.g,
            shop.rnd(seed, c.id, 25) * (w - 1) AS f,   -- first order, days into the window
-
            shop.rnd(seed, c.id, 20) < 0.30 AS signs_up,
            shop.rnd(seed, c.id, 27) < 0.10 AS open_cart
       FROM (
@@ -468,8 +482,8 @@ BEGIN
 
     ---------------------------------------------------------------- order times and ids
     -- Order n of a customer is due x = f + n * g (+- 10 % of g for n > 0) days into the window,
-    -- wrapped around the window (so order volume is even over time and a long-standing customer
-    -- shows one pause: the spans never overlap, 1.1 * g * (k - 1) < w - 2).  It is placed at the
+    -- wrapped around the window (so order volume is even over time; a customer whose orders
+    -- wrap shows one longer pause instead of a gap).  It is placed at the
     -- occurrence of the customer's time of day (preferred minute +- triangular 2 h, or 5 %
     -- uniform) nearest to that, in the customer's time zone; a day earlier if that is past until.
     -- Salts 40-49, keyed by customer * 1024 + n.
@@ -496,7 +510,7 @@ BEGIN
                                 THEN floor(shop.rnd(seed, c.id * 1024 + n, 42) * 1440)
                                 ELSE c.pref_min + round((shop.rnd(seed, c.id * 1024 + n, 43)
                                                          + shop.rnd(seed, c.id * 1024 + n, 44) - 1) * 120)
-                           END AS minute
+                           END + floor(shop.rnd(seed, c.id * 1024 + n, 45) * 60) / 60 AS minute
                       FROM gen_customer c
                      CROSS JOIN LATERAL generate_series(0, c.k - 1) AS n
                      WHERE c.k > 0
@@ -508,8 +522,9 @@ BEGIN
 
     ---------------------------------------------------------------- customers
     -- Buyers registered shortly before their first order (60 %: 2-27 minutes) or earlier
-    -- (exponential, mean 20 days); sign-up-only customers registered uniformly, or 25 % of them
-    -- recently (exponential, mean 5 days, before until).  Salts 2-13, 21, 30-33.
+    -- (exponential, mean 20 days; uniform since the start if that is before it); sign-up-only
+    -- customers registered uniformly, or 25 % of them recently (exponential, mean 5 days,
+    -- before until).  Salts 2-13, 21, 30-34.
     INSERT INTO shop.customers (id, email, first_name, last_name, marketing_consent, time_zone,
                                 phone, city, birth_date, created_at)
     SELECT c.id,
@@ -536,7 +551,9 @@ BEGIN
                 THEN t_start + shop.rnd(seed, c.id, 33) * (w - 0.05) * one_day
                 WHEN shop.rnd(seed, c.id, 30) < 0.60
                 THEN fo.first_at - (2 + 25 * shop.rnd(seed, c.id, 31)) * interval '1 minute'
-                ELSE greatest(t_start, fo.first_at + 20 * ln(1 - shop.rnd(seed, c.id, 31)) * one_day)
+                WHEN fo.first_at + 20 * ln(1 - shop.rnd(seed, c.id, 31)) * one_day >= t_start
+                THEN fo.first_at + 20 * ln(1 - shop.rnd(seed, c.id, 31)) * one_day
+                ELSE t_start + shop.rnd(seed, c.id, 34) * (fo.first_at - t_start)
            END
       FROM gen_customer c
       LEFT JOIN (SELECT o.customer_id, min(o.placed_at) AS first_at
@@ -622,8 +639,7 @@ BEGIN
 
     INSERT INTO shop.orders (id, customer_id, placed_at, total, status, billing_city, shipping_city)
     SELECT x.id, x.customer_id, x.placed_at, x.total, x.status, x.billing_city, x.shipping_city
-      FROM gen_order_x x
-     ORDER BY x.id;
+      FROM gen_order_x x;
     GET DIAGNOSTICS n_orders = ROW_COUNT;
 
     INSERT INTO shop.order_lines (order_id, line_no, product_id, quantity, unit_price)
@@ -632,13 +648,12 @@ BEGIN
      CROSS JOIN LATERAL (VALUES (1, x.p1, x.q1, x.u1), (2, x.p2, x.q2, x.u2), (3, x.p3, x.q3, x.u3),
                                 (4, x.p4, x.q4, x.u4), (x.n + 1, x.ps, x.qs, x.us))
                         AS l(line_no, product_id, quantity, unit_price)
-     WHERE l.product_id IS NOT NULL
-     ORDER BY x.id, l.line_no;
+     WHERE l.product_id IS NOT NULL;
     GET DIAGNOSTICS n_lines = ROW_COUNT;
 
     ---------------------------------------------------------------- carts
     -- Converted carts of the last 60 days' orders (key = order id) and open carts (key =
-    -- -customer id).  Salts 80-89.
+    -- -customer id).  Salts 80-87.
     CREATE TEMP TABLE gen_cart ON COMMIT DROP AS
     SELECT row_number() OVER (ORDER BY k.created_at, k.key) AS id, k.*
       FROM (
@@ -673,7 +688,8 @@ BEGIN
             OFFSET 0) u
         OFFSET 0) k;
 
-    -- Lines of open carts: 1-3 distinct products of the main (75 %) or second interest.
+    -- Lines: a converted cart's are its order's; an open cart has 1-3 distinct products of the
+    -- customer's main (75 %) or second interest.  Salts 89-95, keyed by customer.
     CREATE TEMP TABLE gen_cart_line ON COMMIT DROP AS
     SELECT k.key, ol.product_id, ol.quantity
       FROM gen_cart k
