@@ -229,10 +229,12 @@ COMMENT ON FUNCTION automation.customer_key_type() IS 'the type of the shop''s c
 -- they join to the shop's tables without casts.  Also run after a restore
 -- from pg_dump, which recreates those tables as installed, with text keys.
 -- Views over such a column are recreated around the change, keeping their
--- privileges and their membership of the extension.
+-- privileges and their membership of the extension.  It runs as the
+-- extension's owner, who owns the tables, whoever binds.
 CREATE FUNCTION automation._retype_keys()
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -276,8 +278,15 @@ BEGIN
         IF col.relkind = 'c' THEN
             EXECUTE format('ALTER TYPE %s ALTER ATTRIBUTE customer_key TYPE %s', col.rel, target);
         ELSE
-            EXECUTE format('ALTER TABLE %s ALTER COLUMN customer_key TYPE %s USING customer_key::text::%s',
-                           col.rel, target, target);
+            BEGIN
+                EXECUTE format('ALTER TABLE %s ALTER COLUMN customer_key TYPE %s USING customer_key::text::%s',
+                               col.rel, target, target);
+            EXCEPTION WHEN data_exception THEN
+                RAISE EXCEPTION 'customer keys stored in % cannot become %', col.rel, target
+                    USING ERRCODE = 'datatype_mismatch',
+                          DETAIL = SQLERRM,
+                          HINT = 'The shop''s customer key type changed.  Bind a key of the old type, or empty the table first if its rows may go.';
+            END;
         END IF;
     END LOOP;
 

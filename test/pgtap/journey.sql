@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(40);
+SELECT plan(41);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -166,6 +166,15 @@ SELECT is((SELECT exit_reason FROM automation.enrollment WHERE journey = 'feedba
 SELECT is((SELECT reason FROM automation.decision_log WHERE journey = 'win_back' AND customer_key = 4 AND decision = 'deferred'),
           'frequency_cap until 2026-03-27 08:00:00+00',
           'Dee''s win-back waits 16 hours behind her feedback request, then for the morning');
+
+-- Where carts were left, and how many came back.
+SELECT results_eq(
+    $$SELECT dimension, value, abandoned, recovered FROM automation.cart_abandonment_stats ORDER BY 1, 2$$,
+    $$VALUES ('cart_value', '100-200', 2::bigint, 0::bigint), ('cart_value', '25-50', 3::bigint, 1::bigint),
+             ('checkout_stage', 'cart', 3::bigint, 0::bigint), ('checkout_stage', 'payment', 1::bigint, 0::bigint),
+             ('checkout_stage', 'shipping', 1::bigint, 1::bigint),
+             ('customer', 'new', 4::bigint, 1::bigint), ('customer', 'returning', 1::bigint, 0::bigint)$$,
+    'cart_abandonment_stats by value band, checkout stage and new vs returning');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -101,5 +101,19 @@ is($node->safe_psql('shopdb', q{
 is($node->safe_psql('shopdb', q{SELECT count(*) - count(DISTINCT dedupe_key) FROM automation.outbox}), '0',
    'and no message twice');
 
+# A bound table dropped under the worker: the tick fails, worker_status
+# says why, and the worker carries on once the shop is bound again.
+my $pid = $node->safe_psql('shopdb', q{SELECT pid FROM automation.worker_status});
+$node->safe_psql('shopdb', q{ALTER TABLE shop.carts RENAME TO carts_gone});
+ok($node->poll_query_until('shopdb',
+    q{SELECT last_error LIKE '%carts%' FROM automation.worker_status}),
+   'a tick over a dropped bound table fails, and worker_status shows it');
+is($node->safe_psql('shopdb', q{SELECT pid FROM automation.worker_status}), $pid, 'the worker keeps running');
+$node->safe_psql('shopdb', q{ALTER TABLE shop.carts_gone RENAME TO carts});
+my $ticks = $node->safe_psql('shopdb', q{SELECT ticks FROM automation.worker_status});
+ok($node->poll_query_until('shopdb',
+    qq{SELECT ticks > $ticks + 1 AND last_tick_start > last_error_at FROM automation.worker_status}),
+   'and ticks again once the table is back');
+
 $node->stop;
 done_testing();
