@@ -11,7 +11,8 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 MODULE_big = automation
 OBJS = \
 	src/automation.o \
-	src/binding.o
+	src/binding.o \
+	src/prediction.o
 
 # The install script of the version under development is assembled from one
 # piece per responsibility under sql/install/, in file-name order.  Released

@@ -12,16 +12,30 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "utils/guc.h"
 
 #include "automation.h"
+#include "prediction.h"
 
 PG_MODULE_MAGIC;
 
 char	   *automation_default_timezone = NULL;
+int			automation_prediction_time_unit = PREDICTION_UNIT_WEEKS;
+double		automation_discount_rate = 0.10;
+double		automation_churn_risk_threshold = 0.3;
+int			automation_prediction_min_customers = 100;
+
+static const struct config_enum_entry prediction_time_unit_options[] = {
+	{"days", PREDICTION_UNIT_DAYS, false},
+	{"weeks", PREDICTION_UNIT_WEEKS, false},
+	{"months", PREDICTION_UNIT_MONTHS, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -58,6 +72,43 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   check_default_timezone, NULL, NULL);
+
+	DefineCustomEnumVariable("automation.prediction_time_unit",
+							 "Time unit in which automation.fit_models() measures customer histories.",
+							 "The BG/NBD parameter alpha is in this unit; a fitted model keeps the unit it was fitted in.",
+							 &automation_prediction_time_unit,
+							 PREDICTION_UNIT_WEEKS,
+							 prediction_time_unit_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("automation.discount_rate",
+							 "Yearly discount rate of the predicted customer lifetime value.",
+							 "clv_12m discounts each month's expected spend by (1 + rate)^(month / 12).",
+							 &automation_discount_rate,
+							 0.10, 0.0, 10.0,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("automation.churn_risk_threshold",
+							 "Customers whose predicted probability of being alive is below this are at risk of churn.",
+							 "The churn_risk segment holds the customers of automation.customer_prediction with p_alive below it.",
+							 &automation_churn_risk_threshold,
+							 0.3, 0.0, 1.0,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.prediction_min_customers",
+							"Customers needed before the models are fitted by maximum likelihood alone.",
+							"With fewer, the fit is shrunk toward population priors.",
+							&automation_prediction_min_customers,
+							100, 1, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("automation");
 }
