@@ -6,7 +6,8 @@
  *
  * _PG_init does nothing else.  Settings that may change at any time come
  * first; settings that only make sense at server start (the background
- * worker) are defined after the check for shared_preload_libraries.
+ * worker's) are defined by worker_init() after its check for
+ * shared_preload_libraries, so it comes last.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +22,7 @@
 
 #include "automation.h"
 #include "prediction.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -29,6 +31,7 @@ int			automation_prediction_time_unit = PREDICTION_UNIT_WEEKS;
 double		automation_discount_rate = 0.10;
 double		automation_churn_risk_threshold = 0.3;
 int			automation_prediction_min_customers = 100;
+int			automation_prediction_refresh = 1440;
 
 static const struct config_enum_entry prediction_time_unit_options[] = {
 	{"days", PREDICTION_UNIT_DAYS, false},
@@ -109,6 +112,18 @@ _PG_init(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.prediction_refresh",
+							"How often the tick scores customers again with the latest model.",
+							"0 leaves rescoring to automation.score_customers() and automation.fit_models().",
+							&automation_prediction_refresh,
+							1440, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	/* last: defines the postmaster-only settings when preloading */
+	worker_init();
 
 	MarkGUCPrefixReserved("automation");
 }

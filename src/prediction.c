@@ -1042,20 +1042,21 @@ automation_score(PG_FUNCTION_ARGS)
 
 /*
  * automation._prediction_settings() RETURNS (time_unit, unit_seconds,
- * discount_rate, churn_risk_threshold, min_customers): the settings, read
+ * discount_rate, churn_risk_threshold, min_customers, refresh_minutes): the settings, read
  * through the library so that they exist even when it was not preloaded.
  */
 Datum
 automation_prediction_settings(PG_FUNCTION_ARGS)
 {
-	Datum		values[5];
-	bool		nulls[5] = {false};
+	Datum		values[6];
+	bool		nulls[6] = {false};
 
 	values[0] = CStringGetTextDatum(unit_name(automation_prediction_time_unit));
 	values[1] = Float8GetDatum(unit_seconds(automation_prediction_time_unit));
 	values[2] = Float8GetDatum(automation_discount_rate);
 	values[3] = Float8GetDatum(automation_churn_risk_threshold);
 	values[4] = Int32GetDatum(automation_prediction_min_customers);
+	values[5] = Int32GetDatum(automation_prediction_refresh);
 	PG_RETURN_DATUM(return_record(fcinfo, values, nulls));
 }
 

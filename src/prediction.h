@@ -22,6 +22,7 @@ extern int	automation_prediction_time_unit;
 extern double automation_discount_rate;
 extern double automation_churn_risk_threshold;
 extern int	automation_prediction_min_customers;
+extern int	automation_prediction_refresh;
 
 
 /* Gauss hypergeometric function 2F1(a, b; c; z) for real z < 1 */

@@ -23,7 +23,7 @@
 
 CREATE FUNCTION automation._prediction_settings(OUT time_unit text, OUT unit_seconds float8,
                                                 OUT discount_rate float8, OUT churn_risk_threshold float8,
-                                                OUT min_customers int)
+                                                OUT min_customers int, OUT refresh_minutes int)
 RETURNS record
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'automation_prediction_settings';
@@ -303,6 +303,27 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION automation.score_customers(timestamptz) IS 'rebuild automation.customer_prediction with the latest model as of now; returns the customers scored';
+
+-- _tick_predictions(now): the tick's stage: scores every customer again with
+-- the latest model when the last scoring is older than
+-- automation.prediction_refresh (0: never).  Returns the customers scored.
+CREATE FUNCTION automation._tick_predictions(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    refresh int := (automation._prediction_settings()).refresh_minutes;
+BEGIN
+    IF refresh = 0 OR NOT EXISTS (SELECT FROM automation.model_parameters) THEN
+        RETURN 0;
+    END IF;
+    IF (SELECT max(c.scored_at) FROM automation.customer_prediction c) > now - make_interval(mins => refresh) THEN
+        RETURN 0;
+    END IF;
+    RETURN automation._store_scores(automation._latest_model(), now, NULL);
+END
+$$;
 
 -- fit_models(calibration_end, now): fits both models on the orders placed
 -- up to calibration_end, stores them, and scores every customer as of now.
