@@ -186,6 +186,39 @@ bgnbd_p_alive(double x, double t_x, double t_cal,
 }
 
 /*
+ * ln((1-z)^A 2F1(A, B; C; z)) for 0 <= z < 1 and A, B, C > 0, where every
+ * term of the series is positive: the terms are summed with a running scale
+ * so that neither a peak of large terms (large A and z near 1) nor a long
+ * tail overflows, and no cancellation can occur.  NaN when it does not
+ * settle within the term limit.
+ */
+static double
+log_scaled_hyp2f1(double A, double B, double C, double z)
+{
+	double		term = 1.0;
+	double		sum = 1.0;
+	double		log_scale = 0.0;
+	int			k;
+
+	for (k = 0; k < 2000000; k++)
+	{
+		term *= (A + k) * (B + k) / ((C + k) * (k + 1.0)) * z;
+		sum += term;
+		if (sum > 1e250)
+		{
+			term *= 1e-250;
+			sum *= 1e-250;
+			log_scale += 250.0 * M_LN10;
+		}
+		if (term <= 1e-17 * sum && (A + k) * (B + k) * z < (C + k) * (k + 1.0))
+			return A * log1p(-z) + log_scale + log(sum);
+		if (!isfinite(sum))
+			break;
+	}
+	return NAN;
+}
+
+/*
  * E[X(T, T + t) | x, t_x, T]: the expected number of purchases in the next
  * t time units (FHL 2005, eq. 10):
  *
@@ -193,11 +226,14 @@ bgnbd_p_alive(double x, double t_x, double t_cal,
  *                        2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t))]
  *   / (1 + [x > 0] a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))
  *
- * With z = t/(alpha+T+t) the bracketed product (1-z)^(r+x) 2F1(...) equals
- * (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z) by Euler's transformation; the
- * right-hand series has terms that decay like k^(a-r-x-2) z^k, so it
- * converges for any horizon, where the left one grows with x before it
- * converges.  a = 1 is a removable singularity: a is moved off it by 1e-7.
+ * With z = t/(alpha+T+t) < 1, the product G = (1-z)^(r+x) 2F1(...) is
+ * summed with positive terms and a running scale (log_scaled_hyp2f1), which
+ * stays accurate for many repeat purchases, horizons long against alpha + T,
+ * and the very large a and b of shops where hardly anyone drops out.  When
+ * a + b + x - 1 <= 0 (possible only with x = 0 and a + b < 1) the terms
+ * change sign, and G is taken from Euler's transformation
+ * (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z) instead.  a = 1 is a removable
+ * singularity: a is moved off it by 1e-7.
  */
 double
 bgnbd_expected_purchases(double t, double x, double t_x, double t_cal,
@@ -212,8 +248,11 @@ bgnbd_expected_purchases(double t, double x, double t_x, double t_cal,
 	if (fabs(a - 1.0) < 1e-7)
 		a = a < 1.0 ? 1.0 - 1e-7 : 1.0 + 1e-7;
 	z = t / (alpha + t_cal + t);
-	g = exp((a - 1.0) * log1p(-z)) *
-		hyp2f1_series(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);
+	if (a + b + x - 1.0 > 0.0)
+		g = exp(log_scaled_hyp2f1(r + x, b + x, a + b + x - 1.0, z));
+	else
+		g = exp((a - 1.0) * log1p(-z)) *
+			prediction_hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);
 	num = (a + b + x - 1.0) / (a - 1.0) * (1.0 - g);
 	if (x > 0.0)
 	{
@@ -925,7 +964,7 @@ automation_fit_gamma_gamma(PG_FUNCTION_ARGS)
 /*
  * The time from now, in model units, at which one more purchase is
  * expected: where E[X(t) | x, t_x, T] reaches 1, found by bisection on a
- * logarithmic scale to within 1e-3 relative.  Negative when fewer than one
+ * logarithmic scale between limit * e^-16 and limit, to within 0.5%.  Negative when fewer than one
  * purchase is expected within limit.
  */
 static double
@@ -937,9 +976,9 @@ time_to_next_purchase(double x, double t_x, double t_cal, const double *par, dou
 
 	if (!(bgnbd_expected_purchases(limit, x, t_x, t_cal, par[0], par[1], par[2], par[3]) >= 1.0))
 		return -1.0;
-	lo = log(limit) - 30.0;
+	lo = log(limit) - 16.0;
 	hi = log(limit);
-	for (i = 0; i < 60 && hi - lo > 1e-3; i++)
+	for (i = 0; i < 60 && hi - lo > 5e-3; i++)
 	{
 		double		mid = 0.5 * (lo + hi);
 
@@ -1095,6 +1134,7 @@ automation_order_statistics(PG_FUNCTION_ARGS)
 	StringInfoData ts,
 				day,
 				query;
+	char	   *tz;
 	Oid			save_userid;
 	int			save_sec;
 	Portal		portal;
@@ -1157,22 +1197,27 @@ automation_order_statistics(PG_FUNCTION_ARGS)
 		placed_type = getBaseType(DatumGetObjectId(d));
 	}
 
-	/* the order's time as timestamptz, and its day in the default time zone */
+	/*
+	 * The order's time as timestamptz, and its day in the default time zone.
+	 * The zone is a literal rather than a parameter so that the planner
+	 * resolves it once instead of once per order.
+	 */
+	tz = quote_literal_cstr(automation_default_timezone);
 	initStringInfo(&ts);
 	initStringInfo(&day);
 	switch (placed_type)
 	{
 		case DATEOID:
-			appendStringInfo(&ts, "(o.%s::timestamp AT TIME ZONE $2)", quote_identifier(placed_at));
+			appendStringInfo(&ts, "(o.%s::timestamp AT TIME ZONE %s)", quote_identifier(placed_at), tz);
 			appendStringInfo(&day, "o.%s::date", quote_identifier(placed_at));
 			break;
 		case TIMESTAMPOID:
-			appendStringInfo(&ts, "(o.%s AT TIME ZONE $2)", quote_identifier(placed_at));
-			appendStringInfo(&day, "(%s AT TIME ZONE $2)::date", ts.data);
+			appendStringInfo(&ts, "(o.%s AT TIME ZONE %s)", quote_identifier(placed_at), tz);
+			appendStringInfo(&day, "(%s AT TIME ZONE %s)::date", ts.data, tz);
 			break;
 		default:
 			appendStringInfo(&ts, "o.%s::timestamptz", quote_identifier(placed_at));
-			appendStringInfo(&day, "(%s AT TIME ZONE $2)::date", ts.data);
+			appendStringInfo(&day, "(%s AT TIME ZONE %s)::date", ts.data, tz);
 			break;
 	}
 
@@ -1180,14 +1225,14 @@ automation_order_statistics(PG_FUNCTION_ARGS)
 	appendStringInfo(&query,
 					 "SELECT s.c::text, (count(*) - 1)::int4, "
 					 "       ((max(s.d) - min(s.d)) * 86400.0 / $3)::float8, "
-					 "       (extract(epoch FROM $1 - (min(s.d)::timestamp AT TIME ZONE $2))::float8 / $3), "
+					 "       (extract(epoch FROM $1 - (min(s.d)::timestamp AT TIME ZONE %s))::float8 / $3), "
 					 "       CASE WHEN count(*) > 1 "
 					 "            THEN (sum(s.v) - (min(ARRAY[(s.d - DATE '2000-01-01')::float8, s.v]))[2]) / (count(*) - 1) END, "
 					 "       sum(s.v) "
 					 "  FROM (SELECT o.%s AS c, %s AS d, sum(coalesce(o.%s::float8, 0)) AS v "
 					 "          FROM %s.%s o "
 					 "         WHERE o.%s IS NOT NULL AND %s <= $1",
-					 quote_identifier(customer), day.data, quote_identifier(total),
+					 tz, quote_identifier(customer), day.data, quote_identifier(total),
 					 quote_identifier(schema), quote_identifier(relname),
 					 quote_identifier(customer), ts.data);
 	if (has_statuses)

@@ -326,8 +326,9 @@ END
 $$;
 
 -- fit_models(calibration_end, now): fits both models on the orders placed
--- up to calibration_end, stores them, and scores every customer as of now.
-CREATE FUNCTION automation.fit_models(calibration_end timestamptz DEFAULT now(), now timestamptz DEFAULT now())
+-- up to calibration_end (by default now), stores them, and scores every
+-- customer as of now.
+CREATE FUNCTION automation.fit_models(calibration_end timestamptz DEFAULT NULL, now timestamptz DEFAULT now())
 RETURNS automation.model_parameters
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -347,9 +348,10 @@ DECLARE
     prior_p float8 := 6.25;
     prior_q float8 := 3.74;
 BEGIN
-    IF calibration_end IS NULL OR now IS NULL THEN
-        RAISE EXCEPTION 'calibration_end and now must not be null' USING ERRCODE = 'null_value_not_allowed';
+    IF now IS NULL THEN
+        RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    calibration_end := coalesce(calibration_end, now);
     IF calibration_end > now THEN
         RAISE EXCEPTION 'calibration_end must not be after now'
             USING ERRCODE = 'invalid_parameter_value',
