@@ -53,9 +53,31 @@ PG_FUNCTION_INFO_V1(automation_score);
 PG_FUNCTION_INFO_V1(automation_order_statistics);
 PG_FUNCTION_INFO_V1(automation_prediction_settings);
 
-/* Log-parameters are kept within these bounds: e^-15 .. e^18. */
+/*
+ * Log-parameters are kept within e^-15 .. e^18, except the BG/NBD dropout
+ * parameters a and b, kept within e^-10 .. e^10: beyond that the dropout
+ * probability a / (a + b) no longer changes the predictions, while the
+ * likelihood is flat along a + b and a search would wander there.
+ */
 #define LOG_PARAM_MIN	(-15.0)
 #define LOG_PARAM_MAX	18.0
+#define LOG_DROPOUT_MIN (-10.0)
+#define LOG_DROPOUT_MAX 10.0
+
+typedef struct Bounds
+{
+	double		lo[4];
+	double		hi[4];
+} Bounds;
+
+static const Bounds bgnbd_bounds = {
+	{LOG_PARAM_MIN, LOG_PARAM_MIN, LOG_DROPOUT_MIN, LOG_DROPOUT_MIN},
+	{LOG_PARAM_MAX, LOG_PARAM_MAX, LOG_DROPOUT_MAX, LOG_DROPOUT_MAX}
+};
+static const Bounds gg_bounds = {
+	{LOG_PARAM_MIN, LOG_PARAM_MIN, LOG_PARAM_MIN},
+	{LOG_PARAM_MAX, LOG_PARAM_MAX, LOG_PARAM_MAX}
+};
 
 /* Seconds in one unit of automation.prediction_time_unit. */
 static double
@@ -293,14 +315,14 @@ typedef double (*objective_fn) (const double *theta, void *arg);
 
 /*
  * Minimises f from theta (dimension n) by the Nelder-Mead simplex method,
- * every vertex clamped to [LOG_PARAM_MIN, LOG_PARAM_MAX].  Stops when the
- * values at the vertices agree to 1e-12 relative and the simplex has
- * shrunk below 1e-9, or after max_iter iterations.  Leaves the best vertex
- * in theta and its value in *fbest; returns the iterations used.
+ * every vertex clamped to the bounds.  Stops when the values at the
+ * vertices agree to 1e-12 relative and the simplex has shrunk below 1e-7,
+ * or after max_iter iterations.  Leaves the best vertex in theta and its
+ * value in *fbest; returns the iterations used.
  */
 static int
-nelder_mead_once(objective_fn f, void *arg, int n, double *theta,
-				 double *fbest, int max_iter)
+nelder_mead_once(objective_fn f, void *arg, int n, const Bounds *bounds,
+				 double *theta, double *fbest, int max_iter)
 {
 	double		x[NM_MAX_DIM + 1][NM_MAX_DIM];
 	double		fx[NM_MAX_DIM + 1];
@@ -320,7 +342,7 @@ nelder_mead_once(objective_fn f, void *arg, int n, double *theta,
 		{
 			double		step = 0.5;
 
-			if (x[i][i - 1] + step > LOG_PARAM_MAX)
+			if (x[i][i - 1] + step > bounds->hi[i - 1])
 				step = -step;
 			x[i][i - 1] += step;
 		}
@@ -352,7 +374,7 @@ nelder_mead_once(objective_fn f, void *arg, int n, double *theta,
 			for (j = 0; j < n; j++)
 				size = Max(size, fabs(x[i][j] - x[best][j]));
 		if (fabs(fx[worst] - fx[best]) <= 1e-12 * (fabs(fx[best]) + 1e-12) &&
-			size < 1e-9)
+			size < 1e-7)
 			break;
 
 		for (j = 0; j < n; j++)
@@ -363,7 +385,7 @@ nelder_mead_once(objective_fn f, void *arg, int n, double *theta,
 					centroid[j] += x[i][j];
 			centroid[j] /= n;
 		}
-#define CLAMP(v) Min(Max((v), LOG_PARAM_MIN), LOG_PARAM_MAX)
+#define CLAMP(v) Min(Max((v), bounds->lo[j]), bounds->hi[j])
 		for (j = 0; j < n; j++)
 			xr[j] = CLAMP(2.0 * centroid[j] - x[worst][j]);
 		fr = f(xr, arg);
@@ -436,7 +458,8 @@ nelder_mead_once(objective_fn f, void *arg, int n, double *theta,
  * Returns the total number of iterations.
  */
 static int
-nelder_mead(objective_fn f, void *arg, int n, double *theta, double *fbest)
+nelder_mead(objective_fn f, void *arg, int n, const Bounds *bounds,
+			double *theta, double *fbest)
 {
 	int			iterations = 0;
 	int			run;
@@ -446,7 +469,7 @@ nelder_mead(objective_fn f, void *arg, int n, double *theta, double *fbest)
 	{
 		double		value;
 
-		iterations += nelder_mead_once(f, arg, n, theta, &value, 5000);
+		iterations += nelder_mead_once(f, arg, n, bounds, theta, &value, 2000);
 		if (run > 0 && previous - value <= 1e-10 * (fabs(value) + 1e-10))
 		{
 			previous = value;
@@ -874,11 +897,13 @@ automation_fit_bgnbd(PG_FUNCTION_ARGS)
 	d.prior = prior;
 	d.prior_weight = PG_ARGISNULL(5) ? 0.0 : PG_GETARG_FLOAT8(5);
 
-	iterations = nelder_mead(bgnbd_objective, &d, 4, theta, &value);
+	for (i = 0; i < 4; i++)
+		theta[i] = Min(Max(theta[i], bgnbd_bounds.lo[i]), bgnbd_bounds.hi[i]);
+	iterations = nelder_mead(bgnbd_objective, &d, 4, &bgnbd_bounds, theta, &value);
 	for (i = 0; i < 4; i++)
 	{
 		values[i] = Float8GetDatum(exp(theta[i]));
-		if (theta[i] < LOG_PARAM_MIN + 0.01 || theta[i] > LOG_PARAM_MAX - 0.01)
+		if (theta[i] < bgnbd_bounds.lo[i] + 0.01 || theta[i] > bgnbd_bounds.hi[i] - 0.01)
 			at_bound = true;
 	}
 	value = d.n > 0 ? bgnbd_log_likelihood(theta, &d) : 0.0;
@@ -946,9 +971,11 @@ automation_fit_gamma_gamma(PG_FUNCTION_ARGS)
 	d.prior = prior;
 	d.prior_weight = PG_ARGISNULL(4) ? 0.0 : PG_GETARG_FLOAT8(4);
 
-	iterations = nelder_mead(gg_objective, &d, 3, theta, &value);
 	for (i = 0; i < 3; i++)
-		if (theta[i] < LOG_PARAM_MIN + 0.01 || theta[i] > LOG_PARAM_MAX - 0.01)
+		theta[i] = Min(Max(theta[i], gg_bounds.lo[i]), gg_bounds.hi[i]);
+	iterations = nelder_mead(gg_objective, &d, 3, &gg_bounds, theta, &value);
+	for (i = 0; i < 3; i++)
+		if (theta[i] < gg_bounds.lo[i] + 0.01 || theta[i] > gg_bounds.hi[i] - 0.01)
 			at_bound = true;
 	values[0] = Float8GetDatum(exp(theta[0]));
 	values[1] = Float8GetDatum(1.0 + exp(theta[1]));

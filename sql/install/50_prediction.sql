@@ -347,6 +347,7 @@ DECLARE
     mean_order float8;
     prior_p float8 := 6.25;
     prior_q float8 := 3.74;
+    spent int;
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -402,7 +403,9 @@ BEGIN
                                 stats.customers, stats.repeaters, settings.min_customers);
         END IF;
         IF bg_method <> 'maximum likelihood' THEN
+            spent := coalesce(bg.iterations, 0);
             bg := automation._fit_bgnbd(stats.x, stats.t_x, stats.t, stats.n, bg_start, 1);
+            bg.iterations := bg.iterations + spent;
         END IF;
     END IF;
 
@@ -427,7 +430,9 @@ BEGIN
                                     gg_stats.customers, settings.min_customers);
             END IF;
             IF gg_method <> 'maximum likelihood' THEN
+                spent := coalesce(gg.iterations, 0);
                 gg := automation._fit_gamma_gamma(gg_stats.x, gg_stats.m, gg_stats.n, gg_start, 1);
+                gg.iterations := gg.iterations + spent;
             END IF;
         END IF;
     END IF;
