@@ -29,7 +29,7 @@ $sql
 EOF
 ) || { echo "$label failed"; return 1; }
     end=$(date +%s.%N)
-    hwm=$(printf '%s\n' "$out" | sed -n 's/^VmHWM: *\([0-9]*\) kB/\1/p')
+    hwm=$(printf '%s\n' "$out" | sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p')
     printf '%s\n' "$out" | grep -v '^VmHWM' | sed 's/^/    /'
     SECONDS_OF[$label]=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }')
     printf '%-16s %8s s   peak memory %6d MB\n' "$label" "${SECONDS_OF[$label]}" "$(( ${hwm:-0} / 1024 ))"
