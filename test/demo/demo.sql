@@ -27,7 +27,7 @@ SELECT kind, relation, customer_key_type, columns, coalesce(problem, 'ok') AS st
   FROM automation.bindings;
 
 \echo
-\echo Predictions: BG/NBD and Gamma-Gamma fitted on the shop's orders (see README, Predictions).
+\echo Predictions: BG/NBD and Gamma-Gamma models fitted on the orders (README, Predictions)
 SELECT customers, repeat_customers, round(r::numeric, 4) AS r, round(alpha::numeric, 4) AS alpha,
        round(a::numeric, 4) AS a, round(b::numeric, 4) AS b, round(p::numeric, 4) AS p,
        round(q::numeric, 4) AS q, round(gamma::numeric, 2) AS gamma, method
