@@ -633,6 +633,8 @@ typedef struct GammaGammaData
 	double	   *m;
 	double	   *log_m;
 	double	   *log_x;
+	DistinctValues distinct_x;
+	double	   *per_x;			/* per distinct x: ln G(px+q) - ln G(px) */
 	const double *prior;
 	double		prior_weight;
 } GammaGammaData;
@@ -655,10 +657,16 @@ gg_log_likelihood(const double *theta, GammaGammaData *d)
 	double		lnl = 0.0;
 	int			i;
 
+	for (i = 0; i < d->distinct_x.count; i++)
+	{
+		double		px = p * d->distinct_x.values[i];
+
+		d->per_x[i] = lgamma(px + q) - lgamma(px);
+	}
 	for (i = 0; i < d->n; i++)
 	{
 		double		px = p * d->x[i];
-		double		row = lgamma(px + q) - lgamma(px) + base +
+		double		row = d->per_x[d->distinct_x.index[i]] + base +
 			(px - 1.0) * d->log_m[i] + px * d->log_x[i] -
 			(px + q) * log(gamma + d->m[i] * d->x[i]);
 
@@ -965,6 +973,8 @@ automation_fit_gamma_gamma(PG_FUNCTION_ARGS)
 		d.log_m[i] = log(d.m[i]);
 		d.log_x[i] = log(d.x[i]);
 	}
+	distinct_values(d.x, n1, &d.distinct_x);
+	d.per_x = palloc(sizeof(double) * Max(d.distinct_x.count, 1));
 	prior[0] = theta[0] = log(start[0]);
 	prior[1] = theta[1] = log(start[1] - 1.0);
 	prior[2] = theta[2] = log(start[2]);
