@@ -31,12 +31,19 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "nodes/params.h"
+#include "tcop/dest.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/typcache.h"
+#include "catalog/pg_collation.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
@@ -1137,6 +1144,155 @@ automation_prediction_settings(PG_FUNCTION_ARGS)
 }
 
 /*
+ * One customer's purchase history while the orders stream past: the
+ * distinct purchase days seen so far (unsorted; a customer has few), the
+ * first and last of them, the value of the first day and of all days.
+ */
+typedef struct CustomerHistory
+{
+	Datum		key;			/* hash key: the customer, copied */
+	DateADT		first_day;
+	DateADT		last_day;
+	int			ndays;
+	int			capacity;
+	DateADT    *days;
+	double		first_value;
+	double		total_value;
+} CustomerHistory;
+
+/* the customer key's hash and equality functions, for the dynahash callbacks */
+static FmgrInfo *history_hash_fn;
+static FmgrInfo *history_eq_fn;
+static Oid	history_collation;
+
+static uint32
+history_hash(const void *key, Size keysize)
+{
+	return DatumGetUInt32(FunctionCall1Coll(history_hash_fn, history_collation,
+											*(const Datum *) key));
+}
+
+static int
+history_match(const void *key1, const void *key2, Size keysize)
+{
+	return DatumGetBool(FunctionCall2Coll(history_eq_fn, history_collation,
+										  *(const Datum *) key1,
+										  *(const Datum *) key2)) ? 0 : 1;
+}
+
+/*
+ * A DestReceiver that folds each order into its customer's history as the
+ * executor produces it: no tuple is copied or stored on the way.
+ */
+typedef struct HistoryReceiver
+{
+	DestReceiver pub;
+	MemoryContext cxt;
+	HTAB	   *histories;
+	Oid			key_type;
+	int16		key_len;
+	bool		key_byval;
+} HistoryReceiver;
+
+static void
+history_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	HistoryReceiver *r = (HistoryReceiver *) self;
+	Form_pg_attribute attr = TupleDescAttr(typeinfo, 0);
+	TypeCacheEntry *tce;
+	HASHCTL		ctl;
+
+	r->key_type = attr->atttypid;
+	get_typlenbyval(r->key_type, &r->key_len, &r->key_byval);
+	tce = lookup_type_cache(getBaseType(r->key_type),
+							TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
+	if (!OidIsValid(tce->hash_proc_finfo.fn_oid) || !OidIsValid(tce->eq_opr_finfo.fn_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("customer keys of type %s cannot be hashed", format_type_be(r->key_type))));
+	history_hash_fn = &tce->hash_proc_finfo;
+	history_eq_fn = &tce->eq_opr_finfo;
+	history_collation = OidIsValid(attr->attcollation) ? attr->attcollation : DEFAULT_COLLATION_OID;
+	ctl.keysize = sizeof(Datum);
+	ctl.entrysize = sizeof(CustomerHistory);
+	ctl.hash = history_hash;
+	ctl.match = history_match;
+	ctl.hcxt = r->cxt;
+	r->histories = hash_create("customer histories", 65536, &ctl,
+							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/* Adds one order (customer, day, value) to its customer's history. */
+static bool
+history_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	HistoryReceiver *r = (HistoryReceiver *) self;
+	Datum		key;
+	DateADT		d;
+	double		v;
+	bool		found;
+	CustomerHistory *h;
+	MemoryContext old;
+	int			k;
+
+	slot_getallattrs(slot);
+	if (slot->tts_isnull[0] || slot->tts_isnull[1])
+		return true;
+	key = slot->tts_values[0];
+	d = DatumGetDateADT(slot->tts_values[1]);
+	v = slot->tts_isnull[2] ? 0.0 : DatumGetFloat8(slot->tts_values[2]);
+
+	old = MemoryContextSwitchTo(r->cxt);
+	h = (CustomerHistory *) hash_search(r->histories, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		h->key = datumCopy(key, r->key_byval, r->key_len);
+		h->first_day = h->last_day = d;
+		h->ndays = 1;
+		h->capacity = 4;
+		h->days = palloc(sizeof(DateADT) * h->capacity);
+		h->days[0] = d;
+		h->first_value = h->total_value = v;
+		MemoryContextSwitchTo(old);
+		return true;
+	}
+	h->total_value += v;
+	if (d < h->first_day)
+	{
+		h->first_day = d;
+		h->first_value = v;
+	}
+	else if (d == h->first_day)
+		h->first_value += v;
+	if (d > h->last_day)
+		h->last_day = d;
+	for (k = 0; k < h->ndays; k++)
+		if (h->days[k] == d)
+			break;
+	if (k == h->ndays)
+	{
+		if (h->ndays == h->capacity)
+		{
+			h->capacity *= 2;
+			h->days = repalloc(h->days, sizeof(DateADT) * h->capacity);
+		}
+		h->days[h->ndays++] = d;
+	}
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static void
+history_shutdown(DestReceiver *self)
+{
+}
+
+static void
+history_destroy(DestReceiver *self)
+{
+}
+
+/*
  * automation._order_statistics(as_of timestamptz, unit_seconds float8)
  *   RETURNS TABLE (customer_key text, x int, t_x float8, t float8,
  *                  mean_value float8, total_value float8)
@@ -1148,9 +1304,13 @@ automation_prediction_settings(PG_FUNCTION_ARGS)
  * - 1, t_x = days from the first to the last purchase day, t = time from
  * the start of the first purchase day to as_of (both in units of
  * unit_seconds), the mean value of the repeat purchases (NULL when x = 0)
- * and the value of all purchases.  The grouping is left to the executor
- * (two hash aggregates); min() over (day, value) arrays picks the first
- * day's value without a sort.
+ * and the value of all purchases.
+ *
+ * The executor hands the orders one by one to a DestReceiver that keeps a
+ * hash table keyed by the customer key in its own type (hashed with the
+ * type's default hash function), one small entry per customer: no tuple is
+ * copied, and there is no intermediate grouping by customer and day, which
+ * at ten million orders would spill to disk.
  */
 Datum
 automation_order_statistics(PG_FUNCTION_ARGS)
@@ -1174,17 +1334,24 @@ automation_order_statistics(PG_FUNCTION_ARGS)
 	char	   *tz;
 	Oid			save_userid;
 	int			save_sec;
-	Portal		portal;
-	Oid			argtypes[4] = {TIMESTAMPTZOID, TEXTOID, FLOAT8OID, TEXTARRAYOID};
-	Datum		args[4];
-	char		argnulls[4] = {' ', ' ', ' ', ' '};
+	ParamListInfo params;
+	SPIExecuteOptions options;
+	HistoryReceiver receiver;
 	MemoryContext per_query;
+	MemoryContext histories_cxt;
+	HTAB	   *histories = NULL;
+	Oid			key_type = InvalidOid;
+	Oid			key_out;
+	bool		key_varlena;
+	Datum		tz_text;
 	int			ret;
 
 	if (!(unit > 0.0))
 		elog(ERROR, "unit_seconds must be positive");
 	InitMaterializedSRF(fcinfo, 0);
 	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	histories_cxt = AllocSetContextCreate(CurrentMemoryContext, "order statistics",
+										  ALLOCSET_DEFAULT_SIZES);
 
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
@@ -1260,59 +1427,83 @@ automation_order_statistics(PG_FUNCTION_ARGS)
 
 	initStringInfo(&query);
 	appendStringInfo(&query,
-					 "SELECT s.c::text, (count(*) - 1)::int4, "
-					 "       ((max(s.d) - min(s.d)) * 86400.0 / $3)::float8, "
-					 "       (extract(epoch FROM $1 - (min(s.d)::timestamp AT TIME ZONE %s))::float8 / $3), "
-					 "       CASE WHEN count(*) > 1 "
-					 "            THEN (sum(s.v) - (min(ARRAY[(s.d - DATE '2000-01-01')::float8, s.v]))[2]) / (count(*) - 1) END, "
-					 "       sum(s.v) "
-					 "  FROM (SELECT o.%s AS c, %s AS d, sum(coalesce(o.%s::float8, 0)) AS v "
-					 "          FROM %s.%s o "
-					 "         WHERE o.%s IS NOT NULL AND %s <= $1",
-					 tz, quote_identifier(customer), day.data, quote_identifier(total),
+					 "SELECT o.%s, %s, coalesce(o.%s::float8, 0) FROM %s.%s o "
+					 " WHERE o.%s IS NOT NULL AND %s <= $1",
+					 quote_identifier(customer), day.data, quote_identifier(total),
 					 quote_identifier(schema), quote_identifier(relname),
 					 quote_identifier(customer), ts.data);
 	if (has_statuses)
-		appendStringInfo(&query, " AND o.%s::text = ANY ($4)", quote_identifier(status));
-	appendStringInfoString(&query, "         GROUP BY 1, 2) s GROUP BY s.c");
-
-	args[0] = TimestampTzGetDatum(as_of);
-	args[1] = CStringGetTextDatum(automation_default_timezone);
-	args[2] = Float8GetDatum(unit);
-	args[3] = statuses;
+		appendStringInfo(&query, " AND o.%s::text = ANY ($2)", quote_identifier(status));
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(get_role_oid(bound_by, false),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
-	portal = SPI_cursor_open_with_args(NULL, query.data, 4, argtypes, args, argnulls,
-									   true, CURSOR_OPT_NO_SCROLL);
-	for (;;)
-	{
-		uint64		i;
+	params = makeParamList(2);
+	params->params[0].value = TimestampTzGetDatum(as_of);
+	params->params[0].ptype = TIMESTAMPTZOID;
+	params->params[0].pflags = PARAM_FLAG_CONST;
+	params->params[0].isnull = false;
+	params->params[1].value = statuses;
+	params->params[1].ptype = TEXTARRAYOID;
+	params->params[1].pflags = PARAM_FLAG_CONST;
+	params->params[1].isnull = false;
+	memset(&receiver, 0, sizeof(receiver));
+	receiver.pub.receiveSlot = history_receive;
+	receiver.pub.rStartup = history_startup;
+	receiver.pub.rShutdown = history_shutdown;
+	receiver.pub.rDestroy = history_destroy;
+	receiver.pub.mydest = DestNone;
+	receiver.cxt = histories_cxt;
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = true;
+	options.dest = (DestReceiver *) &receiver;
 
-		SPI_cursor_fetch(portal, true, 10000);
-		if (SPI_processed == 0)
-			break;
-		for (i = 0; i < SPI_processed; i++)
+	/* a SELECT whose rows go to a receiver of type DestNone reports SPI_OK_UTILITY */
+	ret = SPI_execute_extended(query.data, &options);
+	if (ret != SPI_OK_SELECT && ret != SPI_OK_UTILITY)
+		elog(ERROR, "reading the orders failed: %s", SPI_result_code_string(ret));
+	histories = receiver.histories;
+	key_type = receiver.key_type;
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	if (histories != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		CustomerHistory *h;
+
+		getTypeOutputInfo(key_type, &key_out, &key_varlena);
+		tz_text = CStringGetTextDatum(automation_default_timezone);
+		hash_seq_init(&seq, histories);
+		while ((h = (CustomerHistory *) hash_seq_search(&seq)) != NULL)
 		{
 			Datum		values[6];
-			bool		nulls[6];
-			int			col;
+			bool		nulls[6] = {false};
+			TimestampTz day_start;
+			int			x = h->ndays - 1;
 			MemoryContext old;
 
-			for (col = 0; col < 6; col++)
-				values[col] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-											col + 1, &nulls[col]);
+			CHECK_FOR_INTERRUPTS();
+			day_start = DatumGetTimestampTz(DirectFunctionCall2(timestamp_zone, tz_text,
+																DirectFunctionCall1(date_timestamp,
+																					DateADTGetDatum(h->first_day))));
 			old = MemoryContextSwitchTo(per_query);
+			values[0] = CStringGetTextDatum(OidOutputFunctionCall(key_out, h->key));
+			values[1] = Int32GetDatum(x);
+			values[2] = Float8GetDatum((double) (h->last_day - h->first_day) * 86400.0 / unit);
+			values[3] = Float8GetDatum((double) (as_of - day_start) / USECS_PER_SEC / unit);
+			if (x > 0)
+				values[4] = Float8GetDatum((h->total_value - h->first_value) / x);
+			else
+				nulls[4] = true;
+			values[5] = Float8GetDatum(h->total_value);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(old);
 		}
-		SPI_freetuptable(SPI_tuptable);
 	}
-	SPI_cursor_close(portal);
 
-	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
+	MemoryContextDelete(histories_cxt);
 	return (Datum) 0;
 }
