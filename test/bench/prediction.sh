@@ -24,7 +24,7 @@ measure() {
     out=$($PSQL -d "$BENCH_DB" -At -F ' ' <<EOF
 SELECT pg_backend_pid() AS pid \gset
 \setenv BENCH_PID :pid
-$sql
+$sql;
 \! grep VmHWM /proc/\$BENCH_PID/status
 EOF
 ) || { echo "$label failed"; return 1; }
