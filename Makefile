@@ -12,6 +12,7 @@ MODULE_big = automation
 OBJS = \
 	src/automation.o \
 	src/binding.o \
+	src/hyp2f1.o \
 	src/prediction.o \
 	src/worker.o
 

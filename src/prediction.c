@@ -13,8 +13,9 @@
  * functions here and stores the result.  This file holds what SQL would do
  * badly: one read of the shop's orders with the privileges of the role that
  * bound them, the log-likelihoods, a bounded Nelder-Mead optimiser on the
- * logarithms of the parameters, the Gauss hypergeometric function and the
- * closed-form conditional expectations used to score customers.
+ * logarithms of the parameters, and the closed-form conditional
+ * expectations used to score customers (with the Gauss hypergeometric
+ * function of hyp2f1.c).
  *
  * Notation follows the papers: x is the number of repeat purchases (orders
  * on distinct days after the first day), t_x the time of the last purchase
@@ -116,67 +117,6 @@ unit_name(int unit)
 }
 
 /* ----------------------------------------------------------------
- * Gauss hypergeometric function
- * ----------------------------------------------------------------
- */
-
-/*
- * The power series of 2F1(a, b; c; z) for 0 <= z < 1, summed until a term
- * no longer changes the sum.  Returns NaN when it does not settle within
- * the term limit (z too close to 1 for the parameters) or c is a pole.
- */
-static double
-hyp2f1_series(double a, double b, double c, double z)
-{
-	double		term = 1.0;
-	double		sum = 1.0;
-	int			k;
-
-	for (k = 0; k < 2000000; k++)
-	{
-		double		denom = (c + k) * (k + 1.0);
-
-		if (denom == 0.0)
-			return NAN;
-		term *= (a + k) * (b + k) / denom * z;
-		sum += term;
-		if (term == 0.0)
-			return sum;
-		if (fabs(term) <= 1e-16 * fabs(sum) && k > 2)
-			return sum;
-		if (!isfinite(sum))
-			return NAN;
-	}
-	return NAN;
-}
-
-/*
- * 2F1(a, b; c; z) for real z < 1.
- *
- * Negative z is mapped into [0, 1) by Pfaff's transformation
- * 2F1(a,b;c;z) = (1-z)^-a 2F1(a, c-b; c; z/(z-1)), which also covers large
- * negative arguments.  For z in [0, 1) the series converges geometrically;
- * when c - a - b < 0 its terms first grow like k^(a+b-c-1), so Euler's
- * transformation 2F1(a,b;c;z) = (1-z)^(c-a-b) 2F1(c-a, c-b; c; z) is used
- * to sum a series whose terms decay instead.
- */
-double
-prediction_hyp2f1(double a, double b, double c, double z)
-{
-	if (isnan(z) || z >= 1.0)
-		return NAN;
-	if (z < 0.0)
-	{
-		double		w = z / (z - 1.0);
-
-		return pow(1.0 - z, -a) * prediction_hyp2f1(a, c - b, c, w);
-	}
-	if (c - a - b < 0.0 && z > 0.5)
-		return pow(1.0 - z, c - a - b) * hyp2f1_series(c - a, c - b, c, z);
-	return hyp2f1_series(a, b, c, z);
-}
-
-/* ----------------------------------------------------------------
  * Closed-form BG/NBD and Gamma-Gamma quantities
  * ----------------------------------------------------------------
  */
@@ -215,39 +155,6 @@ bgnbd_p_alive(double x, double t_x, double t_cal,
 }
 
 /*
- * ln((1-z)^A 2F1(A, B; C; z)) for 0 <= z < 1 and A, B, C > 0, where every
- * term of the series is positive: the terms are summed with a running scale
- * so that neither a peak of large terms (large A and z near 1) nor a long
- * tail overflows, and no cancellation can occur.  NaN when it does not
- * settle within the term limit.
- */
-static double
-log_scaled_hyp2f1(double A, double B, double C, double z)
-{
-	double		term = 1.0;
-	double		sum = 1.0;
-	double		log_scale = 0.0;
-	int			k;
-
-	for (k = 0; k < 2000000; k++)
-	{
-		term *= (A + k) * (B + k) / ((C + k) * (k + 1.0)) * z;
-		sum += term;
-		if (sum > 1e250)
-		{
-			term *= 1e-250;
-			sum *= 1e-250;
-			log_scale += 250.0 * M_LN10;
-		}
-		if (term <= 1e-17 * sum && (A + k) * (B + k) * z < (C + k) * (k + 1.0))
-			return A * log1p(-z) + log_scale + log(sum);
-		if (!isfinite(sum))
-			break;
-	}
-	return NAN;
-}
-
-/*
  * E[X(T, T + t) | x, t_x, T]: the expected number of purchases in the next
  * t time units (FHL 2005, eq. 10):
  *
@@ -256,7 +163,7 @@ log_scaled_hyp2f1(double A, double B, double C, double z)
  *   / (1 + [x > 0] a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))
  *
  * With z = t/(alpha+T+t) < 1, the product G = (1-z)^(r+x) 2F1(...) is
- * summed with positive terms and a running scale (log_scaled_hyp2f1), which
+ * summed with positive terms and a running scale (hyp2f1_log_scaled), which
  * stays accurate for many repeat purchases, horizons long against alpha + T,
  * and the very large a and b of shops where hardly anyone drops out.  When
  * a + b + x - 1 <= 0 (possible only with x = 0 and a + b < 1) the terms
@@ -278,7 +185,7 @@ bgnbd_expected_purchases(double t, double x, double t_x, double t_cal,
 		a = a < 1.0 ? 1.0 - 1e-7 : 1.0 + 1e-7;
 	z = t / (alpha + t_cal + t);
 	if (a + b + x - 1.0 > 0.0)
-		g = exp(log_scaled_hyp2f1(r + x, b + x, a + b + x - 1.0, z));
+		g = exp(hyp2f1_log_scaled(r + x, b + x, a + b + x - 1.0, z));
 	else
 		g = exp((a - 1.0) * log1p(-z)) *
 			prediction_hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);

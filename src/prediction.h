@@ -25,8 +25,9 @@ extern int	automation_prediction_min_customers;
 extern int	automation_prediction_refresh;
 
 
-/* Gauss hypergeometric function 2F1(a, b; c; z) for real z < 1 */
+/* Gauss hypergeometric function 2F1(a, b; c; z) for real z < 1 (hyp2f1.c) */
 extern double prediction_hyp2f1(double a, double b, double c, double z);
+extern double hyp2f1_log_scaled(double A, double B, double C, double z);
 
 /* BG/NBD formulas (Fader, Hardie & Lee 2005) */
 extern double bgnbd_p_alive(double x, double t_x, double t_cal,
