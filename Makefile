@@ -12,7 +12,9 @@ MODULE_big = automation
 OBJS = \
 	src/automation.o \
 	src/binding.o \
+	src/hyp2f1.o \
 	src/outbox.o \
+	src/prediction.o \
 	src/profile.o \
 	src/segment.o \
 	src/worker.o

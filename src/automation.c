@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgtime.h"
@@ -21,6 +23,7 @@
 
 #include "automation.h"
 #include "outbox.h"
+#include "prediction.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -41,6 +44,18 @@ double		automation_lapsing_factor = 2.0;
 int			automation_lapsing_min_days = 30;
 int			automation_lost_days = 365;
 int			automation_loyal_orders = 3;
+int			automation_prediction_time_unit = PREDICTION_UNIT_WEEKS;
+double		automation_discount_rate = 0.10;
+double		automation_churn_risk_threshold = 0.3;
+int			automation_prediction_min_customers = 100;
+int			automation_prediction_refresh = 1440;
+
+static const struct config_enum_entry prediction_time_unit_options[] = {
+	{"days", PREDICTION_UNIT_DAYS, false},
+	{"weeks", PREDICTION_UNIT_WEEKS, false},
+	{"months", PREDICTION_UNIT_MONTHS, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -217,6 +232,52 @@ _PG_init(void)
 							"Orders that make a customer loyal (two make them returning).",
 							NULL, &automation_loyal_orders, 3, 2, 1000000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("automation.prediction_time_unit",
+							 "Time unit in which automation.fit_models() measures customer histories.",
+							 "The BG/NBD parameter alpha is in this unit; a fitted model keeps the unit it was fitted in.",
+							 &automation_prediction_time_unit,
+							 PREDICTION_UNIT_WEEKS,
+							 prediction_time_unit_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("automation.discount_rate",
+							 "Yearly discount rate of the predicted customer lifetime value.",
+							 "clv_12m discounts each month's expected spend by (1 + rate)^(month / 12).",
+							 &automation_discount_rate,
+							 0.10, 0.0, 10.0,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("automation.churn_risk_threshold",
+							 "Customers whose predicted probability of being alive is below this are at risk of churn.",
+							 "The churn_risk segment holds the customers of automation.customer_prediction with p_alive below it.",
+							 &automation_churn_risk_threshold,
+							 0.3, 0.0, 1.0,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.prediction_min_customers",
+							"Customers needed before the models are fitted by maximum likelihood alone.",
+							"With fewer, the fit is shrunk toward population priors.",
+							&automation_prediction_min_customers,
+							100, 1, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.prediction_refresh",
+							"How often the tick scores customers again with the latest model.",
+							"0 leaves rescoring to automation.score_customers() and automation.fit_models().",
+							&automation_prediction_refresh,
+							1440, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
 
 	/* last: defines the postmaster-only settings when preloading */
 	worker_init();

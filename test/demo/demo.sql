@@ -25,3 +25,18 @@ SELECT automation.bind_signups('shop.newsletter_signups', 'customer_id', 'signed
 \echo What the extension sees of the shop:
 SELECT kind, relation, customer_key_type, columns, coalesce(problem, 'ok') AS status
   FROM automation.bindings;
+
+\echo
+\echo Predictions: BG/NBD and Gamma-Gamma models fitted on the orders (README, Predictions)
+SELECT customers, repeat_customers, round(r::numeric, 4) AS r, round(alpha::numeric, 4) AS alpha,
+       round(a::numeric, 4) AS a, round(b::numeric, 4) AS b, round(p::numeric, 4) AS p,
+       round(q::numeric, 4) AS q, round(gamma::numeric, 2) AS gamma, method
+  FROM automation.fit_models();
+\echo The ten customers worth most over the next 12 months:
+SELECT customer_key, x AS repeat_purchases, round(p_alive::numeric, 3) AS p_alive,
+       round(expected_purchases_90d::numeric, 2) AS purchases_90d,
+       expected_next_order::date AS next_order,
+       round(expected_spend_per_order::numeric, 2) AS spend_per_order, round(clv_12m::numeric, 2) AS clv_12m
+  FROM automation.customer_prediction
+ ORDER BY clv_12m DESC NULLS LAST, customer_key
+ LIMIT 10;
