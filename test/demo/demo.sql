@@ -2,6 +2,7 @@
 -- Run by test/demo/run with psql variables customers and seed.
 \set ON_ERROR_STOP 1
 \pset footer off
+SET client_min_messages = warning;
 
 SELECT * FROM shop.generate(customers => :customers, seed => :seed, until => date_trunc('hour', now()));
 
@@ -26,17 +27,73 @@ SELECT automation.bind_signups('shop.newsletter_signups', 'customer_id', 'signed
 SELECT kind, relation, customer_key_type, columns, coalesce(problem, 'ok') AS status
   FROM automation.bindings;
 
+-- Later refreshes touch only the customers whose orders changed.
+SELECT automation.enable_change_capture();
+
+-- The five classic flows, each one call.
+SELECT automation.install_preset('abandoned_cart');
+SELECT automation.install_preset('welcome');
+SELECT automation.install_preset('thank_you');
+SELECT automation.install_preset('feedback');
+SELECT automation.install_preset('win_back', '{"after_days": 15}');
+
 \echo
-\echo Predictions: BG/NBD and Gamma-Gamma models fitted on the orders (README, Predictions)
+\echo One tick: profiles, predictions, segments, journeys, outbox (the worker does this every minute).
+SELECT stage, rows, round(ms) AS ms FROM automation.tick();
+
+\echo
+\echo Segment sizes:
+SELECT name, members, description FROM automation.segment_sizes WHERE members > 0;
+
+\echo
+\echo The five best customers by spend:
+SELECT customer_key, order_count, total_spent, spent_prev_quarter, preferred_hour, timezone,
+       concat(r_score, f_score, m_score) AS rfm, rfm_group, lifecycle_stage, vip_tier
+  FROM automation.customer_profile
+ ORDER BY total_spent DESC, customer_key
+ LIMIT 5;
+
+\echo
+\echo Predictions: BG/NBD and Gamma-Gamma fitted on the orders, and the customers worth most next year:
 SELECT customers, repeat_customers, round(r::numeric, 4) AS r, round(alpha::numeric, 4) AS alpha,
        round(a::numeric, 4) AS a, round(b::numeric, 4) AS b, round(p::numeric, 4) AS p,
        round(q::numeric, 4) AS q, round(gamma::numeric, 2) AS gamma, method
   FROM automation.fit_models();
-\echo The ten customers worth most over the next 12 months:
 SELECT customer_key, x AS repeat_purchases, round(p_alive::numeric, 3) AS p_alive,
-       round(expected_purchases_90d::numeric, 2) AS purchases_90d,
-       expected_next_order::date AS next_order,
-       round(expected_spend_per_order::numeric, 2) AS spend_per_order, round(clv_12m::numeric, 2) AS clv_12m
+       round(expected_purchases_90d::numeric, 2) AS purchases_90d, expected_next_order::date AS next_order,
+       round(clv_12m::numeric, 2) AS clv_12m
   FROM automation.customer_prediction
  ORDER BY clv_12m DESC NULLS LAST, customer_key
- LIMIT 10;
+ LIMIT 5;
+
+\echo
+\echo Who is in which journey:
+SELECT journey, status, count(*) AS enrollments FROM automation.enrollment GROUP BY 1, 2 ORDER BY 1, 2;
+
+\echo
+\echo The first outbox messages, as a mailer will claim them:
+SELECT id, customer_key, recipient, template, variant, purpose, send_after::timestamp(0) AS send_after
+  FROM automation.outbox ORDER BY id LIMIT 8;
+\echo The payload of a cart reminder:
+SELECT jsonb_pretty(payload) AS payload FROM automation.outbox WHERE journey = 'abandoned_cart' ORDER BY id LIMIT 1;
+
+\echo
+\echo What the next three days would bring (simulate writes nothing):
+SELECT journey, template, count(*) AS messages
+  FROM automation.simulate(now() + interval '3 days') GROUP BY 1, 2 ORDER BY 1, 2;
+
+\echo
+\echo A mailer claims a batch, sends it, and acknowledges it:
+SELECT array_agg(id) AS claimed FROM automation.claim(batch => 5, lease => '5 minutes', channel => 'email') \gset
+SELECT automation.ack(:'claimed'::bigint[]) AS acknowledged;
+SELECT * FROM automation.outbox_stats;
+
+\echo
+\echo Why one customer got what they got:
+SELECT at::timestamp(0) AS at, journey, step, decision, reason, variant
+  FROM automation.explain_customer((SELECT customer_key FROM automation.outbox ORDER BY id LIMIT 1))
+ WHERE decision <> 'not enrolled';
+
+\echo
+\echo Per journey, step and variant:
+SELECT journey, step, variant, enrolled, held_out, sent, queued FROM automation.journey_stats;
