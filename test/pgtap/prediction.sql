@@ -2,7 +2,7 @@
 -- counted order is scored with finite values in the shop's own key type,
 -- a calibration period holds data back, and the tick keeps scores fresh.
 BEGIN;
-SELECT plan(14);
+SELECT plan(16);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE TEMP TABLE generated AS
@@ -56,6 +56,14 @@ SELECT is(automation._tick_predictions('2026-11-01 12:00+00'), 0::bigint,
           'fresh scores are left alone');
 SELECT is(automation._tick_predictions('2026-11-03 00:00+00'), (SELECT customers FROM fitted),
           'day-old scores are redone');
+
+-- The churn_risk segment follows p_alive.
+SELECT lives_ok($$SELECT automation.refresh_profiles(true, '2026-11-01 00:00+00'); SELECT automation.refresh_segments('2026-11-01 00:00+00')$$,
+                'profiles and segments refreshed after scoring');
+SELECT set_eq($$SELECT customer_key FROM automation.segment_members('churn_risk')$$,
+              $$SELECT customer_key FROM automation.customer_prediction
+                 WHERE p_alive < current_setting('automation.churn_risk_threshold')::float8$$,
+              'churn_risk holds exactly the customers with p_alive under the threshold');
 
 SELECT * FROM finish();
 ROLLBACK;
