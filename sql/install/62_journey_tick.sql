@@ -102,6 +102,11 @@ DECLARE
     b_order_lines automation.source;
     variant_case text;
     sent bigint;
+    need_segment boolean;
+    need_marketing boolean;
+    need_hour boolean;
+    need_discount boolean;
+    need_order boolean;
 BEGIN
     PERFORM automation._load();
     min_interval := current_setting('automation.min_interval')::interval;
@@ -152,6 +157,12 @@ BEGIN
         RETURN 0;
     END IF;
     ANALYZE automation_due;
+    -- Which of the optional passes below this tick needs at all.
+    SELECT bool_or('left_segment' = ANY (d.exit_on)), bool_or(d.purpose = 'marketing'),
+           bool_or(d.at_preferred_hour), bool_or(d.discount IS NOT NULL), bool_or('order' = ANY (d.includes))
+      INTO need_segment, need_marketing, need_hour, need_discount, need_order
+      FROM (SELECT DISTINCT journey, step, exit_on, purpose, at_preferred_hour, discount, includes
+              FROM automation_due) d;
 
     -- Exit conditions that depend on the journey, against the live shop rows.
     IF EXISTS (SELECT FROM automation_due d WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL) THEN
@@ -196,14 +207,16 @@ BEGIN
             automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
     END IF;
 
+    IF need_segment THEN
     UPDATE automation_due d SET exit_reason = 'left_segment'
      WHERE d.exit_reason IS NULL AND 'left_segment' = ANY (d.exit_on)
        AND NOT EXISTS (SELECT FROM automation.segment_member m
                         WHERE m.segment = d.context ->> 'segment' AND m.customer_key = d.customer_key
                           AND m.exited_at IS NULL);
+    END IF;
 
     -- Customers who stopped engaging.
-    IF saturation > 0 THEN
+    IF saturation > 0 AND need_marketing THEN
         UPDATE automation_due d SET skip_reason = 'saturated'
           FROM (SELECT a.customer_key, a.channel, count(*) AS unengaged
                   FROM automation.outbox_archive a
@@ -222,12 +235,15 @@ BEGIN
     -- When each message may go: the customer's preferred hour if the step
     -- asks for it, then (marketing only) the frequency caps and quiet hours.
     UPDATE automation_due d SET send_at = now WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL;
-    UPDATE automation_due d
-       SET send_at = automation._at_hour(now, d.tz, p.preferred_hour), defer_reason = 'preferred_hour'
-      FROM automation.customer_profile p
-     WHERE d.send_at IS NOT NULL AND d.at_preferred_hour AND p.customer_key = d.customer_key
-       AND p.preferred_hour IS NOT NULL
-       AND automation._at_hour(now, d.tz, p.preferred_hour) > now;
+    IF need_hour THEN
+        UPDATE automation_due d
+           SET send_at = automation._at_hour(now, d.tz, p.preferred_hour), defer_reason = 'preferred_hour'
+          FROM automation.customer_profile p
+         WHERE d.send_at IS NOT NULL AND d.at_preferred_hour AND p.customer_key = d.customer_key
+           AND p.preferred_hour IS NOT NULL
+           AND automation._at_hour(now, d.tz, p.preferred_hour) > now;
+    END IF;
+    IF need_marketing THEN
     UPDATE automation_due d
        SET send_at = m.last_sent + min_interval, defer_reason = 'frequency_cap'
       FROM (SELECT x.customer_key, x.channel, max(x.send_after) AS last_sent
@@ -269,7 +285,7 @@ BEGIN
            defer_reason = coalesce(d.defer_reason, 'quiet_hours')
      WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
        AND automation._quiet_end(d.send_at, d.tz, quiet_start, quiet_end) <> d.send_at;
-    UPDATE automation_due d SET defer_reason = NULL WHERE d.send_at <= now;
+    END IF;
 
     -- Variants: the first condition that holds, or the split bucket.
     SELECT 'CASE ' || string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
@@ -315,12 +331,14 @@ BEGIN
       LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d0.variants) e
                           WHERE e.value ->> 'name' = d0.variant LIMIT 1) v ON true
      WHERE d.send_at IS NOT NULL AND d0.journey = d.journey AND d0.subject = d.subject;
+    IF need_discount THEN
     UPDATE automation_due d
        SET payload = d.payload || jsonb_build_object('discount', jsonb_build_object(
                'code', upper(substr(md5(d.journey || ':' || d.subject || ':' || d.step), 1, 12)),
                'percent', (d.discount ->> 'percent')::numeric,
                'expires_at', d.send_at + coalesce((d.discount ->> 'valid_for')::interval, interval '24 hours')))
      WHERE d.send_at IS NOT NULL AND d.discount IS NOT NULL;
+    END IF;
     IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'cart' = ANY (includes)) THEN
         b_carts := automation._src('carts', 'a step that includes the cart');
         SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
@@ -350,12 +368,14 @@ BEGIN
                              automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart') END)
         USING cart_url, low_stock;
     END IF;
+    IF need_order THEN
     UPDATE automation_due d
        SET payload = d.payload || jsonb_build_object('order', jsonb_build_object(
                'order_id', d.context -> 'order_id', 'total', d.context -> 'order_total',
                'first_order', coalesce((SELECT p.order_count <= 1 FROM automation.customer_profile p
                                          WHERE p.customer_key = d.customer_key), true)))
      WHERE d.send_at IS NOT NULL AND 'order' = ANY (d.includes);
+    END IF;
     IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND includes && ARRAY['popular_products', 'last_order']) THEN
         b_orders := automation._src('orders', 'a step that includes products');
         b_order_lines := automation._src('order_lines', 'a step that includes products');
