@@ -72,7 +72,7 @@ CREATE TABLE automation.profile_refresh (
 COMMENT ON TABLE automation.profile_refresh IS 'log of profile refreshes: mode, customers written, orders read and bad orders skipped';
 
 CREATE FUNCTION automation._profile_pass(orders_query text, zones_query text, categories_query text,
-                                         keys anyarray, now timestamptz, full_refresh boolean,
+                                         category_names_query text, keys anyarray, now timestamptz, full_refresh boolean,
                                          windows timestamptz[], bound_by name)
 RETURNS SETOF automation.customer_profile
 LANGUAGE c
@@ -148,36 +148,41 @@ BEGIN
       INTO t
       FROM automation.customer_profile p;
 
-    WITH d AS (
-        SELECT p.customer_key,
-               (1 + (p.last_order_at > t.r[1])::int + (p.last_order_at > t.r[2])::int
-                  + (p.last_order_at > t.r[3])::int + (p.last_order_at > t.r[4])::int)::smallint AS r_score,
-               (1 + (p.order_count > t.f[1])::int + (p.order_count > t.f[2])::int
-                  + (p.order_count > t.f[3])::int + (p.order_count > t.f[4])::int)::smallint AS f_score,
-               (1 + (p.total_spent > t.m[1])::int + (p.total_spent > t.m[2])::int
-                  + (p.total_spent > t.m[3])::int + (p.total_spent > t.m[4])::int)::smallint AS m_score,
-               floor((extract(epoch FROM now) - extract(epoch FROM p.last_order_at)) / 86400) AS days,
-               p.mean_gap_days, p.order_count, p.spent_prev_quarter, p.total_spent
-          FROM automation.customer_profile p
-    ), e AS (
-        SELECT d.customer_key, d.r_score, d.f_score, d.m_score,
-               automation._rfm_group(d.r_score, d.f_score) AS rfm_group,
-               CASE WHEN d.days >= lost_days THEN 'lost'
-                    WHEN d.days > greatest(lapsing_factor * coalesce(d.mean_gap_days, 0), lapsing_min) THEN 'lapsing'
-                    WHEN d.order_count >= loyal_orders THEN 'loyal'
-                    WHEN d.order_count >= 2 THEN 'returning'
-                    ELSE 'new' END AS lifecycle_stage,
-               CASE WHEN d.spent_prev_quarter >= gold THEN 'gold'
-                    WHEN d.spent_prev_quarter >= vip THEN 'vip' END AS vip_tier,
-               floor(d.total_spent * ppu)::bigint AS loyalty_points
-          FROM d
-    )
+    -- One scan: each derived column is computed once in a lateral
+    -- subquery, and only rows whose values change are written.
     UPDATE automation.customer_profile p
        SET r_score = e.r_score, f_score = e.f_score, m_score = e.m_score, rfm_group = e.rfm_group,
            lifecycle_stage = e.lifecycle_stage, vip_tier = e.vip_tier, loyalty_points = e.loyalty_points
-      FROM e
-     WHERE p.customer_key = e.customer_key
-       AND (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points)
+      FROM automation.customer_profile p2
+     CROSS JOIN LATERAL (
+        SELECT s.r_score, s.f_score, s.m_score,
+               CASE WHEN s.r_score >= 4 AND s.f_score >= 4 THEN 'champions'
+                    WHEN s.r_score = 3 AND s.f_score >= 4 THEN 'loyal_customers'
+                    WHEN s.r_score <= 2 AND s.f_score = 5 THEN 'cant_lose'
+                    WHEN s.r_score <= 2 AND s.f_score >= 3 THEN 'at_risk'
+                    WHEN s.r_score >= 3 AND s.f_score >= 2 THEN 'potential_loyalist'
+                    WHEN s.r_score >= 4 THEN 'recent_customers'
+                    WHEN s.r_score = 3 THEN 'promising'
+                    WHEN s.r_score = 2 THEN 'about_to_sleep'
+                    ELSE 'hibernating' END AS rfm_group,
+               CASE WHEN s.days >= lost_days THEN 'lost'
+                    WHEN s.days > greatest(lapsing_factor * coalesce(p2.mean_gap_days, 0), lapsing_min) THEN 'lapsing'
+                    WHEN p2.order_count >= loyal_orders THEN 'loyal'
+                    WHEN p2.order_count >= 2 THEN 'returning'
+                    ELSE 'new' END AS lifecycle_stage,
+               CASE WHEN p2.spent_prev_quarter >= gold THEN 'gold'
+                    WHEN p2.spent_prev_quarter >= vip THEN 'vip' END AS vip_tier,
+               floor(p2.total_spent * ppu)::bigint AS loyalty_points
+          FROM (SELECT (1 + (p2.last_order_at > t.r[1])::int + (p2.last_order_at > t.r[2])::int
+                          + (p2.last_order_at > t.r[3])::int + (p2.last_order_at > t.r[4])::int)::smallint AS r_score,
+                       (1 + (p2.order_count > t.f[1])::int + (p2.order_count > t.f[2])::int
+                          + (p2.order_count > t.f[3])::int + (p2.order_count > t.f[4])::int)::smallint AS f_score,
+                       (1 + (p2.total_spent > t.m[1])::int + (p2.total_spent > t.m[2])::int
+                          + (p2.total_spent > t.m[3])::int + (p2.total_spent > t.m[4])::int)::smallint AS m_score,
+                       floor((extract(epoch FROM now) - extract(epoch FROM p2.last_order_at)) / 86400) AS days) s
+     ) e
+     WHERE p.ctid = p2.ctid
+       AND (p2.r_score, p2.f_score, p2.m_score, p2.rfm_group, p2.lifecycle_stage, p2.vip_tier, p2.loyalty_points)
            IS DISTINCT FROM (e.r_score, e.f_score, e.m_score, e.rfm_group, e.lifecycle_stage, e.vip_tier, e.loyalty_points);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -190,10 +195,12 @@ REVOKE ALL ON FUNCTION automation._rescore(timestamptz) FROM PUBLIC;
 -- keys to restrict to, or NULL for everyone.
 --   orders      customer, placed_at (timestamptz), total (as bound)
 --   zones       customer, time zone name (customers bound with a time zone)
---   categories  customer, category (order lines and products with a category)
+--   categories  customer, category number (order lines and products with a
+--               category); category_names_query lists the names in number order
 -- Timestamps without time zone and dates are taken in automation.default_timezone.
 CREATE FUNCTION automation._profile_queries(OUT orders_query text, OUT zones_query text,
-                                            OUT categories_query text, OUT all_orders_query text,
+                                            OUT categories_query text, OUT category_names_query text,
+                                            OUT all_orders_query text,
                                             OUT orders_relation regclass,
                                             OUT bound_by name)
 RETURNS record
@@ -243,9 +250,14 @@ BEGIN
     SELECT * INTO l FROM automation.source s WHERE s.kind = 'order_lines';
     SELECT * INTO p FROM automation.source s WHERE s.kind = 'products' AND s.columns ? 'category';
     IF l.kind IS NOT NULL AND p.kind IS NOT NULL AND o.columns ? 'order_id' THEN
+        -- categories are numbered in name order; the lines query returns numbers, not names
+        category_names_query := format('SELECT DISTINCT p.%1$I::text FROM %2$I.%3$I p WHERE p.%1$I IS NOT NULL ORDER BY 1',
+                                       p.columns ->> 'category', p.relation_schema, p.relation_name);
         categories_query := format(
-            'SELECT o.%1$I, p.%2$I::text FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I JOIN %8$I.%9$I p ON p.%10$I = l.%11$I '
-            'WHERE p.%2$I IS NOT NULL AND ($1 IS NULL OR o.%1$I = ANY ($1))%12$s',
+            'SELECT o.%1$I, p.category_no FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I '
+            'JOIN (SELECT p.%10$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
+            '        FROM %8$I.%9$I p WHERE p.%2$I IS NOT NULL) p ON p.product = l.%11$I '
+            'WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%12$s',
             o.columns ->> 'customer', p.columns ->> 'category', orders_relation,
             l.relation_schema, l.relation_name, l.columns ->> 'order_id', o.columns ->> 'order_id',
             p.relation_schema, p.relation_name, p.columns ->> 'product', l.columns ->> 'product', status_filter);
@@ -328,9 +340,9 @@ BEGIN
     IF is_full THEN
         DELETE FROM automation.dirty_customer;
         TRUNCATE automation.customer_profile;
-        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, NULL::%s[], $4, true, $5, $6) AS p OFFSET 0) s',
+        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7, NULL::%s[], $4, true, $5, $6) AS p OFFSET 0) s',
                        key_type)
-          USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by;
+          USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, q.category_names_query;
         GET DIAGNOSTICS written = ROW_COUNT;
     ELSE
         -- Customers whose orders changed, plus those with an order that moved
@@ -348,9 +360,10 @@ BEGIN
           USING counts.array_agg;
         written := 0;
         IF counts.array_agg IS NOT NULL THEN
-            EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7::%s[], $4, false, $5, $6) AS p OFFSET 0) s',
+            EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $8, $7::%s[], $4, false, $5, $6) AS p OFFSET 0) s',
                            key_type)
-              USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, counts.array_agg;
+              USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, counts.array_agg,
+                    q.category_names_query;
             GET DIAGNOSTICS written = ROW_COUNT;
         END IF;
         PERFORM automation._rescore(now);
