@@ -134,6 +134,13 @@ AS $$
 DECLARE
     t record;
     n bigint;
+    r text;
+    f text;
+    m text;
+    grp text;
+    stage text;
+    tier text;
+    points text;
     lost_days int := automation._setting('lost_days', '365')::int;
     lapsing_factor float8 := automation._setting('lapsing_factor', '2')::float8;
     lapsing_min float8 := automation._setting('lapsing_min_days', '30')::float8;
@@ -148,42 +155,38 @@ BEGIN
       INTO t
       FROM automation.customer_profile p;
 
-    -- One scan: each derived column is computed once in a lateral
-    -- subquery, and only rows whose values change are written.
-    UPDATE automation.customer_profile p
-       SET r_score = e.r_score, f_score = e.f_score, m_score = e.m_score, rfm_group = e.rfm_group,
-           lifecycle_stage = e.lifecycle_stage, vip_tier = e.vip_tier, loyalty_points = e.loyalty_points
-      FROM automation.customer_profile p2
-     CROSS JOIN LATERAL (
-        SELECT s.r_score, s.f_score, s.m_score,
-               CASE WHEN s.r_score >= 4 AND s.f_score >= 4 THEN 'champions'
-                    WHEN s.r_score = 3 AND s.f_score >= 4 THEN 'loyal_customers'
-                    WHEN s.r_score <= 2 AND s.f_score = 5 THEN 'cant_lose'
-                    WHEN s.r_score <= 2 AND s.f_score >= 3 THEN 'at_risk'
-                    WHEN s.r_score >= 3 AND s.f_score >= 2 THEN 'potential_loyalist'
-                    WHEN s.r_score >= 4 THEN 'recent_customers'
-                    WHEN s.r_score = 3 THEN 'promising'
-                    WHEN s.r_score = 2 THEN 'about_to_sleep'
-                    ELSE 'hibernating' END AS rfm_group,
-               CASE WHEN s.days >= lost_days THEN 'lost'
-                    WHEN s.days > greatest(lapsing_factor * coalesce(p2.mean_gap_days, 0), lapsing_min) THEN 'lapsing'
-                    WHEN p2.order_count >= loyal_orders THEN 'loyal'
-                    WHEN p2.order_count >= 2 THEN 'returning'
-                    ELSE 'new' END AS lifecycle_stage,
-               CASE WHEN p2.spent_prev_quarter >= gold THEN 'gold'
-                    WHEN p2.spent_prev_quarter >= vip THEN 'vip' END AS vip_tier,
-               floor(p2.total_spent * ppu)::bigint AS loyalty_points
-          FROM (SELECT (1 + (p2.last_order_at > t.r[1])::int + (p2.last_order_at > t.r[2])::int
-                          + (p2.last_order_at > t.r[3])::int + (p2.last_order_at > t.r[4])::int)::smallint AS r_score,
-                       (1 + (p2.order_count > t.f[1])::int + (p2.order_count > t.f[2])::int
-                          + (p2.order_count > t.f[3])::int + (p2.order_count > t.f[4])::int)::smallint AS f_score,
-                       (1 + (p2.total_spent > t.m[1])::int + (p2.total_spent > t.m[2])::int
-                          + (p2.total_spent > t.m[3])::int + (p2.total_spent > t.m[4])::int)::smallint AS m_score,
-                       floor((extract(epoch FROM now) - extract(epoch FROM p2.last_order_at)) / 86400) AS days) s
-     ) e
-     WHERE p.ctid = p2.ctid
-       AND (p2.r_score, p2.f_score, p2.m_score, p2.rfm_group, p2.lifecycle_stage, p2.vip_tier, p2.loyalty_points)
-           IS DISTINCT FROM (e.r_score, e.f_score, e.m_score, e.rfm_group, e.lifecycle_stage, e.vip_tier, e.loyalty_points);
+    -- One scan of the profiles, no join: the expressions are spelled out
+    -- in SET and again in WHERE, so only rows whose values change are written.
+    r := '(1 + (p.last_order_at > $1[1])::int + (p.last_order_at > $1[2])::int'
+         ' + (p.last_order_at > $1[3])::int + (p.last_order_at > $1[4])::int)';
+    f := '(1 + (p.order_count > $2[1])::int + (p.order_count > $2[2])::int'
+         ' + (p.order_count > $2[3])::int + (p.order_count > $2[4])::int)';
+    m := '(1 + (p.total_spent > $3[1])::int + (p.total_spent > $3[2])::int'
+         ' + (p.total_spent > $3[3])::int + (p.total_spent > $3[4])::int)';
+    grp := format('CASE WHEN %1$s >= 4 AND %2$s >= 4 THEN ''champions'''
+                  ' WHEN %1$s = 3 AND %2$s >= 4 THEN ''loyal_customers'''
+                  ' WHEN %1$s <= 2 AND %2$s = 5 THEN ''cant_lose'''
+                  ' WHEN %1$s <= 2 AND %2$s >= 3 THEN ''at_risk'''
+                  ' WHEN %1$s >= 3 AND %2$s >= 2 THEN ''potential_loyalist'''
+                  ' WHEN %1$s >= 4 THEN ''recent_customers'''
+                  ' WHEN %1$s = 3 THEN ''promising'''
+                  ' WHEN %1$s = 2 THEN ''about_to_sleep'''
+                  ' ELSE ''hibernating'' END', r, f);
+    -- whole days since the last order: floor((now - last) / 24 h) >= n
+    -- exactly when last <= now - n x 24 h, which needs no arithmetic per row
+    stage := 'CASE WHEN p.last_order_at <= $4 - $5 * interval ''24 hours'' THEN ''lost'''
+             ' WHEN p.last_order_at <= $4 - (floor(greatest($6 * coalesce(p.mean_gap_days, 0), $7)) + 1) * interval ''24 hours'''
+             '      THEN ''lapsing'''
+             ' WHEN p.order_count >= $8 THEN ''loyal'' WHEN p.order_count >= 2 THEN ''returning'' ELSE ''new'' END';
+    tier := 'CASE WHEN p.spent_prev_quarter >= $9 THEN ''gold'' WHEN p.spent_prev_quarter >= $10 THEN ''vip'' END';
+    points := 'floor(p.total_spent * $11)::bigint';
+    EXECUTE format('UPDATE automation.customer_profile p '
+                   'SET r_score = %1$s, f_score = %2$s, m_score = %3$s, rfm_group = %4$s, '
+                   '    lifecycle_stage = %5$s, vip_tier = %6$s, loyalty_points = %7$s '
+                   'WHERE (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points) '
+                   '      IS DISTINCT FROM (%1$s::smallint, %2$s::smallint, %3$s::smallint, %4$s, %5$s, %6$s, %7$s)',
+                   r, f, m, grp, stage, tier, points)
+      USING t.r, t.f, t.m, now, lost_days, lapsing_factor, lapsing_min, loyal_orders, gold, vip, ppu;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(61);
+SELECT plan(63);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -85,6 +85,12 @@ SELECT results_eq(
     $$SELECT customer_key, r_score::int FROM automation.customer_profile ORDER BY last_order_at$$,
     $$VALUES (2::bigint, 1), (1, 2), (5, 3), (4, 4)$$,
     'R scores: one more for each quintile threshold the last order is after');
+
+CREATE TEMP TABLE a_scored AS SELECT * FROM automation.customer_profile;
+UPDATE automation.customer_profile SET lifecycle_stage = 'loyal', vip_tier = NULL, r_score = NULL;
+SELECT is(automation._rescore('2025-04-01 00:00+00'), 4::bigint, 'set-based rescoring of lifecycle and tiers');
+SELECT is_empty($$SELECT * FROM automation.customer_profile EXCEPT SELECT * FROM a_scored$$,
+                'agrees with the pass, lapsing included');
 
 -- Quarters follow automation.default_timezone: in Helsinki the previous
 -- quarter began on 2024-12-31 22:00 UTC and ended on 2025-03-31 21:00 UTC.
