@@ -29,6 +29,7 @@
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -75,6 +76,10 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 	int			nest;
 
 	deconstruct_array(rels, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &relids, &relnulls, &nrels);
+
+	/* a second statement smuggled in is refused before anything is analysed */
+	if (list_length(raw_parser(query, RAW_PARSE_DEFAULT)) != 1)
+		reject("is more than one expression", "Remove the semicolon: a predicate cannot run statements.");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -285,7 +285,7 @@ BEGIN
         EXECUTE format('CREATE VIEW %s %s AS %s', v.name,
                        CASE WHEN v.options <> '' THEN 'WITH (' || v.options || ')' ELSE '' END, v.def);
         FOR acl IN SELECT a.grantee, a.privilege_type
-                     FROM aclexplode(v.acl::aclitem[]) a
+                     FROM aclexplode(nullif(v.acl, '{}')::aclitem[]) a  -- a view recreated here has no ACL
                     WHERE a.grantee <> (SELECT c.relowner FROM pg_class c WHERE c.oid = v.name::regclass)
         LOOP
             EXECUTE format('GRANT %s ON %s TO %s', acl.privilege_type, v.name,
