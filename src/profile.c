@@ -111,6 +111,7 @@ typedef struct ProfilePass
 	bool		exact;			/* sums are scaled integers */
 	int			scale;			/* their decimal scale */
 	int			max_dscale;		/* largest display scale seen */
+	Numeric		zero;			/* in numeric mode, the value of a NULL sum */
 
 	/* the clock */
 	TimestampTz now;
@@ -337,12 +338,13 @@ scaled_to_numeric(int128 value, int scale, int dscale)
 											   Int32GetDatum(-1)));
 }
 
+/* A sum as a numeric; in numeric mode an untouched sum (NULL) is zero. */
 static Numeric
 sum_to_numeric(ProfilePass *pass, MoneySum *s)
 {
 	if (pass->exact)
 		return scaled_to_numeric(s->scaled, pass->scale, Min(pass->max_dscale, pass->scale));
-	return s->num;
+	return s->num ? s->num : pass->zero;
 }
 
 /*
@@ -356,11 +358,13 @@ switch_to_numeric(ProfilePass *pass)
 	ProfileEntry *e;
 	MemoryContext old = MemoryContextSwitchTo(pass->cxt);
 
+	pass->zero = int64_to_numeric(0);
 	hash_seq_init(&seq, pass->hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
 		for (int i = 0; i < NUM_SUMS; i++)
-			e->sums[i].num = scaled_to_numeric(e->sums[i].scaled, pass->scale, pass->scale);
+			e->sums[i].num = e->sums[i].scaled == 0 ? NULL :
+				scaled_to_numeric(e->sums[i].scaled, pass->scale, pass->scale);
 	}
 	pass->exact = false;
 	MemoryContextSwitchTo(old);
@@ -376,9 +380,14 @@ add_money(ProfilePass *pass, MoneySum *s, int128 scaled, Numeric num)
 		Numeric		old = s->num;
 		MemoryContext oldcxt = MemoryContextSwitchTo(pass->cxt);
 
-		s->num = numeric_add_opt_error(old, num, NULL);
+		if (old == NULL)
+			s->num = DatumGetNumericCopy(NumericGetDatum(num));
+		else
+		{
+			s->num = numeric_add_opt_error(old, num, NULL);
+			pfree(old);
+		}
 		MemoryContextSwitchTo(oldcxt);
-		pfree(old);
 	}
 }
 
@@ -671,7 +680,9 @@ cmp_money(const MoneySum *x, const MoneySum *y)
 {
 	if (sort_pass->exact)
 		return x->scaled < y->scaled ? -1 : x->scaled > y->scaled ? 1 : 0;
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(x->num), NumericGetDatum(y->num)));
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+											 NumericGetDatum(x->num ? x->num : sort_pass->zero),
+											 NumericGetDatum(y->num ? y->num : sort_pass->zero)));
 }
 
 static int
@@ -871,6 +882,7 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	HASH_SEQ_STATUS seq;
 	ProfileEntry *e;
 
+	sort_pass = pass;
 	deconstruct_array(windows, TIMESTAMPTZOID, sizeof(TimestampTz), true, TYPALIGN_DOUBLE, &w, &wnulls, &nw);
 	if (nw != 4 || wnulls[0] || wnulls[1] || wnulls[2] || wnulls[3])
 		elog(ERROR, "automation._profile_pass needs four windows");

@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(63);
+SELECT plan(65);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -282,6 +282,25 @@ SELECT automation.bind_orders('pc.text_orders', 'handle', 'at', 'amount');
 SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
 SELECT results_eq($$SELECT customer_key, total_spent::text FROM automation.customer_profile ORDER BY 1$$,
                   $$VALUES ('ada'::text, '3.375'), ('bob', '0.001')$$, 'text keys; exact sums at the column''s scale');
+
+-- amounts of any scale stay exact: the pass switches to numeric arithmetic
+-- when an amount has more decimals than it can hold as a scaled integer;
+-- float amounts are read through their decimal form.
+TRUNCATE automation.customer_profile;
+SELECT automation.unbind('orders');
+CREATE TABLE pc.fine_orders (handle text, at timestamptz, amount numeric, amount_f float8);
+INSERT INTO pc.fine_orders VALUES ('ada', '2025-03-01 10:00+00', 0.10, 0.1), ('ada', '2025-03-02 10:00+00', 0.000000001, 0.2),
+                                   ('bob', '2025-03-03 10:00+00', 12345678901234.5, 0.3), ('ada', '2025-03-04 10:00+00', 0.20, 0.3);
+SELECT automation.bind_orders('pc.fine_orders', 'handle', 'at', 'amount');
+SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
+SELECT results_eq($$SELECT customer_key, total_spent FROM automation.customer_profile ORDER BY 1$$,
+                  $$VALUES ('ada'::text, 0.300000001::numeric), ('bob', 12345678901234.5)$$,
+                  'sums stay exact past the scale of a scaled integer');
+SELECT automation.bind_orders('pc.fine_orders', 'handle', 'at', 'amount_f');
+SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
+SELECT results_eq($$SELECT customer_key, total_spent FROM automation.customer_profile ORDER BY 1$$,
+                  $$VALUES ('ada'::text, 0.6::numeric), ('bob', 0.3)$$,
+                  'float amounts are summed as the decimals they print as, not as floats');
 
 SELECT * FROM finish();
 ROLLBACK;
