@@ -314,3 +314,33 @@ INSERT INTO automation.access_rule VALUES
     ('analyst', 'FUNCTION automation._segment_query(text, name)', 'EXECUTE'),
     ('analyst', 'FUNCTION automation._check_predicate(text, regclass[])', 'EXECUTE'),
     ('analyst', 'FUNCTION automation._store_segment(text, text, text, name)', 'EXECUTE');
+
+-- Tick stages (automation.tick_stage rows, function(now) returning bigint):
+-- profiles incrementally, then segments; both do nothing until orders are bound.
+CREATE FUNCTION automation._tick_profiles(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
+        RETURN 0;
+    END IF;
+    RETURN automation.refresh_profiles(false, now);
+END
+$$;
+REVOKE ALL ON FUNCTION automation._tick_profiles(timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION automation._tick_segments(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
+        RETURN 0;
+    END IF;
+    RETURN automation.refresh_segments(now);
+END
+$$;
+REVOKE ALL ON FUNCTION automation._tick_segments(timestamptz) FROM PUBLIC;

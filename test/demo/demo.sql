@@ -25,3 +25,24 @@ SELECT automation.bind_signups('shop.newsletter_signups', 'customer_id', 'signed
 \echo What the extension sees of the shop:
 SELECT kind, relation, customer_key_type, columns, coalesce(problem, 'ok') AS status
   FROM automation.bindings;
+
+-- Profiles and segments: one pass over the orders, then every segment.
+SELECT automation.enable_change_capture();
+SELECT automation.refresh_profiles(full => true) AS profiles_written;
+SELECT automation.refresh_segments() AS segment_changes;
+
+\echo
+\echo Segment sizes:
+SELECT name, members, description FROM automation.segment_sizes WHERE members > 0;
+
+\echo
+\echo A few profiles:
+SELECT customer_key, order_count, total_spent, spent_prev_quarter, preferred_hour, timezone,
+       concat(r_score, f_score, m_score) AS rfm, rfm_group, lifecycle_stage, vip_tier, categories
+  FROM automation.customer_profile
+ ORDER BY total_spent DESC
+ LIMIT 5;
+
+-- A new order arrives; the next refresh touches only that customer (and re-derives scores).
+SELECT shop.place_order((SELECT min(id) FROM shop.customers), now(), ARRAY[1]::bigint[], ARRAY[2]) AS new_order;
+SELECT automation.refresh_profiles() AS profiles_written_incrementally;
