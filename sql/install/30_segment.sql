@@ -36,6 +36,8 @@ CREATE TABLE automation.segment_member (
 CREATE UNIQUE INDEX segment_member_current_key ON automation.segment_member (segment, customer_key) WHERE exited_at IS NULL;
 CREATE INDEX segment_member_customer_key ON automation.segment_member (customer_key);
 COMMENT ON TABLE automation.segment_member IS 'who was in which segment when: current members have exited_at NULL';
+-- Membership history is state journeys depend on: pg_dump keeps it.
+SELECT pg_catalog.pg_extension_config_dump('automation.segment_member', '');
 
 -- The row type automation.segment_members() returns: a customer key of the
 -- shop's own type (automation._retype_keys() retypes it with the tables).
