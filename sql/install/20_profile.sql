@@ -303,6 +303,8 @@ DECLARE
     is_full boolean := coalesce("full", false);
     written bigint;
     counts record;
+    hashjoin text := current_setting('enable_hashjoin');
+    mergejoin text := current_setting('enable_mergejoin');
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -363,11 +365,17 @@ BEGIN
           USING counts.array_agg;
         written := 0;
         IF counts.array_agg IS NOT NULL THEN
+            -- For a few customers, reach their order lines through the lines'
+            -- index on the order rather than hashing every line of the shop.
+            IF cardinality(counts.array_agg) <= 10000 THEN
+                PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
+            END IF;
             EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $8, $7::%s[], $4, false, $5, $6) AS p OFFSET 0) s',
                            key_type)
               USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, counts.array_agg,
                     q.category_names_query;
             GET DIAGNOSTICS written = ROW_COUNT;
+            PERFORM set_config('enable_hashjoin', hashjoin, true), set_config('enable_mergejoin', mergejoin, true);
         END IF;
         PERFORM automation._rescore(now);
     END IF;
