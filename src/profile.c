@@ -62,7 +62,6 @@ PG_FUNCTION_INFO_V1(automation_profile_pass_counts);
 #define PROFILE_BATCH		10000
 #define PROFILE_NATTS		21
 #define MAX_CATEGORIES		64
-#define CATEGORY_NAME_LEN	256
 
 /* which money sum */
 enum
@@ -95,12 +94,6 @@ typedef struct ProfileEntry
 	MoneySum	sums[NUM_SUMS];
 } ProfileEntry;
 
-typedef struct CategoryEntry
-{
-	char		name[CATEGORY_NAME_LEN];
-	int			index;
-} CategoryEntry;
-
 typedef struct ProfilePass
 {
 	MemoryContext cxt;			/* everything below lives here */
@@ -118,6 +111,7 @@ typedef struct ProfilePass
 	bool		exact;			/* sums are scaled integers */
 	int			scale;			/* their decimal scale */
 	int			max_dscale;		/* largest display scale seen */
+	Numeric		zero;			/* in numeric mode, the value of a NULL sum */
 
 	/* the clock */
 	TimestampTz now;
@@ -128,10 +122,8 @@ typedef struct ProfilePass
 	pg_tz	   *default_tz;
 
 	/* categories */
-	HTAB	   *category_hash;
 	int			ncategories;
 	char	   *category_names[MAX_CATEGORIES];
-	int			category_order[MAX_CATEGORIES];
 	bool		categories_bound;
 	bool		categories_overflow;
 
@@ -346,12 +338,13 @@ scaled_to_numeric(int128 value, int scale, int dscale)
 											   Int32GetDatum(-1)));
 }
 
+/* A sum as a numeric; in numeric mode an untouched sum (NULL) is zero. */
 static Numeric
 sum_to_numeric(ProfilePass *pass, MoneySum *s)
 {
 	if (pass->exact)
 		return scaled_to_numeric(s->scaled, pass->scale, Min(pass->max_dscale, pass->scale));
-	return s->num;
+	return s->num ? s->num : pass->zero;
 }
 
 /*
@@ -365,11 +358,13 @@ switch_to_numeric(ProfilePass *pass)
 	ProfileEntry *e;
 	MemoryContext old = MemoryContextSwitchTo(pass->cxt);
 
+	pass->zero = int64_to_numeric(0);
 	hash_seq_init(&seq, pass->hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
 		for (int i = 0; i < NUM_SUMS; i++)
-			e->sums[i].num = scaled_to_numeric(e->sums[i].scaled, pass->scale, pass->scale);
+			e->sums[i].num = e->sums[i].scaled == 0 ? NULL :
+				scaled_to_numeric(e->sums[i].scaled, pass->scale, pass->scale);
 	}
 	pass->exact = false;
 	MemoryContextSwitchTo(old);
@@ -385,9 +380,14 @@ add_money(ProfilePass *pass, MoneySum *s, int128 scaled, Numeric num)
 		Numeric		old = s->num;
 		MemoryContext oldcxt = MemoryContextSwitchTo(pass->cxt);
 
-		s->num = numeric_add_opt_error(old, num, NULL);
+		if (old == NULL)
+			s->num = DatumGetNumericCopy(NumericGetDatum(num));
+		else
+		{
+			s->num = numeric_add_opt_error(old, num, NULL);
+			pfree(old);
+		}
 		MemoryContextSwitchTo(oldcxt);
-		pfree(old);
 	}
 }
 
@@ -620,44 +620,38 @@ gap_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
 	e->last_at = row.at;
 }
 
-/* categories: customer, category */
+/* categories: customer, category number */
 static void
 category_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
 {
 	bool		isnull;
 	Datum		key = SPI_getbinval(tuple, desc, 1, &isnull);
 	ProfileEntry *e;
-	char	   *name;
-	char		buf[CATEGORY_NAME_LEN];
-	CategoryEntry *c;
-	bool		found;
+	int32		no;
 
 	if (isnull)
 		return;
-	e = lookup_entry(pass, key, false);
-	if (e == NULL || e->count == 0)
+	no = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
+	if (isnull || no < 0)
 		return;
-	name = SPI_getvalue(tuple, desc, 2);
-	if (name == NULL)
-		return;
-	strlcpy(buf, name, sizeof(buf));
-	pfree(name);
-	c = hash_search(pass->category_hash, buf, HASH_ENTER, &found);
-	if (!found)
+	if (no >= MAX_CATEGORIES)
 	{
-		if (pass->ncategories >= MAX_CATEGORIES)
-		{
-			c->index = -1;
-			pass->categories_overflow = true;
-		}
-		else
-		{
-			c->index = pass->ncategories;
-			pass->category_names[pass->ncategories++] = MemoryContextStrdup(pass->cxt, buf);
-		}
+		pass->categories_overflow = true;
+		return;
 	}
-	if (c->index >= 0)
-		e->categories |= UINT64CONST(1) << c->index;
+	e = lookup_entry(pass, key, false);
+	if (e != NULL && e->count > 0)
+		e->categories |= UINT64CONST(1) << no;
+}
+
+/* category names, in number order */
+static void
+category_name_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
+{
+	char	   *name = SPI_getvalue(tuple, desc, 1);
+
+	if (name != NULL && pass->ncategories < MAX_CATEGORIES)
+		pass->category_names[pass->ncategories++] = MemoryContextStrdup(pass->cxt, name);
 }
 
 /* comparators for the quintile thresholds */
@@ -686,7 +680,9 @@ cmp_money(const MoneySum *x, const MoneySum *y)
 {
 	if (sort_pass->exact)
 		return x->scaled < y->scaled ? -1 : x->scaled > y->scaled ? 1 : 0;
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(x->num), NumericGetDatum(y->num)));
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+											 NumericGetDatum(x->num ? x->num : sort_pass->zero),
+											 NumericGetDatum(y->num ? y->num : sort_pass->zero)));
 }
 
 static int
@@ -694,13 +690,6 @@ cmp_monetary(const void *a, const void *b)
 {
 	return cmp_money(&(*(ProfileEntry *const *) a)->sums[SUM_TOTAL],
 					 &(*(ProfileEntry *const *) b)->sums[SUM_TOTAL]);
-}
-
-static int
-cmp_category(const void *a, const void *b)
-{
-	return strcmp(sort_pass->category_names[*(const int *) a],
-				  sort_pass->category_names[*(const int *) b]);
 }
 
 /*
@@ -853,13 +842,9 @@ build_row(ProfilePass *pass, ProfileEntry *e)
 		Datum		names[MAX_CATEGORIES];
 		int			n = 0;
 
-		for (int i = 0; i < pass->ncategories; i++)
-		{
-			int			c = pass->category_order[i];
-
+		for (int c = 0; c < pass->ncategories; c++)
 			if (e->categories & (UINT64CONST(1) << c))
 				names[n++] = CStringGetTextDatum(pass->category_names[c]);
-		}
 		values[19] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
 	}
 	else
@@ -879,10 +864,11 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	char	   *orders_query = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *zones_query = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *categories_query = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	Oid			keys_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
-	Datum		keys = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
-	ArrayType  *windows = PG_GETARG_ARRAYTYPE_P(6);
-	char	   *bound_by = NameStr(*PG_GETARG_NAME(7));
+	char	   *category_names_query = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	Oid			keys_type = get_fn_expr_argtype(fcinfo->flinfo, 4);
+	Datum		keys = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	ArrayType  *windows = PG_GETARG_ARRAYTYPE_P(7);
+	char	   *bound_by = NameStr(*PG_GETARG_NAME(8));
 	Datum	   *w;
 	bool	   *wnulls;
 	int			nw;
@@ -896,6 +882,7 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	HASH_SEQ_STATUS seq;
 	ProfileEntry *e;
 
+	sort_pass = pass;
 	deconstruct_array(windows, TIMESTAMPTZOID, sizeof(TimestampTz), true, TYPALIGN_DOUBLE, &w, &wnulls, &nw);
 	if (nw != 4 || wnulls[0] || wnulls[1] || wnulls[2] || wnulls[3])
 		elog(ERROR, "automation._profile_pass needs four windows");
@@ -961,8 +948,8 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	SetUserIdAndSecContext(get_role_oid(bound_by, false), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
 	if (zones_query)
-		for_each_row(pass, zones_query, keys, PG_ARGISNULL(3), keys_type, zone_row);
-	for_each_row(pass, orders_query, keys, PG_ARGISNULL(3), keys_type, order_row);
+		for_each_row(pass, zones_query, keys, PG_ARGISNULL(4), keys_type, zone_row);
+	for_each_row(pass, orders_query, keys, PG_ARGISNULL(4), keys_type, order_row);
 
 	/* customers whose orders came out of time order: read them again, sorted */
 	hash_seq_init(&seq, pass->hash);
@@ -992,22 +979,11 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 		pfree(ukeys);
 	}
 
-	if (categories_query)
+	if (categories_query && category_names_query)
 	{
-		HASHCTL		cctl;
-
-		memset(&cctl, 0, sizeof(cctl));
-		cctl.keysize = CATEGORY_NAME_LEN;
-		cctl.entrysize = sizeof(CategoryEntry);
-		cctl.hcxt = pass->cxt;
-		pass->category_hash = hash_create("automation categories", 64, &cctl,
-										  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		pass->categories_bound = true;
-		for_each_row(pass, categories_query, keys, PG_ARGISNULL(3), keys_type, category_row);
-		for (int i = 0; i < pass->ncategories; i++)
-			pass->category_order[i] = i;
-		sort_pass = pass;
-		qsort(pass->category_order, pass->ncategories, sizeof(int), cmp_category);
+		for_each_row(pass, category_names_query, (Datum) 0, true, keys_type, category_name_row);
+		for_each_row(pass, categories_query, keys, PG_ARGISNULL(4), keys_type, category_row);
 		if (pass->categories_overflow)
 			ereport(WARNING,
 					(errmsg("customer profiles record only the first %d product categories", MAX_CATEGORIES),
@@ -1036,7 +1012,8 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 
 /*
  * automation._profile_pass(orders_query, zones_query, categories_query,
- *                          keys, now, full_refresh, windows, bound_by)
+ *                          category_names_query, keys, now, full_refresh,
+ *                          windows, bound_by)
  *
  * Returns one automation.customer_profile row per customer with a counted
  * order.  windows: the start of the 90-day and 365-day windows and the
@@ -1053,7 +1030,7 @@ automation_profile_pass(PG_FUNCTION_ARGS)
 		MemoryContext old;
 		TupleDesc	tupdesc;
 
-		if (PG_ARGISNULL(0) || PG_ARGISNULL(4) || PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7))
+		if (PG_ARGISNULL(0) || PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7) || PG_ARGISNULL(8))
 			elog(ERROR, "automation._profile_pass called with a NULL argument");
 
 		funcctx = SRF_FIRSTCALL_INIT();
@@ -1069,8 +1046,8 @@ automation_profile_pass(PG_FUNCTION_ARGS)
 										  ALLOCSET_DEFAULT_SIZES);
 		pass->row_cxt = AllocSetContextCreate(funcctx->multi_call_memory_ctx, "automation profile row",
 											  ALLOCSET_DEFAULT_SIZES);
-		pass->now = PG_GETARG_TIMESTAMPTZ(4);
-		pass->full = PG_GETARG_BOOL(5);
+		pass->now = PG_GETARG_TIMESTAMPTZ(5);
+		pass->full = PG_GETARG_BOOL(6);
 		funcctx->user_fctx = pass;
 		MemoryContextSwitchTo(old);
 

@@ -29,6 +29,7 @@
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -72,8 +73,13 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 	TargetEntry *tle;
 	ListCell   *lc;
 	int			seen = 0;
+	int			nest;
 
 	deconstruct_array(rels, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &relids, &relnulls, &nrels);
+
+	/* a second statement smuggled in is refused before anything is analysed */
+	if (list_length(raw_parser(query, RAW_PARSE_DEFAULT)) != 1)
+		reject("is more than one expression", "Remove the semicolon: a predicate cannot run statements.");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -127,6 +133,14 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 		reject("must not call volatile functions",
 			   "Use only immutable and stable functions: a predicate reads, it never writes or draws random numbers.");
 
+	/* run it on one row, read-only: checks privileges and what only shows at run time */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("transaction_read_only", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "cannot run the segment query");
+	AtEOXact_GUC(true, nest);
+
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -147,6 +161,7 @@ automation_select_as(PG_FUNCTION_ARGS)
 	int			save_sec;
 	int			nest;
 	int			ret;
+	SPIPlanPtr	plan;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "automation._select_as called with a NULL argument");
@@ -164,7 +179,12 @@ automation_select_as(PG_FUNCTION_ARGS)
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(get_role_oid(role, false), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
-	ret = SPI_execute(query, true, 0);
+	plan = SPI_prepare(query, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "cannot prepare the segment query: %s", SPI_result_code_string(SPI_result));
+	if (list_length(SPI_plan_get_plan_sources(plan)) != 1)
+		reject("is more than one expression", NULL);
+	ret = SPI_execute_plan(plan, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "segment query failed: %s", SPI_result_code_string(ret));
 

@@ -72,7 +72,7 @@ CREATE TABLE automation.profile_refresh (
 COMMENT ON TABLE automation.profile_refresh IS 'log of profile refreshes: mode, customers written, orders read and bad orders skipped';
 
 CREATE FUNCTION automation._profile_pass(orders_query text, zones_query text, categories_query text,
-                                         keys anyarray, now timestamptz, full_refresh boolean,
+                                         category_names_query text, keys anyarray, now timestamptz, full_refresh boolean,
                                          windows timestamptz[], bound_by name)
 RETURNS SETOF automation.customer_profile
 LANGUAGE c
@@ -134,6 +134,13 @@ AS $$
 DECLARE
     t record;
     n bigint;
+    r text;
+    f text;
+    m text;
+    grp text;
+    stage text;
+    tier text;
+    points text;
     lost_days int := automation._setting('lost_days', '365')::int;
     lapsing_factor float8 := automation._setting('lapsing_factor', '2')::float8;
     lapsing_min float8 := automation._setting('lapsing_min_days', '30')::float8;
@@ -148,37 +155,38 @@ BEGIN
       INTO t
       FROM automation.customer_profile p;
 
-    WITH d AS (
-        SELECT p.customer_key,
-               (1 + (p.last_order_at > t.r[1])::int + (p.last_order_at > t.r[2])::int
-                  + (p.last_order_at > t.r[3])::int + (p.last_order_at > t.r[4])::int)::smallint AS r_score,
-               (1 + (p.order_count > t.f[1])::int + (p.order_count > t.f[2])::int
-                  + (p.order_count > t.f[3])::int + (p.order_count > t.f[4])::int)::smallint AS f_score,
-               (1 + (p.total_spent > t.m[1])::int + (p.total_spent > t.m[2])::int
-                  + (p.total_spent > t.m[3])::int + (p.total_spent > t.m[4])::int)::smallint AS m_score,
-               floor((extract(epoch FROM now) - extract(epoch FROM p.last_order_at)) / 86400) AS days,
-               p.mean_gap_days, p.order_count, p.spent_prev_quarter, p.total_spent
-          FROM automation.customer_profile p
-    ), e AS (
-        SELECT d.customer_key, d.r_score, d.f_score, d.m_score,
-               automation._rfm_group(d.r_score, d.f_score) AS rfm_group,
-               CASE WHEN d.days >= lost_days THEN 'lost'
-                    WHEN d.days > greatest(lapsing_factor * coalesce(d.mean_gap_days, 0), lapsing_min) THEN 'lapsing'
-                    WHEN d.order_count >= loyal_orders THEN 'loyal'
-                    WHEN d.order_count >= 2 THEN 'returning'
-                    ELSE 'new' END AS lifecycle_stage,
-               CASE WHEN d.spent_prev_quarter >= gold THEN 'gold'
-                    WHEN d.spent_prev_quarter >= vip THEN 'vip' END AS vip_tier,
-               floor(d.total_spent * ppu)::bigint AS loyalty_points
-          FROM d
-    )
-    UPDATE automation.customer_profile p
-       SET r_score = e.r_score, f_score = e.f_score, m_score = e.m_score, rfm_group = e.rfm_group,
-           lifecycle_stage = e.lifecycle_stage, vip_tier = e.vip_tier, loyalty_points = e.loyalty_points
-      FROM e
-     WHERE p.customer_key = e.customer_key
-       AND (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points)
-           IS DISTINCT FROM (e.r_score, e.f_score, e.m_score, e.rfm_group, e.lifecycle_stage, e.vip_tier, e.loyalty_points);
+    -- One scan of the profiles, no join: the expressions are spelled out
+    -- in SET and again in WHERE, so only rows whose values change are written.
+    r := '(1 + (p.last_order_at > $1[1])::int + (p.last_order_at > $1[2])::int'
+         ' + (p.last_order_at > $1[3])::int + (p.last_order_at > $1[4])::int)';
+    f := '(1 + (p.order_count > $2[1])::int + (p.order_count > $2[2])::int'
+         ' + (p.order_count > $2[3])::int + (p.order_count > $2[4])::int)';
+    m := '(1 + (p.total_spent > $3[1])::int + (p.total_spent > $3[2])::int'
+         ' + (p.total_spent > $3[3])::int + (p.total_spent > $3[4])::int)';
+    grp := format('CASE WHEN %1$s >= 4 AND %2$s >= 4 THEN ''champions'''
+                  ' WHEN %1$s = 3 AND %2$s >= 4 THEN ''loyal_customers'''
+                  ' WHEN %1$s <= 2 AND %2$s = 5 THEN ''cant_lose'''
+                  ' WHEN %1$s <= 2 AND %2$s >= 3 THEN ''at_risk'''
+                  ' WHEN %1$s >= 3 AND %2$s >= 2 THEN ''potential_loyalist'''
+                  ' WHEN %1$s >= 4 THEN ''recent_customers'''
+                  ' WHEN %1$s = 3 THEN ''promising'''
+                  ' WHEN %1$s = 2 THEN ''about_to_sleep'''
+                  ' ELSE ''hibernating'' END', r, f);
+    -- whole days since the last order: floor((now - last) / 24 h) >= n
+    -- exactly when last <= now - n x 24 h, which needs no arithmetic per row
+    stage := 'CASE WHEN p.last_order_at <= $4 - $5 * interval ''24 hours'' THEN ''lost'''
+             ' WHEN p.last_order_at <= $4 - (floor(greatest($6 * coalesce(p.mean_gap_days, 0), $7)) + 1) * interval ''24 hours'''
+             '      THEN ''lapsing'''
+             ' WHEN p.order_count >= $8 THEN ''loyal'' WHEN p.order_count >= 2 THEN ''returning'' ELSE ''new'' END';
+    tier := 'CASE WHEN p.spent_prev_quarter >= $9 THEN ''gold'' WHEN p.spent_prev_quarter >= $10 THEN ''vip'' END';
+    points := 'floor(p.total_spent * $11)::bigint';
+    EXECUTE format('UPDATE automation.customer_profile p '
+                   'SET r_score = %1$s, f_score = %2$s, m_score = %3$s, rfm_group = %4$s, '
+                   '    lifecycle_stage = %5$s, vip_tier = %6$s, loyalty_points = %7$s '
+                   'WHERE (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points) '
+                   '      IS DISTINCT FROM (%1$s::smallint, %2$s::smallint, %3$s::smallint, %4$s, %5$s, %6$s, %7$s)',
+                   r, f, m, grp, stage, tier, points)
+      USING t.r, t.f, t.m, now, lost_days, lapsing_factor, lapsing_min, loyal_orders, gold, vip, ppu;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -190,10 +198,12 @@ REVOKE ALL ON FUNCTION automation._rescore(timestamptz) FROM PUBLIC;
 -- keys to restrict to, or NULL for everyone.
 --   orders      customer, placed_at (timestamptz), total (as bound)
 --   zones       customer, time zone name (customers bound with a time zone)
---   categories  customer, category (order lines and products with a category)
+--   categories  customer, category number (order lines and products with a
+--               category); category_names_query lists the names in number order
 -- Timestamps without time zone and dates are taken in automation.default_timezone.
 CREATE FUNCTION automation._profile_queries(OUT orders_query text, OUT zones_query text,
-                                            OUT categories_query text, OUT all_orders_query text,
+                                            OUT categories_query text, OUT category_names_query text,
+                                            OUT all_orders_query text,
                                             OUT orders_relation regclass,
                                             OUT bound_by name)
 RETURNS record
@@ -243,9 +253,14 @@ BEGIN
     SELECT * INTO l FROM automation.source s WHERE s.kind = 'order_lines';
     SELECT * INTO p FROM automation.source s WHERE s.kind = 'products' AND s.columns ? 'category';
     IF l.kind IS NOT NULL AND p.kind IS NOT NULL AND o.columns ? 'order_id' THEN
+        -- categories are numbered in name order; the lines query returns numbers, not names
+        category_names_query := format('SELECT DISTINCT p.%1$I::text FROM %2$I.%3$I p WHERE p.%1$I IS NOT NULL ORDER BY 1',
+                                       p.columns ->> 'category', p.relation_schema, p.relation_name);
         categories_query := format(
-            'SELECT o.%1$I, p.%2$I::text FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I JOIN %8$I.%9$I p ON p.%10$I = l.%11$I '
-            'WHERE p.%2$I IS NOT NULL AND ($1 IS NULL OR o.%1$I = ANY ($1))%12$s',
+            'SELECT o.%1$I, p.category_no FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I '
+            'JOIN (SELECT p.%10$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
+            '        FROM %8$I.%9$I p WHERE p.%2$I IS NOT NULL) p ON p.product = l.%11$I '
+            'WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%12$s',
             o.columns ->> 'customer', p.columns ->> 'category', orders_relation,
             l.relation_schema, l.relation_name, l.columns ->> 'order_id', o.columns ->> 'order_id',
             p.relation_schema, p.relation_name, p.columns ->> 'product', l.columns ->> 'product', status_filter);
@@ -288,6 +303,8 @@ DECLARE
     is_full boolean := coalesce("full", false);
     written bigint;
     counts record;
+    hashjoin text := current_setting('enable_hashjoin');
+    mergejoin text := current_setting('enable_mergejoin');
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -328,9 +345,9 @@ BEGIN
     IF is_full THEN
         DELETE FROM automation.dirty_customer;
         TRUNCATE automation.customer_profile;
-        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, NULL::%s[], $4, true, $5, $6) AS p OFFSET 0) s',
+        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7, NULL::%s[], $4, true, $5, $6) AS p OFFSET 0) s',
                        key_type)
-          USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by;
+          USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, q.category_names_query;
         GET DIAGNOSTICS written = ROW_COUNT;
     ELSE
         -- Customers whose orders changed, plus those with an order that moved
@@ -348,10 +365,17 @@ BEGIN
           USING counts.array_agg;
         written := 0;
         IF counts.array_agg IS NOT NULL THEN
-            EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7::%s[], $4, false, $5, $6) AS p OFFSET 0) s',
+            -- For a few customers, reach their order lines through the lines'
+            -- index on the order rather than hashing every line of the shop.
+            IF cardinality(counts.array_agg) <= 10000 THEN
+                PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
+            END IF;
+            EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $8, $7::%s[], $4, false, $5, $6) AS p OFFSET 0) s',
                            key_type)
-              USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, counts.array_agg;
+              USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, counts.array_agg,
+                    q.category_names_query;
             GET DIAGNOSTICS written = ROW_COUNT;
+            PERFORM set_config('enable_hashjoin', hashjoin, true), set_config('enable_mergejoin', mergejoin, true);
         END IF;
         PERFORM automation._rescore(now);
     END IF;

@@ -36,6 +36,8 @@ CREATE TABLE automation.segment_member (
 CREATE UNIQUE INDEX segment_member_current_key ON automation.segment_member (segment, customer_key) WHERE exited_at IS NULL;
 CREATE INDEX segment_member_customer_key ON automation.segment_member (customer_key);
 COMMENT ON TABLE automation.segment_member IS 'who was in which segment when: current members have exited_at NULL';
+-- Membership history is state journeys depend on: pg_dump keeps it.
+SELECT pg_catalog.pg_extension_config_dump('automation.segment_member', '');
 
 -- The row type automation.segment_members() returns: a customer key of the
 -- shop's own type (automation._retype_keys() retypes it with the tables).
@@ -74,32 +76,40 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_select_as';
 REVOKE ALL ON FUNCTION automation._select_as(name, text, anyelement) FROM PUBLIC;
 
--- _segment_query(predicate): the query that evaluates a predicate; its
--- first column is the customer key, its second the predicate's value.
--- Also returns the relations it reads.
-CREATE FUNCTION automation._segment_query(predicate text, OUT query text, OUT relations regclass[])
+-- _segment_query(predicate, definer): the query that evaluates a predicate;
+-- its first column is the customer key, its second the predicate's value.
+-- The bound customers are joined (alias customer) when the definer may read
+-- them.  Also returns the relations the query reads.  It only builds text;
+-- it runs as the extension's owner to read the customers binding.
+CREATE FUNCTION automation._segment_query(predicate text, definer name, OUT query text, OUT relations regclass[])
 RETURNS record
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c automation.source;
+    rel regclass;
 BEGIN
     query := format(E'SELECT p.customer_key, (%s\n) FROM automation.customer_profile p', predicate);
     relations := ARRAY['automation.customer_profile'::regclass];
     SELECT * INTO c FROM automation.source s WHERE s.kind = 'customers';
     IF FOUND THEN
-        query := query || format(' LEFT JOIN %I.%I customer ON customer.%I = p.customer_key',
-                                 c.relation_schema, c.relation_name, c.columns ->> 'customer');
-        relations := relations || format('%I.%I', c.relation_schema, c.relation_name)::regclass;
+        rel := to_regclass(format('%I.%I', c.relation_schema, c.relation_name));
+        IF rel IS NOT NULL AND has_schema_privilege(definer, c.relation_schema, 'USAGE')
+           AND has_table_privilege(definer, rel, 'SELECT') THEN
+            query := query || format(' LEFT JOIN %s customer ON customer.%I = p.customer_key', rel, c.columns ->> 'customer');
+            relations := relations || rel;
+        END IF;
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION automation._segment_query(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION automation._segment_query(text, name) FROM PUBLIC;
 
 -- define_segment(name, predicate, description): adds a user segment.  The
 -- predicate is checked at once, with the caller's privileges, and later
--- evaluated with them.  Members appear at the next refresh_segments().
+-- evaluated with them: define_segment runs as its caller, and only the
+-- final write goes through automation._store_segment().
 CREATE FUNCTION automation.define_segment(name text, predicate text, description text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -107,7 +117,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     q record;
-    existing automation.segment;
 BEGIN
     IF name IS NULL OR predicate IS NULL THEN
         RAISE EXCEPTION 'name and predicate must not be null'
@@ -118,26 +127,45 @@ BEGIN
             USING ERRCODE = 'invalid_name',
                   HINT = 'A segment name is lowercase letters, digits and underscores, starting with a letter, at most 63 characters.';
     END IF;
-    SELECT * INTO existing FROM automation.segment s WHERE s.name = define_segment.name;
-    IF FOUND THEN
+    IF EXISTS (SELECT FROM automation.segment s WHERE s.name = define_segment.name) THEN
         RAISE EXCEPTION 'segment "%" already exists', name
             USING ERRCODE = 'duplicate_object',
-                  HINT = CASE WHEN existing.builtin THEN 'Built-in segments cannot be redefined; choose another name.'
+                  HINT = CASE WHEN (SELECT s.builtin FROM automation.segment s WHERE s.name = define_segment.name)
+                              THEN 'Built-in segments cannot be redefined; choose another name.'
                               ELSE format('Drop it first with automation.drop_segment(%L).', name) END;
     END IF;
-    PERFORM automation._retype_keys();
-    SELECT * INTO q FROM automation._segment_query(predicate);
+    SELECT * INTO q FROM automation._segment_query(predicate, current_user);
     PERFORM automation._check_predicate(q.query, q.relations);
-    INSERT INTO automation.segment (name, predicate, description, builtin, defined_by, defined_at)
-    VALUES (name, predicate, description, false, current_user, now());
+    PERFORM automation._store_segment(name, predicate, description, current_user);
 END
 $$;
 COMMENT ON FUNCTION automation.define_segment(text, text, text) IS 'define a segment by a boolean SQL expression over customer_profile (p) and the bound customers (customer)';
 
+-- _store_segment: writes a checked user segment.  The role it will be
+-- evaluated as must be one the session could act as anyway.
+CREATE FUNCTION automation._store_segment(name text, predicate text, description text, definer name)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, definer, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to define a segment evaluated as role "%"', definer
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO automation.segment (name, predicate, description, builtin, defined_by, defined_at)
+    VALUES (name, predicate, description, false, definer, now());
+END
+$$;
+REVOKE ALL ON FUNCTION automation._store_segment(text, text, text, name) FROM PUBLIC;
+
 -- drop_segment(name): removes a user segment and its membership history.
+-- The role that defined it (or a member of it) may drop it.
 CREATE FUNCTION automation.drop_segment(name text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -152,6 +180,11 @@ BEGIN
         RAISE EXCEPTION 'segment "%" is built in', name
             USING ERRCODE = 'feature_not_supported',
                   DETAIL = 'Built-in segments come with the extension and cannot be dropped.';
+    END IF;
+    IF NOT pg_has_role(session_user, existing.defined_by, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to drop segment "%"', name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('It was defined by role %I.', existing.defined_by);
     END IF;
     DELETE FROM automation.segment s WHERE s.name = drop_segment.name;
 END
@@ -175,6 +208,7 @@ DECLARE
     entered bigint;
     exited bigint;
     changes bigint := 0;
+    problem text;
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -191,7 +225,7 @@ BEGIN
 
     FOR s IN SELECT * FROM automation.segment ORDER BY name LOOP
         IF s.predicate IS NOT NULL THEN
-            q := automation._segment_query(s.predicate);
+            q := automation._segment_query(s.predicate, s.defined_by);
             query := format('SELECT k FROM (%s) m(k, member) WHERE member', q.query);
         ELSE
             -- newsletter_only: signed up, never ordered; read as the role that bound the sign-ups
@@ -205,6 +239,7 @@ BEGIN
                 s.defined_by := su.bound_by;
             END IF;
         END IF;
+        BEGIN
         EXECUTE format(
             'WITH cur AS (SELECT k FROM automation._select_as($1, $2, NULL::%s) k), '
             'ex AS (UPDATE automation.segment_member m SET exited_at = $3 '
@@ -217,6 +252,17 @@ BEGIN
             'SELECT (SELECT count(*) FROM en), (SELECT count(*) FROM ex)', key_type)
           INTO entered, exited
           USING s.defined_by, query, now, s.name;
+        EXCEPTION WHEN OTHERS THEN
+            -- one broken user segment (a column gone, a privilege revoked)
+            -- keeps its members as they were and does not stop the others
+            IF s.builtin THEN
+                RAISE;
+            END IF;
+            GET STACKED DIAGNOSTICS problem = MESSAGE_TEXT;
+            RAISE WARNING 'segment "%" was not refreshed: %', s.name, problem
+                USING HINT = format('Fix or drop it with automation.drop_segment(%L).', s.name);
+            CONTINUE;
+        END;
         UPDATE automation.segment x SET refreshed_at = now WHERE x.name = s.name;
         changes := changes + entered + exited;
     END LOOP;
@@ -264,4 +310,39 @@ INSERT INTO automation.access_rule VALUES
     ('analyst', 'automation.segment', 'SELECT'),
     ('analyst', 'automation.segment_member', 'SELECT'),
     ('analyst', 'automation.segment_sizes', 'SELECT'),
-    ('analyst', 'FUNCTION automation.segment_members(text)', 'EXECUTE');
+    ('analyst', 'FUNCTION automation.segment_members(text)', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation.define_segment(text, text, text)', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation.drop_segment(text)', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation._segment_query(text, name)', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation._check_predicate(text, regclass[])', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation._store_segment(text, text, text, name)', 'EXECUTE');
+
+-- Tick stages (automation.tick_stage rows, function(now) returning bigint):
+-- profiles incrementally, then segments; both do nothing until orders are bound.
+CREATE FUNCTION automation._tick_profiles(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
+        RETURN 0;
+    END IF;
+    RETURN automation.refresh_profiles(false, now);
+END
+$$;
+REVOKE ALL ON FUNCTION automation._tick_profiles(timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION automation._tick_segments(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
+        RETURN 0;
+    END IF;
+    RETURN automation.refresh_segments(now);
+END
+$$;
+REVOKE ALL ON FUNCTION automation._tick_segments(timestamptz) FROM PUBLIC;

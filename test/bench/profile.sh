@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The profile pass against plain SQL, on the generated shop (run by
+# test/bench/run, which sets BENCH_DB, PSQL and the connection).
+#
+#   (a) SELECT count(*) over the orders: the price of reading them once
+#   (b) the best plain-SQL INSERT ... SELECT producing the same columns
+#       (GROUP BY, window functions for the gaps, ntile for RFM)
+#   (c) automation.refresh_profiles(full => true)
+#   (d) automation.refresh_profiles() after 1,000 new orders, with change
+#       capture enabled; once as the demo shop is indexed, once with an
+#       index on orders (placed_at) that lets the window check use it
+#
+# For each step the peak private memory (RssAnon) of the backend is sampled
+# from /proc; the baseline is an idle backend's.  Prints c/a, b/c, d/c and
+# bytes per customer.
+set -u
+DB=$BENCH_DB
+NOW="'2026-11-01 00:00+00'"
+psql_db() { $PSQL -d "$DB" "$@"; }
+
+# measure NAME SQL: runs SQL in its own session; sets SECONDS_TAKEN (the
+# statement's own time, as psql's \timing reports it) and PEAK_KB.
+measure() {
+    local name=$1 sql=$2 pid="" kb out
+    PEAK_KB=0
+    out=$(mktemp)
+    PGAPPNAME="bench_$name" $PSQL -d "$DB" -c '\timing on' -c "$sql" >"$out" &
+    local client=$!
+    while kill -0 "$client" 2>/dev/null; do
+        if [ -z "$pid" ]; then
+            pid=$(psql_db -tAc "SELECT pid FROM pg_stat_activity WHERE application_name = 'bench_$name'")
+        fi
+        if [ -n "$pid" ]; then
+            kb=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+            [ -n "$kb" ] && [ "$kb" -gt "$PEAK_KB" ] && PEAK_KB=$kb
+        fi
+        sleep 0.05
+    done
+    wait "$client" || { echo "step $name failed"; exit 1; }
+    SECONDS_TAKEN=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$out" | tail -1)
+    SECONDS_TAKEN=$(echo "$SECONDS_TAKEN / 1000" | bc -l)
+    rm -f "$out"
+}
+
+psql_db -q <<'EOF' >/dev/null
+CREATE EXTENSION IF NOT EXISTS automation;
+SELECT automation.bind_customers('shop.customers', 'id', 'email', 'marketing_consent',
+                                 first_name_column => 'first_name', timezone_column => 'time_zone');
+SELECT automation.bind_orders('shop.orders', 'customer_id', 'placed_at', 'total',
+                              order_id_column => 'id', status_column => 'status',
+                              counted_statuses => ARRAY['paid', 'shipped', 'delivered']);
+SELECT automation.bind_order_lines('shop.order_lines', 'order_id', 'product_id', 'quantity', 'unit_price');
+SELECT automation.bind_products('shop.products', 'id', 'name', 'category', 'stock', 'consumption_days');
+CREATE UNLOGGED TABLE public.plain_profile (LIKE automation.customer_profile);
+CHECKPOINT;
+EOF
+
+orders=$(psql_db -tAc "SELECT count(*) FROM shop.orders")
+customers=$(psql_db -tAc "SELECT count(DISTINCT customer_id) FROM shop.orders")
+
+measure baseline "SELECT pg_sleep(1)"
+BASE_KB=$PEAK_KB
+
+measure a "SELECT count(*) FROM shop.orders"
+A=$SECONDS_TAKEN; A_KB=$PEAK_KB
+
+# PROFILE_SKIP_PLAIN=1 skips (b), the slowest step, when only the extension's figures are wanted
+if [ "${PROFILE_SKIP_PLAIN:-0}" = 1 ]; then B=0; B_KB=0; else
+measure b "
+INSERT INTO public.plain_profile
+WITH o AS (
+    SELECT o.customer_id AS k, o.placed_at AS t, o.total AS v, coalesce(c.time_zone, 'UTC') AS tz,
+           extract(epoch FROM o.placed_at - lag(o.placed_at) OVER (PARTITION BY o.customer_id ORDER BY o.placed_at)) / 86400 AS gap
+      FROM shop.orders o LEFT JOIN shop.customers c ON c.id = o.customer_id
+     WHERE o.status IN ('paid', 'shipped', 'delivered') AND o.customer_id IS NOT NULL
+       AND o.placed_at <= $NOW AND o.total >= 0
+), a AS (
+    SELECT k, min(t) AS f, max(t) AS l, count(*)::int AS n, sum(v) AS total,
+           coalesce(sum(v) FILTER (WHERE t > $NOW::timestamptz - interval '2160 hours'), 0) AS s90,
+           coalesce(sum(v) FILTER (WHERE t > $NOW::timestamptz - interval '8760 hours'), 0) AS s365,
+           coalesce(sum(v) FILTER (WHERE t >= date_trunc('quarter', $NOW::timestamptz, 'UTC') - interval '3 months'
+                                     AND t < date_trunc('quarter', $NOW::timestamptz, 'UTC')), 0) AS spq,
+           avg(gap) AS mg, stddev_pop(gap) AS sg,
+           mode() WITHIN GROUP (ORDER BY extract(hour FROM t AT TIME ZONE tz)) AS ph, min(tz) AS tz
+      FROM o GROUP BY k
+), cats AS (
+    SELECT o.customer_id AS k, array_agg(DISTINCT p.category ORDER BY p.category) AS cats
+      FROM shop.orders o JOIN shop.order_lines l ON l.order_id = o.id JOIN shop.products p ON p.id = l.product_id
+     WHERE o.status IN ('paid', 'shipped', 'delivered') AND p.category IS NOT NULL
+     GROUP BY 1
+), s AS (
+    SELECT a.*, ntile(5) OVER (ORDER BY l) AS r, ntile(5) OVER (ORDER BY n) AS fq, ntile(5) OVER (ORDER BY total) AS m
+      FROM a
+)
+SELECT s.k, s.f, s.l, s.n, s.total, s.s90, s.s365, s.spq, s.mg, s.sg, s.ph, s.tz, s.r, s.fq, s.m,
+       automation._rfm_group(s.r, s.fq),
+       CASE WHEN $NOW::timestamptz - s.l >= interval '365 days' THEN 'lost'
+            WHEN extract(epoch FROM $NOW::timestamptz - s.l) / 86400 > greatest(2 * coalesce(s.mg, 0), 30) THEN 'lapsing'
+            WHEN s.n >= 3 THEN 'loyal' WHEN s.n = 2 THEN 'returning' ELSE 'new' END,
+       CASE WHEN s.spq >= 750 THEN 'gold' WHEN s.spq >= 500 THEN 'vip' END,
+       floor(s.total)::bigint, coalesce(cats.cats, '{}'), $NOW
+  FROM s LEFT JOIN cats USING (k)"
+B=$SECONDS_TAKEN; B_KB=$PEAK_KB
+fi
+
+# (c0) without order lines bound: the pass over the orders alone
+psql_db -q -c "SELECT automation.unbind('order_lines')" >/dev/null
+measure c0 "SELECT automation.refresh_profiles(full => true, now => $NOW)"
+C0=$SECONDS_TAKEN; C0_KB=$PEAK_KB
+psql_db -q -c "SELECT automation.bind_order_lines('shop.order_lines', 'order_id', 'product_id', 'quantity', 'unit_price')" >/dev/null
+
+measure c "SELECT automation.refresh_profiles(full => true, now => $NOW)"
+C=$SECONDS_TAKEN; C_KB=$PEAK_KB
+profiles=$(psql_db -tAc "SELECT count(*) FROM automation.customer_profile")
+
+# 1,000 new orders from 1,000 customers, an hour after the full refresh
+psql_db -q -c "SELECT automation.enable_change_capture()" >/dev/null
+new_orders="SELECT count(shop.place_order(c, $NOW::timestamptz + interval '30 minutes', ARRAY[(c % 50) + 1]::bigint[], ARRAY[1]))
+  FROM (SELECT (i * 997) % $customers + 1 AS c FROM generate_series(1, 1000) i) x"
+psql_db -q -c "$new_orders" >/dev/null
+measure d "SELECT automation.refresh_profiles(now => $NOW::timestamptz + interval '1 hour')"
+D=$SECONDS_TAKEN; D_KB=$PEAK_KB
+
+psql_db -q -c "CREATE INDEX bench_orders_placed_at_idx ON shop.orders (placed_at)" -c "ANALYZE shop.orders" >/dev/null
+psql_db -q -c "${new_orders/30 minutes/90 minutes}" >/dev/null
+measure d2 "SELECT automation.refresh_profiles(now => $NOW::timestamptz + interval '2 hours')"
+D2=$SECONDS_TAKEN; D2_KB=$PEAK_KB
+
+mode=$(psql_db -tAc "SELECT string_agg(CASE WHEN full_refresh THEN 'full' ELSE 'incremental' END || ':' || customers, ' ' ORDER BY refresh_id) FROM automation.profile_refresh")
+
+printf 'orders %s, customers with orders %s, profiles %s; refreshes: %s\n' "$orders" "$customers" "$profiles" "$mode"
+printf '(a) count(*) over orders           %8.2f s  peak %7d kB\n' "$A" "$A_KB"
+printf '(b) plain SQL INSERT ... SELECT    %8.2f s  peak %7d kB\n' "$B" "$B_KB"
+printf '(c) refresh_profiles(full)         %8.2f s  peak %7d kB\n' "$C" "$C_KB"
+printf '    same without order lines       %8.2f s  peak %7d kB\n' "$C0" "$C0_KB"
+printf '(d) incremental, 1,000 new orders  %8.2f s  peak %7d kB\n' "$D" "$D_KB"
+printf '    same with orders(placed_at)    %8.2f s  peak %7d kB\n' "$D2" "$D2_KB"
+printf 'baseline backend                              peak %7d kB\n' "$BASE_KB"
+printf 'c/a = %.2f (target <= 3), without lines %.2f   b/c = %.2f (target >= 5)   d/c = %.2f%% (target <= 1%%), indexed %.2f%%\n' \
+    "$(echo "$C / $A" | bc -l)" "$(echo "$C0 / $A" | bc -l)" "$(echo "$B / $C" | bc -l)" "$(echo "100 * $D / $C" | bc -l)" "$(echo "100 * $D2 / $C" | bc -l)"
+printf 'memory of (c) above baseline: %.0f bytes per customer (target <= 200)\n' \
+    "$(echo "($C_KB - $BASE_KB) * 1024 / $profiles" | bc -l)"
