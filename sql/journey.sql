@@ -103,8 +103,10 @@ SELECT automation.install_preset('win_back', '{"after_dayz": 30}');
 SELECT automation.install_preset('win_back', '{"after_days": "soon"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
--- the tick: its stages, and a bad now
+-- the tick: its stages, and a bad now (rolled back: later tests start afresh)
+BEGIN;
 SELECT stage, rows FROM automation.tick('2026-01-01 00:00+00') ORDER BY stage;
+ROLLBACK;
 SELECT * FROM automation.tick(NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
