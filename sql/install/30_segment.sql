@@ -239,15 +239,18 @@ BEGIN
                 s.defined_by := su.bound_by;
             END IF;
         END IF;
+        -- NOT IN over a hashed subplan, not NOT EXISTS: membership changes
+        -- in bulk between statistics, and an anti join planned on a
+        -- one-row estimate turns into a nested loop over every member.
         BEGIN
         EXECUTE format(
-            'WITH cur AS (SELECT k FROM automation._select_as($1, $2, NULL::%s) k), '
+            'WITH cur AS (SELECT k FROM automation._select_as($1, $2, NULL::%s) k WHERE k IS NOT NULL), '
             'ex AS (UPDATE automation.segment_member m SET exited_at = $3 '
             '        WHERE m.segment = $4 AND m.exited_at IS NULL '
-            '          AND NOT EXISTS (SELECT FROM cur WHERE cur.k = m.customer_key) RETURNING 1), '
+            '          AND m.customer_key NOT IN (SELECT k FROM cur) RETURNING 1), '
             'en AS (INSERT INTO automation.segment_member (segment, customer_key, entered_at) '
-            '       SELECT $4, cur.k, $3 FROM cur WHERE cur.k IS NOT NULL AND NOT EXISTS '
-            '         (SELECT FROM automation.segment_member m WHERE m.segment = $4 AND m.exited_at IS NULL AND m.customer_key = cur.k) '
+            '       SELECT $4, cur.k, $3 FROM cur WHERE cur.k NOT IN '
+            '         (SELECT m.customer_key FROM automation.segment_member m WHERE m.segment = $4 AND m.exited_at IS NULL) '
             '       RETURNING 1) '
             'SELECT (SELECT count(*) FROM en), (SELECT count(*) FROM ex)', key_type)
           INTO entered, exited
