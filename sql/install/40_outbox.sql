@@ -236,7 +236,13 @@ BEGIN
                   HINT = 'Pass everything the template needs, e.g. ''{"first_name": "Ada"}''::jsonb.';
     END IF;
 
-    PERFORM automation._retype_keys();
+    -- After a restore the key column is text again; _retype_keys() fixes
+    -- that, but costs more than the rest of an enqueue, so ask first.
+    IF (SELECT a.atttypid FROM pg_attribute a
+         WHERE a.attrelid = 'automation.outbox'::regclass AND a.attname = 'customer_key')
+       IS DISTINCT FROM coalesce(automation.customer_key_type(), 'text'::regtype) THEN
+        PERFORM automation._retype_keys();
+    END IF;
 
     -- Seen before: the first message's id, wherever it now is.
     SELECT o.id INTO new_id FROM automation.outbox o WHERE o.dedupe_key = enqueue.dedupe_key;
