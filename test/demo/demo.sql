@@ -25,3 +25,13 @@ SELECT automation.bind_signups('shop.newsletter_signups', 'customer_id', 'signed
 \echo What the extension sees of the shop:
 SELECT kind, relation, customer_key_type, columns, coalesce(problem, 'ok') AS status
   FROM automation.bindings;
+
+\echo
+\echo The outbox: an order confirmation for one customer, as a mailer would drain it.
+SELECT automation.enqueue(c.id, 'email', 'order_confirmation', jsonb_build_object('first_name', c.first_name, 'order', 1001),
+                          dedupe_key => 'demo:order:1001', purpose => 'transactional') AS message_id
+  FROM shop.customers c WHERE c.email IS NOT NULL ORDER BY c.id LIMIT 1 \gset
+SELECT id, customer_key, recipient, template, payload, attempts, lease_until
+  FROM automation.claim(batch => 10, lease => '5 minutes', channel => 'email');
+SELECT automation.ack(ARRAY[:message_id]::bigint[]) AS acknowledged;
+SELECT * FROM automation.outbox_stats;
