@@ -12,7 +12,8 @@ MODULE_big = automation
 OBJS = \
 	src/automation.o \
 	src/binding.o \
-	src/outbox.o
+	src/outbox.o \
+	src/worker.o
 
 # The install script of the version under development is assembled from one
 # piece per responsibility under sql/install/, in file-name order.  Released

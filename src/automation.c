@@ -6,7 +6,8 @@
  *
  * _PG_init does nothing else.  Settings that may change at any time come
  * first; settings that only make sense at server start (the background
- * worker) are defined after the check for shared_preload_libraries.
+ * worker's) are defined by worker_init() after its check for
+ * shared_preload_libraries, so it comes last.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +20,7 @@
 
 #include "automation.h"
 #include "outbox.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -79,6 +81,9 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_MIN,
 							NULL, NULL, NULL);
+
+	/* last: defines the postmaster-only settings when preloading */
+	worker_init();
 
 	MarkGUCPrefixReserved("automation");
 }

@@ -1,0 +1,61 @@
+-- The tick: one run of every stage of the engine, in order, in one
+-- transaction, under an advisory lock so that two ticks never overlap.
+--
+-- Stages are rows of automation.tick_stage, added by the install piece of
+-- each module: a function taking the tick's "now" and returning the rows it
+-- touched.  A tick either completes every stage or, when one fails, rolls
+-- back whole: nothing is left half-done.
+
+CREATE TABLE automation.tick_stage (
+    position integer NOT NULL,
+    stage text NOT NULL,
+    function text NOT NULL,
+    CONSTRAINT tick_stage_pkey PRIMARY KEY (position),
+    CONSTRAINT tick_stage_stage_key UNIQUE (stage),
+    CONSTRAINT tick_stage_function_check CHECK (function ~ '^automation\.[a-z_]+$')
+);
+COMMENT ON TABLE automation.tick_stage IS 'the stages automation.tick() runs, in position order; each is function(now timestamptz) returning bigint';
+
+-- tick(now): runs every stage and returns one row per stage with the rows
+-- it touched and the milliseconds it took.  When another tick holds the
+-- lock it returns at once with a single row, stage "skipped".
+CREATE FUNCTION automation.tick(now timestamptz DEFAULT now())
+RETURNS TABLE (stage text, rows bigint, ms numeric)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    started timestamptz;
+BEGIN
+    IF now IS NULL THEN
+        RAISE EXCEPTION 'now must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Call automation.tick() for the current time, or pass the time to simulate.';
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(automation._tick_lock_key()) THEN
+        RAISE NOTICE 'another tick is running in this database; this one did nothing';
+        stage := 'skipped';
+        rows := 0;
+        ms := 0;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    PERFORM automation._retype_keys();
+    FOR s IN SELECT t.stage, t.function FROM automation.tick_stage t ORDER BY t.position LOOP
+        started := clock_timestamp();
+        EXECUTE format('SELECT %s($1)', s.function) INTO rows USING now;
+        stage := s.stage;
+        ms := round(extract(epoch FROM clock_timestamp() - started) * 1000, 3);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION automation.tick(timestamptz) IS 'run every stage of the engine once (profiles, segments, journeys, outbox upkeep); one row per stage';
+
+-- The advisory lock every tick holds: one per database.
+CREATE FUNCTION automation._tick_lock_key()
+RETURNS bigint
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 7089074134159615297::bigint $$;
