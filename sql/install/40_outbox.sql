@@ -583,24 +583,25 @@ COMMENT ON FUNCTION automation.track(bigint, text, timestamptz, jsonb)
     IS 'record an event of a message (delivered, open, click, bounce, complaint, unsubscribe, feedback); hard bounces, complaints and unsubscribes suppress the address';
 
 -- notify_due: NOTIFY automation_outbox for every channel that has messages
--- which became due since the last call (their send_after or their lease ran
--- out).  Messages due when enqueued were notified by enqueue.  Called by the
--- tick; returns the channels notified.
+-- which became due since the last call (their send_after came or their
+-- lease ran out).  Messages due when enqueued were notified by enqueue.  A
+-- stage of the tick; returns how many channels it notified.
 CREATE FUNCTION automation.notify_due(now timestamptz DEFAULT now())
-RETURNS SETOF text
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     since timestamptz;
     ch text;
+    notified bigint := 0;
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT n.notified_until INTO since FROM automation.outbox_notify n FOR UPDATE;
     IF now <= since THEN
-        RETURN;
+        RETURN 0;
     END IF;
     FOR ch IN
         SELECT DISTINCT o.channel FROM automation.outbox o
@@ -609,16 +610,17 @@ BEGIN
          ORDER BY o.channel
     LOOP
         PERFORM pg_notify('automation_outbox', ch);
-        RETURN NEXT ch;
+        notified := notified + 1;
     END LOOP;
     UPDATE automation.outbox_notify SET notified_until = now;
+    RETURN notified;
 END
 $$;
 COMMENT ON FUNCTION automation.notify_due(timestamptz)
-    IS 'NOTIFY automation_outbox (payload: the channel) for messages that became due since the last call; returns the channels';
+    IS 'NOTIFY automation_outbox (payload: the channel) for messages that became due since the last call; returns how many channels';
 
 -- archive_outbox: removes archived messages and events older than
--- automation.retention.  Called by the tick; returns how many messages were
+-- automation.retention.  A stage of the tick; returns how many messages were
 -- removed.
 CREATE FUNCTION automation.archive_outbox(now timestamptz DEFAULT now())
 RETURNS bigint
