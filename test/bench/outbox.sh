@@ -6,8 +6,9 @@
 #      SKIP LOCKED pattern on a plain table (id, vt, payload) as the floor
 #   3. the same while another session holds a REPEATABLE READ transaction open
 #   4. the hot outbox's size after BENCH_OUTBOX_THROUGH messages (1,000,000)
-#      have passed through it: enqueued, claimed and acknowledged while a
-#      producer and two mailers run at once, with autovacuum on
+#      have passed through it: written 100 per transaction by a producer (a
+#      set-based INSERT, as the tick writes a batch), claimed and acknowledged
+#      by two mailers at the same time, with autovacuum on
 #
 # It does not need the generated shop: it binds a customers table of its own
 # with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
@@ -50,6 +51,12 @@ cat >"$SCRATCH/enqueue100.sql" <<EOF
 SELECT count(automation.enqueue(1 + (random() * ($CUSTOMERS - 1))::int, 'email', 'bench',
                                 '{"first_name": "Ada", "items": [1, 2, 3]}', gen_random_uuid()::text))
   FROM generate_series(1, 100);
+EOF
+cat >"$SCRATCH/produce100.sql" <<EOF
+INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
+SELECT c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing',
+       gen_random_uuid()::text, now()
+  FROM generate_series(1, 100) i, LATERAL (SELECT 1 + (random() * ($CUSTOMERS - 1))::int) k(c);
 EOF
 cat >"$SCRATCH/claim_ack.sql" <<'EOF'
 SELECT quote_literal(coalesce(array_agg(id), '{}')) AS ids FROM automation.claim(100, '5 minutes', 'email') \gset
@@ -152,7 +159,7 @@ size() { $SQL -c "SELECT pg_size_pretty(pg_total_relation_size('automation.outbo
 start=$(date +%s)
 $PGBENCH -f "$SCRATCH/claim_ack.sql" -c 2 -j 2 -T 3600 "$BENCH_DB" >/dev/null 2>&1 &
 consumers=$!
-$PGBENCH -f "$SCRATCH/enqueue100.sql" -c 1 -t $((THROUGH / 100)) "$BENCH_DB" >/dev/null 2>&1
+$PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) "$BENCH_DB" >/dev/null 2>&1
 peak=$(size)
 while [ "$($SQL -c 'SELECT count(*) FROM automation.outbox')" -gt 0 ]; do sleep 1; done
 kill -TERM "$consumers" 2>/dev/null
