@@ -54,8 +54,14 @@ CREATE TABLE automation.outbox (
     CONSTRAINT outbox_lease_check CHECK ((status = 'leased') = (lease_until IS NOT NULL)),
     CONSTRAINT outbox_attempts_check CHECK (attempts >= 0),
     CONSTRAINT outbox_errors_check CHECK (jsonb_typeof(errors) = 'array')
-) WITH (fillfactor = 75);
+) WITH (fillfactor = 75, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
+         autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
+         autovacuum_vacuum_cost_delay = 0);
 ALTER SEQUENCE automation.outbox_id_seq OWNED BY automation.outbox.id;
+-- Every message passes through this table and leaves it: vacuum it after
+-- every 10,000 dead rows whatever its size, without the cost delay, so that
+-- it stays as small as its backlog (a queue's live rows are few, its dead
+-- ones many).  The fillfactor leaves room for the claim's HOT update.
 COMMENT ON TABLE automation.outbox IS 'messages that may still be handed out to a mailer: queued, or leased until lease_until';
 COMMENT ON COLUMN automation.outbox.recipient IS 'e-mail address (channel email) or phone number (channel sms) from the bound customers, refreshed at each claim; NULL for other channels';
 COMMENT ON COLUMN automation.outbox.dedupe_key IS 'enqueueing the same key again returns the first message''s id (while it or its archived row exists)';
