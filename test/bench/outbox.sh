@@ -13,19 +13,29 @@
 # It does not need the generated shop: it binds a customers table of its own
 # with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
 # test/bench/run outbox` is the quick way to run it.  Each timed run lasts
-# BENCH_OUTBOX_SECONDS (10).  Prints figures; asserts nothing.
+# BENCH_OUTBOX_SECONDS (10); BENCH_OUTBOX_PARTS picks parts ("1 2 3 4").
+# Prints figures; asserts nothing.
 set -u
 : "${BENCH_DB:?run me through test/bench/run}"
 SECONDS_PER_RUN=${BENCH_OUTBOX_SECONDS:-10}
 CUSTOMERS=${BENCH_OUTBOX_CUSTOMERS:-10000}
 THROUGH=${BENCH_OUTBOX_THROUGH:-1000000}
+PARTS=" ${BENCH_OUTBOX_PARTS:-1 2 3 4} "
+part() { [[ $PARTS == *" $1 "* ]]; }
 PGBENCH="$PGBIN/pgbench -n -M simple -h $PGHOST -p $PGPORT -U $PGUSER"
 SQL="$PSQL -d $BENCH_DB -At"
 SCRATCH=$(mktemp -d)
 chmod 755 "$SCRATCH"
 holder=
-cleanup() {
+# stop_holder: ends the session holding the old snapshot.  Killing psql is
+# not enough: its backend would sleep on, snapshot and all.
+stop_holder() {
+    $PSQL -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'outbox_bench_holder'" >/dev/null
     [ -n "$holder" ] && kill "$holder" 2>/dev/null
+    holder=
+}
+cleanup() {
+    stop_holder
     $PSQL -d postgres -c 'ALTER SYSTEM RESET autovacuum' -c 'SELECT pg_reload_conf()' >/dev/null
     rm -rf "$SCRATCH"
 }
@@ -106,6 +116,7 @@ reset_tables() {
 
 echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
 
+if part 1; then
 echo
 echo "1. enqueue"
 t=$(tps "$SCRATCH/enqueue1.sql" 1)
@@ -114,6 +125,7 @@ t=$(tps "$SCRATCH/enqueue100.sql" 1)
 echo "   batches of 100, 1 client:      $(printf '%.0f' "$(echo "$t * 100" | bc)") messages/s"
 t=$(tps "$SCRATCH/enqueue100.sql" 2)
 echo "   batches of 100, 2 clients:     $(printf '%.0f' "$(echo "$t * 100" | bc)") messages/s"
+fi
 
 # claim_runs LABEL: claim+ack and bare runs with 1, 2 and 4 mailers.
 claim_runs() {
@@ -135,21 +147,24 @@ claim_runs() {
     done
 }
 
+if part 2; then
 echo
 echo "2. claim(batch 100) + ack"
 claim_runs ""
+fi
 
+if part 3; then
 echo
 echo "3. claim(batch 100) + ack while a REPEATABLE READ transaction stays open"
-$PSQL -d "$BENCH_DB" -c 'BEGIN ISOLATION LEVEL REPEATABLE READ' -c 'SELECT count(*) FROM obench.customers' \
+PGAPPNAME=outbox_bench_holder $PSQL -d "$BENCH_DB" -c 'BEGIN ISOLATION LEVEL REPEATABLE READ' -c 'SELECT count(*) FROM obench.customers' \
     -c 'SELECT pg_sleep(3600)' >/dev/null 2>&1 &
 holder=$!
 sleep 1
 claim_runs " (old snapshot)"
-kill "$holder" 2>/dev/null
-wait "$holder" 2>/dev/null
-holder=
+stop_holder
+fi
 
+part 4 || exit 0
 echo
 echo "4. hot table size after $THROUGH messages passed through (producer + 2 mailers, autovacuum on)"
 reset_tables
