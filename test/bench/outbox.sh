@@ -8,7 +8,9 @@
 #   4. the hot outbox's size after BENCH_OUTBOX_THROUGH messages (1,000,000)
 #      have passed through it: written 100 per transaction by a producer (a
 #      set-based INSERT, as the tick writes a batch), claimed and acknowledged
-#      by two mailers at the same time, with autovacuum on
+#      by two mailers at the same time, with autovacuum on; the producer
+#      writes BENCH_OUTBOX_RATE (5,000) messages/s, below what the mailers
+#      drain, as a steady shop would (0: as fast as it can, the backlog grows)
 #
 # It does not need the generated shop: it binds a customers table of its own
 # with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
@@ -20,6 +22,7 @@ set -u
 SECONDS_PER_RUN=${BENCH_OUTBOX_SECONDS:-10}
 CUSTOMERS=${BENCH_OUTBOX_CUSTOMERS:-10000}
 THROUGH=${BENCH_OUTBOX_THROUGH:-1000000}
+RATE=${BENCH_OUTBOX_RATE:-5000}
 PARTS=" ${BENCH_OUTBOX_PARTS:-1 2 3 4} "
 part() { [[ $PARTS == *" $1 "* ]]; }
 PGBENCH="$PGBIN/pgbench -n -M simple -h $PGHOST -p $PGPORT -U $PGUSER"
@@ -166,7 +169,7 @@ fi
 
 part 4 || exit 0
 echo
-echo "4. hot table size after $THROUGH messages passed through (producer + 2 mailers, autovacuum on)"
+echo "4. hot table size after $THROUGH messages passed through (producer at ${RATE:-unlimited} messages/s + 2 mailers, autovacuum on)"
 reset_tables
 $SQL -c 'VACUUM FULL automation.outbox' >/dev/null
 $PSQL -d postgres -c 'ALTER SYSTEM SET autovacuum = on' -c 'SELECT pg_reload_conf()' >/dev/null
@@ -174,7 +177,9 @@ size() { $SQL -c "SELECT pg_size_pretty(pg_total_relation_size('automation.outbo
 start=$(date +%s)
 $PGBENCH -f "$SCRATCH/claim_ack.sql" -c 2 -j 2 -T 3600 "$BENCH_DB" >/dev/null 2>&1 &
 consumers=$!
-$PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) "$BENCH_DB" >/dev/null 2>&1
+throttle=
+[ "$RATE" -gt 0 ] && throttle="-R $((RATE / 100))"
+$PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) $throttle "$BENCH_DB" >/dev/null 2>&1
 peak=$(size)
 while [ "$($SQL -c 'SELECT count(*) FROM automation.outbox')" -gt 0 ]; do sleep 1; done
 kill -TERM "$consumers" 2>/dev/null
