@@ -51,6 +51,16 @@
 int			automation_max_attempts = 8;
 int			automation_retention = 30 * 24 * 60;	/* minutes */
 
+/*
+ * The claim asks for customers every time it runs, so the two queries are
+ * planned once per session and kept: the one reading the binding, and the
+ * one reading the shop, for as long as the binding builds the same text.
+ * Kept plans are revalidated by the plan cache when a relation changes.
+ */
+static SPIPlanPtr source_plan = NULL;
+static SPIPlanPtr shop_plan = NULL;
+static char *shop_query = NULL;
+
 PG_FUNCTION_INFO_V1(automation_customer_lookup);
 PG_FUNCTION_INFO_V1(automation_backoff);
 PG_FUNCTION_INFO_V1(automation_outbox_settings);
@@ -103,11 +113,21 @@ automation_customer_lookup(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	ret = SPI_execute("SELECT relation_schema, relation_name, columns ->> 'customer',"
-					  " columns ->> 'email', columns ->> 'phone', columns ->> 'consent',"
-					  " (keys ->> 'customer')::pg_catalog.regtype::pg_catalog.oid, bound_by"
-					  " FROM automation.source WHERE kind = 'customers'",
-					  true, 1);
+	if (source_plan == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("SELECT relation_schema, relation_name, columns ->> 'customer',"
+						   " columns ->> 'email', columns ->> 'phone', columns ->> 'consent',"
+						   " (keys ->> 'customer')::pg_catalog.regtype::pg_catalog.oid, bound_by"
+						   " FROM automation.source WHERE kind = 'customers'",
+						   0, NULL);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "cannot prepare the query of the customers binding: %s",
+				 SPI_result_code_string(SPI_result));
+		source_plan = plan;
+	}
+	ret = SPI_execute_plan(source_plan, NULL, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "cannot read the customers binding: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
@@ -152,11 +172,32 @@ automation_customer_lookup(PG_FUNCTION_ARGS)
 					 quote_identifier(key_col),
 					 format_type_be_qualified(key_type));
 
-	/* The shop's table is read with the binding role's privileges, no more. */
+	if (shop_plan == NULL || strcmp(shop_query, query.data) != 0)
+	{
+		SPIPlanPtr	plan;
+
+		if (shop_plan != NULL)
+		{
+			SPI_freeplan(shop_plan);
+			shop_plan = NULL;
+			pfree(shop_query);
+		}
+		plan = SPI_prepare(query.data, 1, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "cannot prepare the query of the bound customers: %s",
+				 SPI_result_code_string(SPI_result));
+		shop_query = MemoryContextStrdup(TopMemoryContext, query.data);
+		shop_plan = plan;
+	}
+
+	/*
+	 * The shop's table is read with the binding role's privileges, no more:
+	 * they are checked when the plan runs, as this user.
+	 */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(get_role_oid(bound_by, false),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	ret = SPI_execute_with_args(query.data, 1, argtypes, args, NULL, true, 0);
+	ret = SPI_execute_plan(shop_plan, args, NULL, true, 0);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "cannot read the bound customers: %s", SPI_result_code_string(ret));

@@ -54,17 +54,26 @@ CREATE TABLE automation.outbox (
     CONSTRAINT outbox_lease_check CHECK ((status = 'leased') = (lease_until IS NOT NULL)),
     CONSTRAINT outbox_attempts_check CHECK (attempts >= 0),
     CONSTRAINT outbox_errors_check CHECK (jsonb_typeof(errors) = 'array')
-);
+) WITH (fillfactor = 75, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
+         autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
+         autovacuum_vacuum_cost_delay = 0);
 ALTER SEQUENCE automation.outbox_id_seq OWNED BY automation.outbox.id;
+-- Every message passes through this table and leaves it: vacuum it after
+-- every 10,000 dead rows whatever its size, without the cost delay, so that
+-- it stays as small as its backlog (a queue's live rows are few, its dead
+-- ones many).  The fillfactor leaves room for the claim's HOT update.
 COMMENT ON TABLE automation.outbox IS 'messages that may still be handed out to a mailer: queued, or leased until lease_until';
 COMMENT ON COLUMN automation.outbox.recipient IS 'e-mail address (channel email) or phone number (channel sms) from the bound customers, refreshed at each claim; NULL for other channels';
 COMMENT ON COLUMN automation.outbox.dedupe_key IS 'enqueueing the same key again returns the first message''s id (while it or its archived row exists)';
 COMMENT ON COLUMN automation.outbox.attempts IS 'how many times the message was handed out by claim';
 COMMENT ON COLUMN automation.outbox.errors IS 'every failure the mailer reported: [{"at", "attempt", "error"}]';
 
--- Claim order: a queued message is due at send_after, a leased one when its
--- lease runs out.
-CREATE INDEX outbox_due_idx ON automation.outbox (channel, (coalesce(lease_until, send_after)));
+-- Claim order is send_after order.  The index holds only columns a claim
+-- does not change (the lease is checked on the row), so a claim's UPDATE is
+-- a HOT update -- no new index entries -- when the page has room, which the
+-- fillfactor leaves.  The price: a claim steps over the messages leased
+-- ahead of it, a few batches' worth.
+CREATE INDEX outbox_due_idx ON automation.outbox (channel, send_after);
 
 CREATE TABLE automation.outbox_archive (
     id bigint NOT NULL,
@@ -92,7 +101,9 @@ CREATE TABLE automation.outbox_archive (
     CONSTRAINT outbox_archive_status_check CHECK (status IN ('sent', 'cancelled', 'dead')),
     CONSTRAINT outbox_archive_reason_check CHECK ((status = 'cancelled') = (reason IS NOT NULL))
 );
-CREATE INDEX outbox_archive_finished_at_idx ON automation.outbox_archive (finished_at);
+-- Pruning deletes by finished_at, which grows with the table: a BRIN index
+-- serves that and costs next to nothing on the ack path.
+CREATE INDEX outbox_archive_finished_at_idx ON automation.outbox_archive USING brin (finished_at);
 COMMENT ON TABLE automation.outbox_archive IS 'finished messages (sent, cancelled with a reason, dead), kept for automation.retention';
 COMMENT ON COLUMN automation.outbox_archive.reason IS 'why a cancelled message was not handed out: no_consent, suppressed, no_customer, no_address';
 
@@ -236,7 +247,13 @@ BEGIN
                   HINT = 'Pass everything the template needs, e.g. ''{"first_name": "Ada"}''::jsonb.';
     END IF;
 
-    PERFORM automation._retype_keys();
+    -- After a restore the key column is text again; _retype_keys() fixes
+    -- that, but costs more than the rest of an enqueue, so ask first.
+    IF (SELECT a.atttypid FROM pg_attribute a
+         WHERE a.attrelid = 'automation.outbox'::regclass AND a.attname = 'customer_key')
+       IS DISTINCT FROM coalesce(automation.customer_key_type(), 'text'::regtype) THEN
+        PERFORM automation._retype_keys();
+    END IF;
 
     -- Seen before: the first message's id, wherever it now is.
     SELECT o.id INTO new_id FROM automation.outbox o WHERE o.dedupe_key = enqueue.dedupe_key;
@@ -334,9 +351,10 @@ BEGIN
           FROM (SELECT o.id, o.customer_key
                   FROM automation.outbox o
                  WHERE o.channel = claim.channel
-                   AND coalesce(o.lease_until, o.send_after) <= claim.now
+                   AND o.send_after <= claim.now
+                   AND (o.status = 'queued' OR o.lease_until <= claim.now)
                    AND (have_customers OR o.purpose = 'transactional')
-                 ORDER BY coalesce(o.lease_until, o.send_after)
+                 ORDER BY o.send_after
                  LIMIT batch
                    FOR UPDATE SKIP LOCKED) d;
         IF ids IS NULL THEN
@@ -543,11 +561,11 @@ BEGIN
                   DETAIL = 'A hard bounce suppresses the address; a soft one is only recorded.';
     END IF;
 
-    SELECT o.customer_key::text AS customer_key, o.recipient INTO m FROM automation.outbox o WHERE o.id = message_id;
+    SELECT o.recipient INTO m FROM automation.outbox o WHERE o.id = message_id;
     IF NOT FOUND THEN
-        SELECT a.customer_key::text AS customer_key, a.recipient INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
+        SELECT a.recipient INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
     END IF;
-    IF m IS NULL THEN
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'message % does not exist', message_id
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive (pruned after automation.retention).';
@@ -575,42 +593,45 @@ COMMENT ON FUNCTION automation.track(bigint, text, timestamptz, jsonb)
     IS 'record an event of a message (delivered, open, click, bounce, complaint, unsubscribe, feedback); hard bounces, complaints and unsubscribes suppress the address';
 
 -- notify_due: NOTIFY automation_outbox for every channel that has messages
--- which became due since the last call (their send_after or their lease ran
--- out).  Messages due when enqueued were notified by enqueue.  Called by the
--- tick; returns the channels notified.
+-- which became due since the last call (their send_after came or their
+-- lease ran out).  Messages due when enqueued were notified by enqueue.  A
+-- stage of the tick; returns how many channels it notified.
 CREATE FUNCTION automation.notify_due(now timestamptz DEFAULT now())
-RETURNS SETOF text
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     since timestamptz;
     ch text;
+    notified bigint := 0;
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT n.notified_until INTO since FROM automation.outbox_notify n FOR UPDATE;
     IF now <= since THEN
-        RETURN;
+        RETURN 0;
     END IF;
     FOR ch IN
         SELECT DISTINCT o.channel FROM automation.outbox o
          WHERE coalesce(o.lease_until, o.send_after) > since
            AND coalesce(o.lease_until, o.send_after) <= now
+           AND o.send_after <= now
          ORDER BY o.channel
     LOOP
         PERFORM pg_notify('automation_outbox', ch);
-        RETURN NEXT ch;
+        notified := notified + 1;
     END LOOP;
     UPDATE automation.outbox_notify SET notified_until = now;
+    RETURN notified;
 END
 $$;
 COMMENT ON FUNCTION automation.notify_due(timestamptz)
-    IS 'NOTIFY automation_outbox (payload: the channel) for messages that became due since the last call; returns the channels';
+    IS 'NOTIFY automation_outbox (payload: the channel) for messages that became due since the last call; returns how many channels';
 
 -- archive_outbox: removes archived messages and events older than
--- automation.retention.  Called by the tick; returns how many messages were
+-- automation.retention.  A stage of the tick; returns how many messages were
 -- removed.
 CREATE FUNCTION automation.archive_outbox(now timestamptz DEFAULT now())
 RETURNS bigint

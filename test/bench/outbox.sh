@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The outbox under load, run by test/bench/run (make bench):
+#
+#   1. enqueue throughput: single messages, and batches of 100 per transaction
+#   2. claim(100) + ack throughput with 1, 2 and 4 mailers, against the bare
+#      SKIP LOCKED pattern on a plain table (id, vt, payload) as the floor
+#   3. the same while another session holds a REPEATABLE READ transaction open
+#   4. the hot outbox's size after BENCH_OUTBOX_THROUGH messages (1,000,000)
+#      have passed through it: written 100 per transaction by a producer (a
+#      set-based INSERT, as the tick writes a batch), claimed and acknowledged
+#      by two mailers at the same time, with autovacuum on; the producer
+#      writes BENCH_OUTBOX_RATE (5,000) messages/s, below what the mailers
+#      drain, as a steady shop would (0: as fast as it can, the backlog grows)
+#
+# It does not need the generated shop: it binds a customers table of its own
+# with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
+# test/bench/run outbox` is the quick way to run it.  Each timed run lasts
+# BENCH_OUTBOX_SECONDS (10); BENCH_OUTBOX_PARTS picks parts ("1 2 3 4").
+# Prints figures; asserts nothing.
+set -u
+: "${BENCH_DB:?run me through test/bench/run}"
+SECONDS_PER_RUN=${BENCH_OUTBOX_SECONDS:-10}
+CUSTOMERS=${BENCH_OUTBOX_CUSTOMERS:-10000}
+THROUGH=${BENCH_OUTBOX_THROUGH:-1000000}
+RATE=${BENCH_OUTBOX_RATE:-5000}
+PARTS=" ${BENCH_OUTBOX_PARTS:-1 2 3 4} "
+part() { [[ $PARTS == *" $1 "* ]]; }
+PGBENCH="$PGBIN/pgbench -n -M simple -h $PGHOST -p $PGPORT -U $PGUSER"
+SQL="$PSQL -d $BENCH_DB -At"
+SCRATCH=$(mktemp -d)
+chmod 755 "$SCRATCH"
+holder=
+# stop_holder: ends the session holding the old snapshot.  Killing psql is
+# not enough: its backend would sleep on, snapshot and all.
+stop_holder() {
+    $PSQL -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'outbox_bench_holder'" >/dev/null
+    [ -n "$holder" ] && kill "$holder" 2>/dev/null
+    holder=
+}
+cleanup() {
+    stop_holder
+    $PSQL -d postgres -c 'ALTER SYSTEM RESET autovacuum' -c 'SELECT pg_reload_conf()' >/dev/null
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+$SQL >/dev/null <<EOF || exit 1
+CREATE EXTENSION IF NOT EXISTS automation;
+CREATE SCHEMA obench;
+CREATE TABLE obench.customers (id bigint PRIMARY KEY, email text NOT NULL, consent boolean NOT NULL);
+INSERT INTO obench.customers SELECT i, 'c' || i || '@example.com', true FROM generate_series(1, $CUSTOMERS) i;
+VACUUM ANALYZE obench.customers;
+SELECT automation.bind_customers('obench.customers', 'id', 'email', 'consent');
+-- the floor: the bare SKIP LOCKED pattern (a message is visible again at vt)
+CREATE TABLE obench.bare (id bigserial PRIMARY KEY, vt timestamptz NOT NULL DEFAULT now(), payload jsonb NOT NULL);
+CREATE INDEX ON obench.bare (vt);
+EOF
+
+cat >"$SCRATCH/enqueue1.sql" <<EOF
+\set c random(1, $CUSTOMERS)
+SELECT automation.enqueue(:c, 'email', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', gen_random_uuid()::text);
+EOF
+cat >"$SCRATCH/enqueue100.sql" <<EOF
+SELECT count(automation.enqueue(1 + (random() * ($CUSTOMERS - 1))::int, 'email', 'bench',
+                                '{"first_name": "Ada", "items": [1, 2, 3]}', gen_random_uuid()::text))
+  FROM generate_series(1, 100);
+EOF
+cat >"$SCRATCH/produce100.sql" <<EOF
+INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
+SELECT c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing',
+       gen_random_uuid()::text, now()
+  FROM generate_series(1, 100) i, LATERAL (SELECT 1 + (random() * ($CUSTOMERS - 1))::int) k(c);
+EOF
+cat >"$SCRATCH/claim_ack.sql" <<'EOF'
+SELECT quote_literal(coalesce(array_agg(id), '{}')) AS ids FROM automation.claim(100, '5 minutes', 'email') \gset
+SELECT automation.ack(:ids::bigint[]);
+EOF
+# pgbench's \gset keeps one row: take the ids with an aggregate.
+cat >"$SCRATCH/bare_claim_ack.sql" <<'EOF'
+WITH c AS (SELECT id FROM obench.bare WHERE vt <= now() ORDER BY vt LIMIT 100 FOR UPDATE SKIP LOCKED),
+     u AS (UPDATE obench.bare b SET vt = now() + interval '5 minutes' FROM c WHERE b.id = c.id
+           RETURNING b.id, b.payload)
+SELECT quote_literal(coalesce(array_agg(id), '{}')) AS ids FROM u \gset
+DELETE FROM obench.bare WHERE id = ANY (:ids::bigint[]);
+EOF
+chmod 644 "$SCRATCH"/*.sql
+
+# tps SCRIPT CLIENTS: runs pgbench for SECONDS_PER_RUN, prints transactions per second.
+tps() {
+    $PGBENCH -f "$1" -c "$2" -j "$2" -T "$SECONDS_PER_RUN" "$BENCH_DB" 2>&1 \
+        | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -1
+}
+# fill_outbox N / fill_bare N: a backlog of N due messages (written directly,
+# as enqueue would have, so the claim runs are not limited by the backlog).
+fill_outbox() {
+    $SQL >/dev/null <<EOF
+INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
+SELECT c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing',
+       gen_random_uuid()::text, now() - interval '1 hour' + i * interval '1 microsecond'
+  FROM generate_series(1, $1) i, LATERAL (SELECT 1 + (i % $CUSTOMERS)) k(c);
+VACUUM ANALYZE automation.outbox;
+EOF
+}
+fill_bare() {
+    $SQL >/dev/null <<EOF
+INSERT INTO obench.bare (vt, payload)
+SELECT now() - interval '1 hour' + i * interval '1 microsecond', '{"first_name": "Ada", "items": [1, 2, 3]}'
+  FROM generate_series(1, $1) i;
+VACUUM ANALYZE obench.bare;
+EOF
+}
+sent() { $SQL -c "SELECT count(*) FROM automation.outbox_archive WHERE status = 'sent'"; }
+bare_left() { $SQL -c "SELECT count(*) FROM obench.bare"; }
+# rate BEFORE AFTER: messages per second over one run
+rate() { echo $(( ($2 - $1) / SECONDS_PER_RUN )); }
+reset_tables() {
+    $SQL -c 'TRUNCATE automation.outbox, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
+}
+
+echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
+
+if part 1; then
+echo
+echo "1. enqueue"
+t=$(tps "$SCRATCH/enqueue1.sql" 1)
+echo "   single, 1 client:              $(printf '%.0f' "$t") messages/s"
+t=$(tps "$SCRATCH/enqueue100.sql" 1)
+echo "   batches of 100, 1 client:      $(printf '%.0f' "$(echo "$t * 100" | bc)") messages/s"
+t=$(tps "$SCRATCH/enqueue100.sql" 2)
+echo "   batches of 100, 2 clients:     $(printf '%.0f' "$(echo "$t * 100" | bc)") messages/s"
+fi
+
+# claim_runs LABEL: claim+ack and bare runs with 1, 2 and 4 mailers.
+claim_runs() {
+    local n before after out bare
+    for n in 1 2 4; do
+        reset_tables
+        fill_outbox 400000
+        before=$(sent)
+        tps "$SCRATCH/claim_ack.sql" $n >/dev/null
+        after=$(sent)
+        out=$(rate "$before" "$after")
+        fill_bare 400000
+        before=$(bare_left)
+        tps "$SCRATCH/bare_claim_ack.sql" $n >/dev/null
+        after=$(bare_left)
+        bare=$(rate "$after" "$before")
+        printf '   %d mailer(s)%s: outbox %6d messages/s   bare SKIP LOCKED %6d messages/s   ratio %s\n' \
+            "$n" "$1" "$out" "$bare" "$(echo "scale=2; $out / $bare" | bc)"
+    done
+}
+
+if part 2; then
+echo
+echo "2. claim(batch 100) + ack"
+claim_runs ""
+fi
+
+if part 3; then
+echo
+echo "3. claim(batch 100) + ack while a REPEATABLE READ transaction stays open"
+PGAPPNAME=outbox_bench_holder $PSQL -d "$BENCH_DB" -c 'BEGIN ISOLATION LEVEL REPEATABLE READ' -c 'SELECT count(*) FROM obench.customers' \
+    -c 'SELECT pg_sleep(3600)' >/dev/null 2>&1 &
+holder=$!
+sleep 1
+claim_runs " (old snapshot)"
+stop_holder
+fi
+
+part 4 || exit 0
+echo
+echo "4. hot table size after $THROUGH messages passed through (producer at ${RATE:-unlimited} messages/s + 2 mailers, autovacuum on)"
+reset_tables
+$SQL -c 'VACUUM FULL automation.outbox' >/dev/null
+$PSQL -d postgres -c 'ALTER SYSTEM SET autovacuum = on' -c 'SELECT pg_reload_conf()' >/dev/null
+size() { $SQL -c "SELECT pg_size_pretty(pg_total_relation_size('automation.outbox'))"; }
+start=$(date +%s)
+$PGBENCH -f "$SCRATCH/claim_ack.sql" -c 2 -j 2 -T 3600 "$BENCH_DB" >/dev/null 2>&1 &
+consumers=$!
+throttle=
+[ "$RATE" -gt 0 ] && throttle="-R $((RATE / 100))"
+$PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) $throttle "$BENCH_DB" >/dev/null 2>&1
+peak=$(size)
+while [ "$($SQL -c 'SELECT count(*) FROM automation.outbox')" -gt 0 ]; do sleep 1; done
+kill -TERM "$consumers" 2>/dev/null
+wait "$consumers" 2>/dev/null
+elapsed=$(( $(date +%s) - start ))
+echo "   $(sent) messages sent in ${elapsed}s ($(( $(sent) / (elapsed > 0 ? elapsed : 1) )) messages/s end to end)"
+echo "   outbox (table + indexes) when the producer finished: $peak; drained: $(size)"
+$SQL -c 'VACUUM automation.outbox' >/dev/null
+echo "   after a plain VACUUM: $(size)"
+echo "   archive (table + indexes): $($SQL -c "SELECT pg_size_pretty(pg_total_relation_size('automation.outbox_archive'))")"
