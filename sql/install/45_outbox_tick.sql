@@ -2,14 +2,8 @@
 -- became due since the last tick, and prune the archive.  Between ticks the
 -- background worker wakes them when the next message matures.
 
-CREATE FUNCTION automation._tick_notify(now timestamptz)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT count(*) FROM automation.notify_due(now) $$;
-
 INSERT INTO automation.tick_stage VALUES
-    (80, 'notify', 'automation._tick_notify'),
+    (80, 'notify', 'automation.notify_due'),
     (90, 'archive', 'automation.archive_outbox');
 
 -- _wake_mailers(now): what the background worker runs between ticks:
@@ -20,7 +14,7 @@ RETURNS bigint
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT automation._tick_notify(now);
+    SELECT automation.notify_due(now);
     SELECT ceil(extract(epoch FROM min(coalesce(o.lease_until, o.send_after)) - now) * 1000)::bigint
       FROM automation.outbox o
      WHERE coalesce(o.lease_until, o.send_after) > now
