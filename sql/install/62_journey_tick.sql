@@ -108,6 +108,10 @@ DECLARE
     need_discount boolean;
     need_order boolean;
 BEGIN
+    -- Nothing due (the usual case between events): one look at the index.
+    IF NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now) THEN
+        RETURN 0;
+    END IF;
     PERFORM automation._load();
     min_interval := current_setting('automation.min_interval')::interval;
     max_per_week := current_setting('automation.max_per_week')::integer;
