@@ -203,6 +203,28 @@ BEGIN
 END
 $$;
 
+-- _check_message(channel, payload): what every message must be, whether an
+-- application enqueues it or a journey step will: a channel that is a
+-- lower-case word, and a payload that is a JSON object.
+CREATE FUNCTION automation._check_message(channel text, payload jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF channel !~ '^[a-z][a-z0-9_]{0,31}$' THEN
+        RAISE EXCEPTION 'invalid channel name "%"', channel
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A channel is a lower-case word such as email, sms or push.';
+    END IF;
+    IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass everything the template needs, e.g. ''{"first_name": "Ada"}''::jsonb.';
+    END IF;
+END
+$$;
+
 -- enqueue: writes a message for a customer, once per dedupe key.
 CREATE FUNCTION automation.enqueue(customer_key anyelement, channel text, template text, payload jsonb,
                                    dedupe_key text, send_after timestamptz DEFAULT NULL,
@@ -236,16 +258,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Purpose is marketing (needs consent) or transactional (order confirmations and the like).';
     END IF;
-    IF channel !~ '^[a-z][a-z0-9_]{0,31}$' THEN
-        RAISE EXCEPTION 'invalid channel name "%"', channel
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A channel is a lower-case word such as email, sms or push.';
-    END IF;
-    IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
-        RAISE EXCEPTION 'payload must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass everything the template needs, e.g. ''{"first_name": "Ada"}''::jsonb.';
-    END IF;
+    PERFORM automation._check_message(channel, payload);
 
     -- After a restore the key column is text again; _retype_keys() fixes
     -- that, but costs more than the rest of an enqueue, so ask first.

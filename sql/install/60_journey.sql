@@ -516,15 +516,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The template key tells the mailer which message to render, e.g. ''cart_reminder''.';
     END IF;
-    IF channel !~ '^[a-z][a-z0-9_]{0,31}$' THEN
-        RAISE EXCEPTION 'invalid channel name "%"', channel
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A channel is a lower-case word such as email, sms or push.';
-    END IF;
-    IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
-        RAISE EXCEPTION 'payload must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM automation._check_message(channel, payload);
     IF valid_for IS NOT NULL AND valid_for <= interval '0' THEN
         RAISE EXCEPTION 'valid_for must be positive'
             USING ERRCODE = 'invalid_parameter_value';
