@@ -40,13 +40,6 @@ BEGIN
 END
 $$;
 
--- _local(ts, tz): the local wall-clock time of a moment in a time zone.
-CREATE FUNCTION automation._local(ts timestamptz, tz text)
-RETURNS timestamp
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ts AT TIME ZONE tz $$;
-
 -- _quiet_end(ts, tz, start_hour, end_hour): ts itself when it is outside the
 -- quiet hours in that zone, else the moment they end.
 CREATE FUNCTION automation._quiet_end(ts timestamptz, tz text, start_hour integer, end_hour integer)
