@@ -49,6 +49,10 @@ double		automation_discount_rate = 0.10;
 double		automation_churn_risk_threshold = 0.3;
 int			automation_prediction_min_customers = 100;
 int			automation_prediction_refresh = 1440;
+static int	automation_lifecycle_refresh = 1440;
+static int	automation_replenishment_min_observations = 5;
+static double automation_subscription_max_spread = 0.25;
+static double automation_replenishment_max_spread = 1.0;
 
 static const struct config_enum_entry prediction_time_unit_options[] = {
 	{"days", PREDICTION_UNIT_DAYS, false},
@@ -278,6 +282,42 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MIN,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.lifecycle_refresh",
+							"How often the tick learns replenishment intervals and purchase patterns again.",
+							"0 leaves it to automation.refresh_lifecycle().",
+							&automation_lifecycle_refresh,
+							1440, 0, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.replenishment_min_observations",
+							"Repeat purchases of a product needed before its interval is learned.",
+							"Products with fewer use their configured consumption_days or are not reminded.",
+							&automation_replenishment_min_observations,
+							5, 1, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("automation.replenishment_max_spread",
+							 "How consistent repeat purchases must be for an interval to be learned.",
+							 "The largest interquartile range / median of the observed days per unit; above it a product is not treated as a consumable.",
+							 &automation_replenishment_max_spread,
+							 1.0, 0.0, 100.0,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("automation.subscription_max_spread",
+							 "How regular repeat purchases must be to make a subscription candidate.",
+							 "The largest coefficient of variation (standard deviation / mean) of the gaps between purchases of one product.",
+							 &automation_subscription_max_spread,
+							 0.25, 0.0, 10.0,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	/* last: defines the postmaster-only settings when preloading */
 	worker_init();

@@ -310,7 +310,8 @@ REVOKE ALL ON FUNCTION automation._retype_keys() FROM PUBLIC;
 
 CREATE FUNCTION automation.bind_orders(relation regclass, customer_column name, placed_at_column name,
                                        total_column name, order_id_column name DEFAULT NULL,
-                                       status_column name DEFAULT NULL, counted_statuses text[] DEFAULT NULL)
+                                       status_column name DEFAULT NULL, counted_statuses text[] DEFAULT NULL,
+                                       ship_to_column name DEFAULT NULL, bill_to_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -328,16 +329,21 @@ BEGIN
                       HINT = 'For example ARRAY[''paid'', ''shipped'', ''delivered''].';
         END IF;
     END IF;
+    IF (ship_to_column IS NULL) <> (bill_to_column IS NULL) THEN
+        RAISE EXCEPTION 'ship_to_column and bill_to_column go together'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name both the shipping and the billing address (or city) column, or neither.';
+    END IF;
     PERFORM automation._bind('orders', relation,
-        ARRAY['customer', 'placed_at', 'total', 'order_id', 'status'],
-        ARRAY[customer_column, placed_at_column, total_column, order_id_column, status_column],
-        ARRAY['key:customer', 'time', 'amount', 'key:order', 'status'],
-        ARRAY[true, true, true, false, false],
+        ARRAY['customer', 'placed_at', 'total', 'order_id', 'status', 'ship_to', 'bill_to'],
+        ARRAY[customer_column, placed_at_column, total_column, order_id_column, status_column, ship_to_column, bill_to_column],
+        ARRAY['key:customer', 'time', 'amount', 'key:order', 'status', 'text', 'text'],
+        ARRAY[true, true, true, false, false, false, false],
         CASE WHEN counted_statuses IS NULL THEN '{}'::jsonb
              ELSE jsonb_build_object('counted_statuses', to_jsonb(counted_statuses)) END);
 END
 $$;
-COMMENT ON FUNCTION automation.bind_orders(regclass, name, name, name, name, name, text[]) IS 'bind the shop''s orders: who ordered, when, for how much; optionally which statuses count';
+COMMENT ON FUNCTION automation.bind_orders(regclass, name, name, name, name, name, text[], name, name) IS 'bind the shop''s orders: who ordered, when, for how much; optionally which statuses count and where they were shipped and billed';
 
 CREATE FUNCTION automation.bind_order_lines(relation regclass, order_id_column name, product_column name,
                                             quantity_column name, price_column name DEFAULT NULL)
@@ -355,18 +361,19 @@ COMMENT ON FUNCTION automation.bind_order_lines(regclass, name, name, name, name
 
 CREATE FUNCTION automation.bind_customers(relation regclass, customer_column name, email_column name,
                                           consent_column name, first_name_column name DEFAULT NULL,
-                                          timezone_column name DEFAULT NULL, phone_column name DEFAULT NULL)
+                                          timezone_column name DEFAULT NULL, phone_column name DEFAULT NULL,
+                                          birth_date_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT automation._bind('customers', relation,
-        ARRAY['customer', 'email', 'consent', 'first_name', 'timezone', 'phone'],
-        ARRAY[customer_column, email_column, consent_column, first_name_column, timezone_column, phone_column],
-        ARRAY['key:customer', 'text', 'consent', 'text', 'text', 'text'],
-        ARRAY[true, true, true, false, false, false])
+        ARRAY['customer', 'email', 'consent', 'first_name', 'timezone', 'phone', 'birth_date'],
+        ARRAY[customer_column, email_column, consent_column, first_name_column, timezone_column, phone_column, birth_date_column],
+        ARRAY['key:customer', 'text', 'consent', 'text', 'text', 'text', 'time'],
+        ARRAY[true, true, true, false, false, false, false])
 $$;
-COMMENT ON FUNCTION automation.bind_customers(regclass, name, name, name, name, name, name) IS 'bind the shop''s customers: key, e-mail address, marketing consent, and optionally first name, time zone and phone';
+COMMENT ON FUNCTION automation.bind_customers(regclass, name, name, name, name, name, name, name) IS 'bind the shop''s customers: key, e-mail address, marketing consent, and optionally first name, time zone, phone and birth date';
 
 CREATE FUNCTION automation.bind_carts(relation regclass, cart_id_column name, customer_column name,
                                       updated_at_column name, total_column name, order_id_column name DEFAULT NULL,
@@ -399,18 +406,19 @@ COMMENT ON FUNCTION automation.bind_cart_lines(regclass, name, name, name) IS 'b
 
 CREATE FUNCTION automation.bind_products(relation regclass, product_column name, name_column name,
                                          category_column name DEFAULT NULL, stock_column name DEFAULT NULL,
-                                         consumption_days_column name DEFAULT NULL, price_column name DEFAULT NULL)
+                                         consumption_days_column name DEFAULT NULL, price_column name DEFAULT NULL,
+                                         added_at_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT automation._bind('products', relation,
-        ARRAY['product', 'name', 'category', 'stock', 'consumption_days', 'price'],
-        ARRAY[product_column, name_column, category_column, stock_column, consumption_days_column, price_column],
-        ARRAY['key:product', 'text', 'text', 'amount', 'amount', 'amount'],
-        ARRAY[true, true, false, false, false, false])
+        ARRAY['product', 'name', 'category', 'stock', 'consumption_days', 'price', 'added_at'],
+        ARRAY[product_column, name_column, category_column, stock_column, consumption_days_column, price_column, added_at_column],
+        ARRAY['key:product', 'text', 'text', 'amount', 'amount', 'amount', 'time'],
+        ARRAY[true, true, false, false, false, false, false])
 $$;
-COMMENT ON FUNCTION automation.bind_products(regclass, name, name, name, name, name, name) IS 'bind the shop''s products: key, name, and optionally category, stock, days one unit lasts and price';
+COMMENT ON FUNCTION automation.bind_products(regclass, name, name, name, name, name, name, name) IS 'bind the shop''s products: key, name, and optionally category, stock, days one unit lasts, price and when it was added';
 
 CREATE FUNCTION automation.bind_signups(relation regclass, customer_column name, signed_up_at_column name)
 RETURNS void
