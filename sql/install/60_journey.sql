@@ -37,11 +37,13 @@ CREATE TABLE automation.journey (
     CONSTRAINT journey_pkey PRIMARY KEY (name),
     CONSTRAINT journey_name_check CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
     CONSTRAINT journey_trigger_check CHECK (trigger IN ('cart_abandoned', 'order_placed', 'first_order', 'order_status',
-                                                        'signup', 'segment_entered', 'inactivity')),
+                                                        'signup', 'segment_entered', 'inactivity', 'product_purchased',
+                                                        'replenishment', 'gift_order', 'birthday', 'quarter_start',
+                                                        'points_milestone', 'tagged', 'campaign')),
     CONSTRAINT journey_trigger_options_check CHECK (jsonb_typeof(trigger_options) = 'object'),
     CONSTRAINT journey_purpose_check CHECK (purpose IN ('marketing', 'transactional')),
     CONSTRAINT journey_reentry_check CHECK (reentry IN ('once', 'each_time')),
-    CONSTRAINT journey_exit_on_check CHECK (exit_on <@ ARRAY['converted', 'ordered', 'left_segment', 'out_of_stock']),
+    CONSTRAINT journey_exit_on_check CHECK (exit_on <@ ARRAY['converted', 'ordered', 'left_segment', 'out_of_stock', 'bought']),
     CONSTRAINT journey_holdout_check CHECK (holdout_percent >= 0 AND holdout_percent < 100)
 );
 COMMENT ON TABLE automation.journey IS 'journeys: a trigger, steps (automation.journey_step), exit conditions, re-entry policy, purpose, holdout';
@@ -66,7 +68,8 @@ CREATE TABLE automation.journey_step (
     CONSTRAINT journey_step_channel_check CHECK (channel ~ '^[a-z][a-z0-9_]{0,31}$'),
     CONSTRAINT journey_step_template_check CHECK (template <> ''),
     CONSTRAINT journey_step_payload_check CHECK (jsonb_typeof(payload) = 'object'),
-    CONSTRAINT journey_step_includes_check CHECK (includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order']),
+    CONSTRAINT journey_step_includes_check CHECK (includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order',
+                                                                    'recommended', 'also_like', 'category_products']),
     CONSTRAINT journey_step_variants_check CHECK (jsonb_typeof(variants) = 'array')
 );
 COMMENT ON TABLE automation.journey_step IS 'the steps of each journey: wait, message, variants';
@@ -134,7 +137,10 @@ CREATE TYPE automation.step_context AS (
     cart_total numeric,
     checkout_stage text,
     order_total numeric,
-    bucket integer
+    bucket integer,
+    products text[],
+    categories text[],
+    tags text[]
 );
 COMMENT ON TYPE automation.step_context IS 'the columns a variant condition may use';
 
@@ -324,6 +330,10 @@ BEGIN
                AND p.last_order_at > $1 - %2$L::interval - %3$s$q$,
             CASE WHEN per_occurrence THEN '|| '':'' || p.last_order_at::date::text' ELSE '' END,
             make_interval(days => coalesce((j.trigger_options ->> 'days')::int, 15)), lookback);
+    ELSE
+        -- product_purchased, replenishment, gift_order, birthday, quarter_start,
+        -- points_milestone, tagged, campaign: see 68_lifecycle.sql.
+        RETURN automation._lifecycle_trigger_sql(j);
     END CASE;
 END
 $$;
@@ -353,7 +363,7 @@ BEGIN
         RAISE EXCEPTION '% is not a valid condition: %', what, SQLERRM
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The condition was: %s', condition),
-                  HINT = 'A condition is a boolean SQL expression over order_count, total_spent, first_order, lifecycle_stage, rfm_group, vip_tier, segments, cart_total, checkout_stage, order_total and bucket.';
+                  HINT = 'A condition is a boolean SQL expression over order_count, total_spent, first_order, lifecycle_stage, rfm_group, vip_tier, segments, cart_total, checkout_stage, order_total, bucket, products, categories and tags.';
     END;
 END
 $$;
@@ -371,7 +381,8 @@ AS $$
 DECLARE
     j automation.journey;
     triggers text[] := ARRAY['cart_abandoned', 'order_placed', 'first_order', 'order_status', 'signup',
-                             'segment_entered', 'inactivity'];
+                             'segment_entered', 'inactivity', 'product_purchased', 'replenishment', 'gift_order',
+                             'birthday', 'quarter_start', 'points_milestone', 'tagged', 'campaign'];
     k text;
 BEGIN
     IF name IS NULL OR trigger IS NULL OR purpose IS NULL OR reentry IS NULL OR holdout_percent IS NULL THEN
@@ -412,6 +423,14 @@ BEGIN
                           WHEN 'order_status' THEN ARRAY['status', 'lookback']
                           WHEN 'segment_entered' THEN ARRAY['segment', 'lookback']
                           WHEN 'inactivity' THEN ARRAY['days', 'lookback']
+                          WHEN 'product_purchased' THEN ARRAY['products', 'categories', 'exit_if_bought', 'recommend', 'lookback']
+                          WHEN 'replenishment' THEN ARRAY['lead_days', 'lead_days_by', 'lookback']
+                          WHEN 'gift_order' THEN ARRAY['gift_categories', 'lookback']
+                          WHEN 'birthday' THEN ARRAY['days_before', 'lookback']
+                          WHEN 'quarter_start' THEN ARRAY['tiers']
+                          WHEN 'points_milestone' THEN ARRAY['milestones', 'lookback']
+                          WHEN 'tagged' THEN ARRAY['tag', 'lookback']
+                          WHEN 'campaign' THEN ARRAY['segment', 'send_at', 'local_time', 'lookback']
                           ELSE ARRAY['lookback'] END) THEN
             RAISE EXCEPTION 'unknown option "%" for trigger %', k, trigger
                 USING ERRCODE = 'invalid_parameter_value';
@@ -435,9 +454,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example ''{"status": "shipped"}''.';
     END IF;
-    IF trigger = 'segment_entered' THEN
+    PERFORM automation._check_lifecycle_options(trigger, trigger_options);
+    IF trigger IN ('segment_entered', 'campaign') THEN
         IF NOT trigger_options ? 'segment' THEN
-            RAISE EXCEPTION 'trigger segment_entered needs the option "segment"'
+            RAISE EXCEPTION 'trigger % needs the option "segment"', trigger
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''{"segment": "vip"}''.';
         END IF;
@@ -452,12 +472,24 @@ BEGIN
                                 WHEN 'segment_entered' THEN ARRAY['left_segment']
                                 WHEN 'signup' THEN ARRAY['ordered']
                                 WHEN 'inactivity' THEN ARRAY['ordered']
+                                WHEN 'replenishment' THEN ARRAY['bought']
+                                WHEN 'product_purchased' THEN
+                                    CASE WHEN trigger_options ? 'exit_if_bought' THEN ARRAY['bought'] ELSE '{}'::text[] END
                                 ELSE '{}'::text[] END;
     END IF;
-    IF NOT exit_on <@ ARRAY['converted', 'ordered', 'left_segment', 'out_of_stock'] THEN
+    IF NOT exit_on <@ ARRAY['converted', 'ordered', 'left_segment', 'out_of_stock', 'bought'] THEN
         RAISE EXCEPTION 'unknown exit condition in %', exit_on
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Exit conditions are: converted, ordered, left_segment, out_of_stock.';
+                  HINT = 'Exit conditions are: converted, ordered, left_segment, out_of_stock, bought.';
+    END IF;
+    IF 'bought' = ANY (exit_on) AND trigger NOT IN ('replenishment', 'product_purchased') THEN
+        RAISE EXCEPTION 'exit condition bought applies to replenishment and product_purchased journeys only'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF 'bought' = ANY (exit_on) AND trigger = 'product_purchased' AND NOT trigger_options ? 'exit_if_bought' THEN
+        RAISE EXCEPTION 'exit condition bought needs the trigger option "exit_if_bought"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''{"exit_if_bought": {"categories": ["coffee capsules"]}}''.';
     END IF;
     IF trigger <> 'cart_abandoned' AND exit_on && ARRAY['converted', 'out_of_stock'] THEN
         RAISE EXCEPTION 'exit conditions converted and out_of_stock apply to cart journeys only'
@@ -521,10 +553,17 @@ BEGIN
         RAISE EXCEPTION 'valid_for must be positive'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF includes IS NULL OR NOT includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order'] THEN
+    IF includes IS NULL OR NOT includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order', 'recommended',
+                                                 'also_like', 'category_products'] THEN
         RAISE EXCEPTION 'unknown content in includes %', includes
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A step can include: cart, order, popular_products, last_order.';
+                  HINT = 'A step can include: cart, order, popular_products, last_order, recommended, also_like, category_products.';
+    END IF;
+    IF 'recommended' = ANY (includes) AND NOT EXISTS (SELECT FROM automation.journey j
+                                                       WHERE j.name = add_step.journey AND j.trigger_options ? 'recommend') THEN
+        RAISE EXCEPTION 'a step of journey % includes recommended, but the journey recommends nothing', journey
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the trigger the option "recommend", e.g. ''{"recommend": {"categories": ["coffee capsules"]}}''.';
     END IF;
     IF discount IS NOT NULL THEN
         IF jsonb_typeof(discount) <> 'object' OR jsonb_typeof(discount -> 'percent') <> 'number'

@@ -11,11 +11,21 @@ DECLARE
     j automation.journey;
     n bigint;
     total bigint := 0;
+    period text;
 BEGIN
     FOR j IN SELECT * FROM automation.journey x
               WHERE x.enabled AND EXISTS (SELECT FROM automation.journey_step s WHERE s.journey = x.name)
               ORDER BY x.name
     LOOP
+        -- Calendar triggers look once per period (day, quarter).
+        period := automation._trigger_mark(j, now);
+        IF period IS NOT NULL THEN
+            IF EXISTS (SELECT FROM automation.trigger_mark m WHERE m.journey = j.name AND m.mark = period) THEN
+                CONTINUE;
+            END IF;
+            INSERT INTO automation.trigger_mark AS m (journey, mark, at) VALUES (j.name, period, now)
+            ON CONFLICT ON CONSTRAINT trigger_mark_pkey DO UPDATE SET mark = excluded.mark, at = excluded.at;
+        END IF;
         EXECUTE format($q$
             WITH found AS (%s),
             new AS (
@@ -204,6 +214,31 @@ BEGIN
             automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
     END IF;
 
+    -- Bought what the journey watches (the product to replenish, the
+    -- product recommended) since the purchase that started it.
+    IF EXISTS (SELECT FROM automation_due d WHERE 'bought' = ANY (d.exit_on) AND d.exit_reason IS NULL) THEN
+        b_orders := automation._src('orders', 'the exit condition "bought"');
+        b_order_lines := automation._src('order_lines', 'the exit condition "bought"');
+        SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
+        EXECUTE format($q$
+            UPDATE automation_due d SET exit_reason = 'bought'
+             WHERE d.exit_reason IS NULL AND 'bought' = ANY (d.exit_on)
+               AND EXISTS (SELECT FROM %1$s o JOIN %2$s l ON %3$s = %4$s %5$s
+                            WHERE %6$s = d.customer_key AND %7$s > (d.context ->> 'purchased_at')::timestamptz
+                              AND %7$s <= $1 AND %8$s
+                              AND (%9$s::text IN (SELECT jsonb_array_elements_text(d.context -> 'watch_products'))
+                                   OR %10$s IN (SELECT jsonb_array_elements_text(d.context -> 'watch_categories'))))$q$,
+            automation._rel(b_orders), automation._rel(b_order_lines), automation._col(b_order_lines, 'order_id', 'l'),
+            automation._col(b_orders, 'order_id', 'o'),
+            CASE WHEN b_products.columns ? 'category'
+                 THEN format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products), automation._col(b_products, 'product', 'p'),
+                             automation._col(b_order_lines, 'product', 'l')) ELSE '' END,
+            automation._col(b_orders, 'customer', 'o'), automation._ts(b_orders, 'placed_at', 'o'),
+            automation._counted(b_orders, 'o'), automation._col(b_order_lines, 'product', 'l'),
+            CASE WHEN b_products.columns ? 'category' THEN automation._col(b_products, 'category', 'p') || '::text'
+                 ELSE 'NULL::text' END) USING now;
+    END IF;
+
     IF need_segment THEN
     UPDATE automation_due d SET exit_reason = 'left_segment'
      WHERE d.exit_reason IS NULL AND 'left_segment' = ANY (d.exit_on)
@@ -312,7 +347,11 @@ BEGIN
                             ARRAY(SELECT m.segment FROM automation.segment_member m
                                    WHERE m.customer_key = d.customer_key AND m.exited_at IS NULL),
                             (d.context ->> 'cart_total')::numeric, d.context ->> 'stage',
-                            (d.context ->> 'order_total')::numeric, d.bucket)::automation.step_context).*
+                            (d.context ->> 'order_total')::numeric, d.bucket,
+                            ARRAY(SELECT jsonb_array_elements_text(coalesce(d.context -> 'products', '[]'))),
+                            ARRAY(SELECT jsonb_array_elements_text(coalesce(d.context -> 'categories', '[]'))),
+                            ARRAY(SELECT t.tag FROM automation.customer_tag t WHERE t.customer_key = d.customer_key ORDER BY 1)
+                            )::automation.step_context).*
                           FROM (SELECT 1) one
                           LEFT JOIN automation.customer_profile p ON p.customer_key = d.customer_key) ctx)
              WHERE d.send_at IS NOT NULL$q$, variant_case);
@@ -321,7 +360,7 @@ BEGIN
     -- What the template needs.
     UPDATE automation_due d
        SET template = coalesce(v.value ->> 'template', d.template),
-           payload = d.payload || coalesce(v.value -> 'payload', '{}') || jsonb_build_object(
+           payload = d.payload || coalesce(v.value -> 'payload', '{}') || coalesce(d.context -> 'payload', '{}') || jsonb_build_object(
                'first_name', d.first_name, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
                'customer_key', d.customer_key::text)
       FROM automation_due d0
@@ -364,6 +403,102 @@ BEGIN
                                               automation._col(b_products, 'product', 'p'), automation._col(b_lines, 'product', 'l')) END,
                              automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart') END)
         USING cart_url, low_stock;
+    END IF;
+    -- Products to show: the journey's recommendation, the newest or best
+    -- selling of the categories bought, or related products -- never one
+    -- the customer already bought.
+    IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND includes && ARRAY['recommended', 'category_products']) THEN
+        b_orders := automation._src('orders', 'a step that includes products');
+        b_order_lines := automation._src('order_lines', 'a step that includes products');
+        b_products := automation._src('products', 'a step that includes products');
+        IF to_regclass('pg_temp.automation_top') IS NOT NULL THEN
+            DROP TABLE pg_temp.automation_top;
+        END IF;
+        -- The candidates of every category and product named: up to 20 per
+        -- category, best sellers of the last 90 days first (newest first
+        -- for category_products when the products' added_at is bound).
+        EXECUTE format($q$
+            CREATE TEMP TABLE automation_top ON COMMIT DROP AS
+            WITH wanted AS (
+                SELECT DISTINCT c AS category FROM automation_due d
+                 CROSS JOIN LATERAL jsonb_array_elements_text(
+                       CASE WHEN 'recommended' = ANY (d.includes) THEN coalesce(d.trigger_options #> '{recommend,categories}', '[]') ELSE '[]' END
+                       || CASE WHEN 'category_products' = ANY (d.includes) THEN coalesce(d.context -> 'categories', '[]') ELSE '[]' END) c
+                 WHERE d.send_at IS NOT NULL),
+            named AS (
+                SELECT DISTINCT x AS product FROM automation_due d
+                 CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,products}', '[]')) x
+                 WHERE d.send_at IS NOT NULL AND 'recommended' = ANY (d.includes)),
+            products AS (
+                SELECT %1$s::text AS product, %2$s::text AS name, %3$s AS price, %4$s AS category, %5$s AS added_at, %6$s AS stock
+                  FROM %7$s p
+                 WHERE %4$s IN (SELECT category FROM wanted) OR %1$s::text IN (SELECT product FROM named)),
+            sold AS (
+                SELECT %8$s::text AS product, sum(%9$s) AS units
+                  FROM %10$s o JOIN %11$s l ON %12$s = %13$s
+                 WHERE %14$s > $1 - interval '90 days' AND %14$s <= $1 AND %15$s
+                   AND %8$s::text IN (SELECT product FROM products)
+                 GROUP BY 1)
+            SELECT * FROM (
+                SELECT pr.*, coalesce(s.units, 0) AS units,
+                       row_number() OVER (PARTITION BY pr.category ORDER BY coalesce(s.units, 0) DESC, pr.product) AS by_sales,
+                       row_number() OVER (PARTITION BY pr.category ORDER BY pr.added_at DESC NULLS LAST, coalesce(s.units, 0) DESC, pr.product) AS by_age
+                  FROM products pr LEFT JOIN sold s ON s.product = pr.product
+                 WHERE coalesce(pr.stock, 1) > 0) t
+             WHERE t.by_sales <= 20 OR t.by_age <= 20 OR t.product IN (SELECT product FROM named)$q$,
+            automation._col(b_products, 'product', 'p'), automation._col(b_products, 'name', 'p'),
+            coalesce(automation._col(b_products, 'price', 'p'), 'NULL::numeric'),
+            coalesce(automation._col(b_products, 'category', 'p') || '::text', 'NULL::text'),
+            CASE WHEN b_products.columns ? 'added_at' THEN automation._ts(b_products, 'added_at', 'p') ELSE 'NULL::timestamptz' END,
+            coalesce(automation._col(b_products, 'stock', 'p'), 'NULL::numeric'),
+            automation._rel(b_products), automation._col(b_order_lines, 'product', 'l'),
+            automation._col(b_order_lines, 'quantity', 'l'), automation._rel(b_orders), automation._rel(b_order_lines),
+            automation._col(b_order_lines, 'order_id', 'l'), automation._col(b_orders, 'order_id', 'o'),
+            automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
+        UPDATE automation_due d SET payload = d.payload || jsonb_build_object('recommended', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('product', r.product, 'name', r.name, 'price', r.price) ORDER BY r.rank, r.product)
+              FROM (SELECT r0.* FROM (
+                        SELECT DISTINCT ON (t.product) t.product, t.name, t.price,
+                               CASE WHEN t.product IN (SELECT jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,products}', '[]')))
+                                    THEN 0 ELSE t.by_sales END AS rank
+                          FROM automation_top t
+                         WHERE (t.product IN (SELECT jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,products}', '[]')))
+                                OR t.category IN (SELECT jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,categories}', '[]'))))
+                           AND NOT EXISTS (SELECT FROM automation.customer_product cp
+                                            WHERE cp.customer_key = d.customer_key AND cp.product = t.product)
+                         ORDER BY t.product, 4) r0
+                     WHERE r0.rank <= 20
+                     ORDER BY r0.rank, r0.product LIMIT 3) r), '[]'::jsonb))
+         WHERE d.send_at IS NOT NULL AND 'recommended' = ANY (d.includes);
+        UPDATE automation_due d SET payload = d.payload || jsonb_build_object('category_products', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('product', r.product, 'name', r.name, 'price', r.price, 'category', r.category)
+                             ORDER BY r.by_age, r.product)
+              FROM (SELECT t.* FROM automation_top t
+                     WHERE t.category IN (SELECT jsonb_array_elements_text(coalesce(d.context -> 'categories', '[]')))
+                       AND t.product NOT IN (SELECT jsonb_array_elements_text(coalesce(d.context -> 'products', '[]')))
+                       AND NOT EXISTS (SELECT FROM automation.customer_product cp
+                                        WHERE cp.customer_key = d.customer_key AND cp.product = t.product)
+                     ORDER BY t.by_age, t.product LIMIT 3) r), '[]'::jsonb))
+         WHERE d.send_at IS NOT NULL AND 'category_products' = ANY (d.includes);
+        DROP TABLE automation_top;
+    END IF;
+    IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'also_like' = ANY (includes)) THEN
+        -- Related to what started the journey (the order's or cart's
+        -- products), else to the customer's latest purchases.
+        SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
+        EXECUTE format($q$
+            UPDATE automation_due d SET payload = d.payload || jsonb_build_object('also_like', automation._related_for(
+                CASE WHEN jsonb_array_length(coalesce(d.context -> 'products', '[]')) > 0
+                     THEN ARRAY(SELECT jsonb_array_elements_text(d.context -> 'products'))
+                     %1$s
+                     ELSE ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key
+                                 ORDER BY cp.last_purchase_at DESC, cp.product LIMIT 5) END,
+                3,
+                ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)))
+             WHERE d.send_at IS NOT NULL AND 'also_like' = ANY (d.includes)$q$,
+            CASE WHEN b_lines.kind IS NULL THEN ''
+                 ELSE format('WHEN d.context ? ''cart_id'' THEN ARRAY(SELECT %s::text FROM %s l WHERE %s::text = d.context ->> ''cart_id'')',
+                             automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l')) END);
     END IF;
     IF need_order THEN
     UPDATE automation_due d
