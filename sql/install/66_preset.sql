@@ -37,7 +37,15 @@ AS $$
 DECLARE
     o jsonb;
     j text;
-    presets text[] := ARRAY['abandoned_cart', 'welcome', 'thank_you', 'feedback', 'win_back'];
+    presets text[] := ARRAY['abandoned_cart', 'welcome', 'thank_you', 'feedback', 'win_back', 'replenishment',
+                            'cross_sell', 'drip', 'anniversary', 'vip_quarterly', 'loyalty_points'];
+    r jsonb;
+    v jsonb;
+    i integer;
+    names text[] := '{}';
+    lead_by jsonb;
+    variants jsonb;
+    spec jsonb;
 BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION 'name must not be null'
@@ -125,6 +133,181 @@ BEGIN
                                     includes => ARRAY['last_order'],
                                     discount => jsonb_build_object('percent', (o ->> 'discount_percent')::numeric,
                                                                    'valid_for', o ->> 'discount_valid_for'));
+    WHEN 'replenishment' THEN
+        o := automation._preset_options(name, options, jsonb_build_object(
+            'journey', name, 'lead_days', 7, 'lead_days_by', '{}'::jsonb, 'offers', '[]'::jsonb, 'holdout_percent', 0,
+            'valid_for', '7 days'));
+        -- An offer: {"category" or "product", "lead_days", "template", "payload"}: its own lead time and message.
+        lead_by := coalesce(o -> 'lead_days_by', '{}');
+        variants := '[]';
+        IF jsonb_typeof(o -> 'offers') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'offers must be a JSON array'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        i := 0;
+        FOR v IN SELECT * FROM jsonb_array_elements(o -> 'offers') LOOP
+            i := i + 1;
+            IF jsonb_typeof(v) <> 'object' OR (v ? 'category') = (v ? 'product')
+               OR EXISTS (SELECT FROM jsonb_object_keys(v) k WHERE k NOT IN ('category', 'product', 'lead_days', 'template', 'payload')) THEN
+                RAISE EXCEPTION 'offer % must name one "category" or "product", with optional lead_days, template and payload', i
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'For example ''{"category": "vitamins", "lead_days": 20, "payload": {"free_sample": true}}''.';
+            END IF;
+            IF v ? 'lead_days' THEN
+                lead_by := lead_by || jsonb_build_object(coalesce(v ->> 'category', v ->> 'product'), v -> 'lead_days');
+            END IF;
+            variants := variants || jsonb_build_array(jsonb_build_object(
+                'name', 'offer_' || i,
+                'when', CASE WHEN v ? 'category' THEN format('%L = ANY (categories)', v ->> 'category')
+                             ELSE format('%L = ANY (products)', v ->> 'product') END,
+                'template', coalesce(v ->> 'template', 'replenishment_offer'),
+                'payload', coalesce(v -> 'payload', '{}')));
+        END LOOP;
+        j := automation.create_journey(o ->> 'journey', 'replenishment',
+                                       jsonb_build_object('lead_days', o -> 'lead_days', 'lead_days_by', lead_by),
+                                       reentry => 'each_time', exit_on => ARRAY['bought'],
+                                       holdout_percent => (o ->> 'holdout_percent')::numeric,
+                                       description => 'reminds a customer to reorder a consumable before it runs out');
+        PERFORM automation.add_step(j, interval '0', 'replenishment_reminder', variants => variants,
+                                    valid_for => (o ->> 'valid_for')::interval);
+    WHEN 'cross_sell' THEN
+        o := automation._preset_options(name, options, jsonb_build_object(
+            'journey', name, 'holdout_percent', 0,
+            'rules', jsonb_build_array(
+                jsonb_build_object('name', 'capsules', 'bought', jsonb_build_object('categories', jsonb_build_array('coffee machines')),
+                                   'after', '14 days', 'template', 'cross_sell_capsules',
+                                   'recommend', jsonb_build_object('categories', jsonb_build_array('coffee capsules')),
+                                   'discount_percent', 10, 'payload', jsonb_build_object('first_order_discount', true)),
+                jsonb_build_object('name', 'cleaning_guide', 'bought', jsonb_build_object('categories', jsonb_build_array('coffee machines')),
+                                   'after', '14 days', 'template', 'cleaning_guide',
+                                   'payload', jsonb_build_object('guide', 'coffee_machine_cleaning')),
+                jsonb_build_object('name', 'phone_upgrade', 'bought', jsonb_build_object('categories', jsonb_build_array('phones')),
+                                   'after', '2 years', 'template', 'upgrade_offer',
+                                   'recommend', jsonb_build_object('categories', jsonb_build_array('phones')),
+                                   'discount_percent', 15, 'discount_valid_for', '30 days'))));
+        IF jsonb_typeof(o -> 'rules') IS DISTINCT FROM 'array' OR jsonb_array_length(o -> 'rules') = 0 THEN
+            RAISE EXCEPTION 'rules must be a non-empty JSON array'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        i := 0;
+        FOR r IN SELECT * FROM jsonb_array_elements(o -> 'rules') LOOP
+            i := i + 1;
+            IF jsonb_typeof(r) <> 'object' OR NOT r ? 'bought' OR NOT r ? 'template'
+               OR EXISTS (SELECT FROM jsonb_object_keys(r) k
+                           WHERE k NOT IN ('name', 'bought', 'after', 'template', 'recommend', 'discount_percent',
+                                           'discount_valid_for', 'payload')) THEN
+                RAISE EXCEPTION 'cross-sell rule % must have "bought" and "template", and optionally name, after, recommend, discount_percent, discount_valid_for and payload', i
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'For example ''{"name": "capsules", "bought": {"categories": ["coffee machines"]}, "after": "14 days", "template": "cross_sell_capsules", "recommend": {"categories": ["coffee capsules"]}}''.';
+            END IF;
+            BEGIN
+                PERFORM (r ->> 'after')::interval;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE EXCEPTION 'cross-sell rule %: "after" is not an interval: %', i, r ->> 'after'
+                    USING ERRCODE = 'invalid_parameter_value';
+            END;
+            IF (r ->> 'after')::interval < interval '0' THEN
+                RAISE EXCEPTION 'cross-sell rule %: "after" must not be negative', i
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            spec := jsonb_strip_nulls(jsonb_build_object('lookback', '2 days', 'recommend', r -> 'recommend',
+                                                         'exit_if_bought', r -> 'recommend'))
+                    || coalesce(r -> 'bought', '{}');
+            j := automation.create_journey(format('%s_%s', o ->> 'journey', coalesce(r ->> 'name', i::text)),
+                                           'product_purchased', spec, reentry => 'each_time',
+                                           holdout_percent => (o ->> 'holdout_percent')::numeric,
+                                           description => format('cross-sell %s after %s', coalesce(r ->> 'name', i::text),
+                                                                 coalesce(r ->> 'after', '14 days')));
+            PERFORM automation.add_step(j, coalesce((r ->> 'after')::interval, interval '14 days'), r ->> 'template',
+                                        payload => coalesce(r -> 'payload', '{}'), valid_for => interval '7 days',
+                                        includes => CASE WHEN r ? 'recommend' THEN ARRAY['recommended', 'also_like']
+                                                         ELSE ARRAY['also_like'] END,
+                                        discount => CASE WHEN r ? 'discount_percent' THEN
+                                            jsonb_build_object('percent', r -> 'discount_percent',
+                                                               'valid_for', coalesce(r ->> 'discount_valid_for', '14 days')) END);
+            UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = j;
+            names := names || j;
+        END LOOP;
+        RETURN array_to_string(names, ', ');
+    WHEN 'drip' THEN
+        o := automation._preset_options(name, options, jsonb_build_object(
+            'journey', name, 'categories', jsonb_build_array('pillows'),
+            'recommend', jsonb_build_object('categories', jsonb_build_array('sheets')),
+            'steps', jsonb_build_array(
+                jsonb_build_object('wait', '2 days', 'template', 'drip_care_tips'),
+                jsonb_build_object('wait', '5 days', 'template', 'drip_sleep_tips'),
+                jsonb_build_object('wait', '7 days', 'template', 'drip_offer', 'recommend', true)),
+            'holdout_percent', 0));
+        IF jsonb_typeof(o -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(o -> 'steps') = 0 THEN
+            RAISE EXCEPTION 'steps must be a non-empty JSON array'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example ''[{"wait": "2 days", "template": "care_tips"}, {"wait": "7 days", "template": "offer", "recommend": true}]''.';
+        END IF;
+        j := automation.create_journey(o ->> 'journey', 'product_purchased',
+                                       jsonb_strip_nulls(jsonb_build_object('categories', o -> 'categories',
+                                                                            'recommend', o -> 'recommend')),
+                                       holdout_percent => (o ->> 'holdout_percent')::numeric,
+                                       description => 'a series of messages after a purchase in ' ||
+                                                      array_to_string(automation._text_array(o -> 'categories', 'categories'), ', '));
+        i := 0;
+        FOR v IN SELECT * FROM jsonb_array_elements(o -> 'steps') LOOP
+            i := i + 1;
+            IF jsonb_typeof(v) <> 'object' OR NOT v ? 'template'
+               OR EXISTS (SELECT FROM jsonb_object_keys(v) k WHERE k NOT IN ('wait', 'template', 'payload', 'recommend')) THEN
+                RAISE EXCEPTION 'drip step % must have a "template", and optionally wait, payload and recommend', i
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            PERFORM automation.add_step(j, coalesce((v ->> 'wait')::interval, interval '1 day'), v ->> 'template',
+                                        payload => coalesce(v -> 'payload', '{}'),
+                                        includes => CASE WHEN (v ->> 'recommend')::boolean THEN ARRAY['recommended']
+                                                         ELSE '{}'::text[] END);
+        END LOOP;
+    WHEN 'anniversary' THEN
+        o := automation._preset_options(name, options, jsonb_build_object(
+            'journey', name, 'after', '11 months', 'gift_categories', '[]'::jsonb, 'birthday', true,
+            'days_before', 7, 'holdout_percent', 0));
+        IF (o ->> 'after')::interval <= interval '0' THEN
+            RAISE EXCEPTION 'after must be positive'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        j := automation.create_journey(o ->> 'journey', 'gift_order',
+                                       jsonb_build_object('gift_categories', o -> 'gift_categories'),
+                                       reentry => 'each_time', holdout_percent => (o ->> 'holdout_percent')::numeric,
+                                       description => 'asks, about a year after a gift, whether a birthday is coming up');
+        PERFORM automation.add_step(j, (o ->> 'after')::interval, 'gift_anniversary', includes => ARRAY['category_products'],
+                                    valid_for => interval '14 days');
+        names := ARRAY[j];
+        IF (o ->> 'birthday')::boolean
+           AND EXISTS (SELECT FROM automation.source x WHERE x.kind = 'customers' AND x.columns ? 'birth_date') THEN
+            UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = j;
+            j := automation.create_journey(o ->> 'journey' || '_birthday', 'birthday',
+                                           jsonb_build_object('days_before', o -> 'days_before'),
+                                           reentry => 'each_time', holdout_percent => (o ->> 'holdout_percent')::numeric,
+                                           description => format('greets a customer %s days before their birthday', o ->> 'days_before'));
+            PERFORM automation.add_step(j, interval '0', 'birthday', includes => ARRAY['also_like'], at_preferred_hour => true,
+                                        valid_for => make_interval(days => greatest((o ->> 'days_before')::int, 1)));
+            UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = j;
+            RETURN array_to_string(names || j, ', ');
+        END IF;
+    WHEN 'vip_quarterly' THEN
+        o := automation._preset_options(name, options, jsonb_build_object(
+            'journey', name, 'tiers', jsonb_build_array(jsonb_build_object('spend', 500, 'amount', 15),
+                                                        jsonb_build_object('spend', 750, 'amount', 30)),
+            'holdout_percent', 0));
+        j := automation.create_journey(o ->> 'journey', 'quarter_start', jsonb_build_object('tiers', o -> 'tiers'),
+                                       reentry => 'each_time', holdout_percent => (o ->> 'holdout_percent')::numeric,
+                                       description => 'rewards last quarter''s best customers with a gift card at each quarter start');
+        -- No valid_for: a reward for last quarter is still owed if the tick
+        -- comes late (the server was down at the quarter's start).
+        PERFORM automation.add_step(j, interval '0', 'vip_reward');
+    WHEN 'loyalty_points' THEN
+        o := automation._preset_options(name, options, jsonb_build_object(
+            'journey', name, 'milestones', jsonb_build_array(500), 'holdout_percent', 0));
+        j := automation.create_journey(o ->> 'journey', 'points_milestone', jsonb_build_object('milestones', o -> 'milestones'),
+                                       reentry => 'each_time', holdout_percent => (o ->> 'holdout_percent')::numeric,
+                                       description => 'tells a customer their loyalty points reached a milestone');
+        PERFORM automation.add_step(j, interval '0', 'loyalty_milestone', payload => '{"redeem_on_next_order": true}'::jsonb,
+                                    valid_for => interval '14 days');
     ELSE
         RAISE EXCEPTION 'unknown preset "%"', name
             USING ERRCODE = 'invalid_parameter_value',
@@ -134,4 +317,4 @@ BEGIN
     RETURN j;
 END
 $$;
-COMMENT ON FUNCTION automation.install_preset(text, jsonb) IS 'install one of the classic flows (abandoned_cart, welcome, thank_you, feedback, win_back) as a journey; options change its numbers';
+COMMENT ON FUNCTION automation.install_preset(text, jsonb) IS 'install one of the flows (abandoned_cart, welcome, thank_you, feedback, win_back, replenishment, cross_sell, drip, anniversary, vip_quarterly, loyalty_points) as journeys; options change its numbers; returns the journey names';

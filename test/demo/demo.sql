@@ -11,10 +11,11 @@ CREATE EXTENSION automation;
 -- Bind the shop's tables: name each relation and the columns that matter.
 SELECT automation.bind_customers('shop.customers', 'id', 'email', 'marketing_consent',
                                  first_name_column => 'first_name', timezone_column => 'time_zone',
-                                 phone_column => 'phone');
+                                 phone_column => 'phone', birth_date_column => 'birth_date');
 SELECT automation.bind_orders('shop.orders', 'customer_id', 'placed_at', 'total',
                               order_id_column => 'id', status_column => 'status',
-                              counted_statuses => ARRAY['paid', 'shipped', 'delivered']);
+                              counted_statuses => ARRAY['paid', 'shipped', 'delivered'],
+                              ship_to_column => 'shipping_city', bill_to_column => 'billing_city');
 SELECT automation.bind_order_lines('shop.order_lines', 'order_id', 'product_id', 'quantity', 'unit_price');
 SELECT automation.bind_products('shop.products', 'id', 'name', 'category', 'stock', 'consumption_days', 'price');
 SELECT automation.bind_carts('shop.carts', 'id', 'customer_id', 'updated_at', 'total',
@@ -36,6 +37,25 @@ SELECT automation.install_preset('welcome');
 SELECT automation.install_preset('thank_you');
 SELECT automation.install_preset('feedback');
 SELECT automation.install_preset('win_back', '{"after_days": 15}');
+
+-- The lifecycle flows: what they bought, and when it runs out.
+SELECT automation.install_preset('replenishment',
+    '{"offers": [{"category": "vitamins", "lead_days": 20, "template": "replenishment_sample", "payload": {"free_sample": true}}]}');
+SELECT automation.install_preset('cross_sell');
+SELECT automation.install_preset('drip');
+SELECT automation.install_preset('anniversary', '{"gift_categories": ["toys"]}');
+SELECT automation.install_preset('vip_quarterly');
+SELECT automation.install_preset('loyalty_points');
+SELECT automation.define_basket_rule('new_dog', ARRAY['dog accessories', 'puppy food'], 2,
+                                     'a new dog: accessories and puppy food bought');
+SELECT automation.create_journey('new_dog', 'tagged', '{"tag": "new_dog", "lookback": "30 days"}',
+                                 description => 'recommends what a new dog needs next');
+SELECT automation.add_step('new_dog', interval '1 day', 'new_dog_starter_kit', includes => ARRAY['also_like']);
+-- Early access for VIPs, a day before everyone else, at 9:00 in each customer's own time zone.
+SELECT automation.schedule_campaign('new_arrivals_vip', 'vip', 'new_arrivals_early_access', '{"collection": "spring"}',
+                                    date_trunc('day', now()) + interval '1 day 9 hours');
+SELECT automation.schedule_campaign('new_arrivals', 'loyal', 'new_arrivals', '{"collection": "spring"}',
+                                    date_trunc('day', now()) + interval '2 days 9 hours');
 
 \echo
 \echo One tick: profiles, predictions, segments, journeys, outbox (the worker does this every minute).
@@ -81,6 +101,31 @@ SELECT jsonb_pretty(payload) AS payload FROM automation.outbox WHERE journey = '
 \echo What the next three days would bring (simulate writes nothing):
 SELECT journey, template, count(*) AS messages
   FROM automation.simulate(now() + interval '3 days') GROUP BY 1, 2 ORDER BY 1, 2;
+
+\echo
+\echo Replenishment intervals, configured and learned from repeat purchases:
+SELECT product, name, configured_days, round(learned_days::numeric, 1) AS learned_days, observations,
+       round(spread::numeric, 2) AS spread, round(days_per_unit::numeric, 1) AS days_per_unit, source
+  FROM automation.replenishment_intervals ORDER BY category, product::int LIMIT 12;
+
+\echo
+\echo One message of each lifecycle flow and campaign, from ticks run ahead in time (then rolled back):
+BEGIN;
+SELECT count(*) AS ticks_ahead
+  FROM (SELECT DISTINCT t.at
+          FROM unnest(ARRAY[now(), now() + interval '2 days', now() + interval '10 days', now() + interval '16 days',
+                            now() + interval '40 days', date_trunc('quarter', now()) + interval '3 months',
+                            now() + interval '11 months', now() + interval '2 years']) AS day(at),
+               generate_series(day.at + interval '6 hours', day.at + interval '30 hours', interval '6 hours') AS t(at)
+         ORDER BY t.at) t,
+       LATERAL (SELECT count(*) FROM automation.tick(t.at)) k;
+SELECT DISTINCT ON (journey) journey, template, jsonb_pretty(payload - 'journey' - 'step' - 'customer_key' - 'variant') AS payload
+  FROM automation.outbox
+ WHERE journey IN (SELECT name FROM automation.journey
+                    WHERE trigger IN ('replenishment', 'product_purchased', 'gift_order', 'birthday', 'quarter_start',
+                                      'points_milestone', 'tagged', 'campaign'))
+ ORDER BY journey, id;
+ROLLBACK;
 
 \echo
 \echo A mailer claims a batch, sends it, and acknowledges it:
