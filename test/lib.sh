@@ -96,6 +96,7 @@ EOF
 
 stop_cluster() {
     local dir=$1
-    [ -f "$dir/data/postmaster.pid" ] && as_user "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+    local bin=${PGBIN:-$(echo "$dir"/install/usr/lib/postgresql/*/bin)}
+    [ -f "$dir/data/postmaster.pid" ] && as_user "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
     return 0
 }

@@ -121,10 +121,10 @@ INSERT INTO automation.segment (name, predicate, description, builtin) VALUES
      'p.customer_key IN (SELECT cp.customer_key FROM automation.customer_product cp WHERE cp.regular)',
      'bought one product at least three times at a regular interval (gap spread at most automation.subscription_max_spread)', true);
 
--- _lifecycle_sql(now): the query of every purchase as (customer_key,
--- product text, at timestamptz, quantity float8), one row per customer,
--- product and order, counted orders placed up to $1 only.
-CREATE FUNCTION automation._purchases_sql(needed_by text)
+-- _purchases_sql(needed_by, now): the query of every purchase as (customer
+-- text, product text, at timestamptz, quantity float8): counted orders
+-- placed up to now, one row per order line.
+CREATE FUNCTION automation._purchases_sql(needed_by text, now timestamptz)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -139,15 +139,22 @@ BEGIN
                   HINT = 'Bind the orders again with order_id_column => ''...''.';
     END IF;
     RETURN format($q$
-        SELECT %1$s AS customer_key, %2$s::text AS product, %3$s AS at, sum(%4$s)::float8 AS quantity
+        SELECT %1$s::text, %2$s::text, %3$s, %4$s::float8
           FROM %5$s o JOIN %6$s l ON %7$s = %8$s
-         WHERE %1$s IS NOT NULL AND %3$s <= $1 AND %9$s
-         GROUP BY 1, 2, 3$q$,
+         WHERE %1$s IS NOT NULL AND %3$s <= %10$L::timestamptz AND %9$s$q$,
         automation._col(o, 'customer', 'o'), automation._col(l, 'product', 'l'), automation._ts(o, 'placed_at', 'o'),
         automation._col(l, 'quantity', 'l'), automation._rel(o), automation._rel(l),
-        automation._col(l, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._counted(o, 'o'));
+        automation._col(l, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._counted(o, 'o'), now);
 END
 $$;
+
+CREATE FUNCTION automation._lifecycle_pass(query text, bound_by name)
+RETURNS TABLE (customer_key text, product text, purchases integer, first_at timestamptz, last_at timestamptz,
+               last_quantity double precision, mean_gap double precision, sd_gap double precision,
+               learned_days double precision, observations bigint, spread double precision)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'automation_lifecycle_pass';
+REVOKE ALL ON FUNCTION automation._lifecycle_pass(text, name) FROM PUBLIC;
 
 -- refresh_lifecycle(now): learns the days per unit of every product and
 -- rewrites automation.customer_product, from the counted orders placed up
@@ -177,42 +184,45 @@ BEGIN
     max_spread := current_setting('automation.subscription_max_spread')::float8;
     SELECT * INTO p FROM automation.source x WHERE x.kind = 'products';
 
-    IF to_regclass('pg_temp.automation_bought') IS NOT NULL THEN
-        DROP TABLE pg_temp.automation_bought;
-    END IF;
-    -- Per customer and product: purchases, the last one, the gaps between
-    -- them (days), and the gaps per unit bought the time before.
-    EXECUTE format($q$
-        CREATE TEMP TABLE automation_bought ON COMMIT DROP AS
-        SELECT customer_key, product, count(*)::integer AS purchases, min(at) AS first_at, max(at) AS last_at,
-               (array_agg(quantity ORDER BY at DESC))[1] AS last_quantity,
-               avg(gap) AS mean_gap, stddev_samp(gap) AS sd_gap,
-               array_agg(gap / prev_quantity) FILTER (WHERE gap IS NOT NULL AND prev_quantity > 0) AS unit_gaps
-          FROM (SELECT b.*, extract(epoch FROM b.at - lag(b.at) OVER w) / 86400 AS gap, lag(b.quantity) OVER w AS prev_quantity
-                  FROM (%s) b
-                WINDOW w AS (PARTITION BY b.customer_key, b.product ORDER BY b.at)) g
-         GROUP BY 1, 2$q$, automation._purchases_sql('automation.refresh_lifecycle()')) USING now;
-
-    -- Days per unit: the bound consumption_days, else the median observed
-    -- (with enough observations).
+    -- One statement: the pass gives per customer and product the purchases,
+    -- the last one and the gaps between them, and per product (customer_key
+    -- NULL) the days per unit observed; the days per unit -- the bound
+    -- consumption_days, else the median observed when there are enough
+    -- observations, consistent enough -- go to product_interval and give
+    -- every customer and product its run-out moment.  customer_product is
+    -- rewritten whole, its indexes built once at the end, which is cheaper
+    -- than maintaining them row by row.
     DELETE FROM automation.product_interval;
+    TRUNCATE automation.customer_product;
+    ALTER TABLE automation.customer_product DROP CONSTRAINT customer_product_pkey;
+    DROP INDEX automation.customer_product_runs_out_at_idx;
     EXECUTE format($q$
-        INSERT INTO automation.product_interval (product, name, category, configured_days, learned_days, observations,
-                                                 spread, days_per_unit, source, learned_at)
-        SELECT coalesce(c.product, l.product), c.name, c.category, c.configured_days, l.learned_days,
-               coalesce(l.observations, 0), l.spread,
-               coalesce(c.configured_days, CASE WHEN l.observations >= $2 AND l.spread <= $3 THEN l.learned_days END),
-               CASE WHEN c.configured_days IS NOT NULL THEN 'configured'
-                    WHEN l.observations < $2 OR l.observations IS NULL THEN 'too_few_observations'
-                    WHEN l.spread <= $3 THEN 'learned' ELSE 'irregular' END,
-               $1
-          FROM (SELECT b.product, percentile_cont(0.5) WITHIN GROUP (ORDER BY u) AS learned_days, count(*) AS observations,
-                       (percentile_cont(0.75) WITHIN GROUP (ORDER BY u) - percentile_cont(0.25) WITHIN GROUP (ORDER BY u))
-                       / nullif(percentile_cont(0.5) WITHIN GROUP (ORDER BY u), 0) AS spread
-                  FROM automation_bought b CROSS JOIN LATERAL unnest(b.unit_gaps) u
-                 WHERE b.purchases >= 2
-                 GROUP BY 1) l
-          FULL JOIN (%s) c ON c.product = l.product$q$,
+        WITH bought AS MATERIALIZED (
+            SELECT * FROM automation._lifecycle_pass(%1$L, %2$L)),
+        per_product AS (
+            SELECT coalesce(c.product, l.product) AS product, c.name, c.category, c.configured_days, l.learned_days,
+                   coalesce(l.observations, 0) AS observations, l.spread,
+                   coalesce(c.configured_days, CASE WHEN l.observations >= $2 AND l.spread <= $3 THEN l.learned_days END) AS days_per_unit,
+                   CASE WHEN c.configured_days IS NOT NULL THEN 'configured'
+                        WHEN l.observations < $2 OR l.observations IS NULL THEN 'too_few_observations'
+                        WHEN l.spread <= $3 THEN 'learned' ELSE 'irregular' END AS source
+              FROM (SELECT b.product, b.learned_days, b.observations, b.spread FROM bought b WHERE b.customer_key IS NULL) l
+              FULL JOIN (%3$s) c ON c.product = l.product),
+        stored AS (
+            INSERT INTO automation.product_interval (product, name, category, configured_days, learned_days, observations,
+                                                     spread, days_per_unit, source, learned_at)
+            SELECT i.*, $1 FROM per_product i)
+        INSERT INTO automation.customer_product (customer_key, product, purchases, first_purchase_at, last_purchase_at,
+                                                 last_quantity, mean_gap_days, gap_spread, runs_out_at, regular)
+        SELECT b.customer_key::%4$s, b.product, b.purchases, b.first_at, b.last_at, b.last_quantity, b.mean_gap,
+               CASE WHEN b.purchases >= 3 THEN b.sd_gap / nullif(b.mean_gap, 0) END,
+               b.last_at + make_interval(secs => b.last_quantity * i.days_per_unit * 86400),
+               b.purchases >= 3 AND b.mean_gap > 0 AND b.sd_gap / b.mean_gap <= $4
+          FROM bought b
+          LEFT JOIN per_product i ON i.product = b.product AND i.days_per_unit IS NOT NULL
+         WHERE b.customer_key IS NOT NULL$q$,
+        automation._purchases_sql('automation.refresh_lifecycle()', now),
+        (SELECT x.bound_by FROM automation.source x WHERE x.kind = 'orders'),
         CASE WHEN p.kind IS NULL THEN 'SELECT NULL::text AS product, NULL::text AS name, NULL::text AS category, NULL::float8 AS configured_days WHERE false'
              ELSE format('SELECT %s::text AS product, %s::text AS name, %s AS category, %s AS configured_days FROM %s p',
                          automation._col(p, 'product', 'p'), automation._col(p, 'name', 'p'),
@@ -220,22 +230,14 @@ BEGIN
                          CASE WHEN p.columns ? 'consumption_days'
                               THEN format('CASE WHEN %1$s > 0 THEN %1$s::float8 END', automation._col(p, 'consumption_days', 'p'))
                               ELSE 'NULL::float8' END,
-                         automation._rel(p)) END)
-    USING now, min_obs, max_unit_spread;
-    GET DIAGNOSTICS n_products = ROW_COUNT;
-
-    TRUNCATE automation.customer_product;
-    INSERT INTO automation.customer_product (customer_key, product, purchases, first_purchase_at, last_purchase_at,
-                                             last_quantity, mean_gap_days, gap_spread, runs_out_at, regular)
-    SELECT b.customer_key, b.product, b.purchases, b.first_at, b.last_at, b.last_quantity, b.mean_gap,
-           CASE WHEN b.purchases >= 3 THEN b.sd_gap / nullif(b.mean_gap, 0) END,
-           b.last_at + make_interval(secs => b.last_quantity * i.days_per_unit * 86400),
-           b.purchases >= 3 AND b.mean_gap > 0 AND b.sd_gap / b.mean_gap <= max_spread
-      FROM automation_bought b
-      LEFT JOIN automation.product_interval i ON i.product = b.product AND i.days_per_unit IS NOT NULL;
+                         automation._rel(p)) END,
+        automation.customer_key_type())
+    USING now, min_obs, max_unit_spread, max_spread;
     GET DIAGNOSTICS n_rows = ROW_COUNT;
-    DROP TABLE automation_bought;
+    ALTER TABLE automation.customer_product ADD CONSTRAINT customer_product_pkey PRIMARY KEY (customer_key, product);
+    CREATE INDEX customer_product_runs_out_at_idx ON automation.customer_product (runs_out_at) WHERE runs_out_at IS NOT NULL;
     ANALYZE automation.customer_product;
+    n_products := (SELECT count(*) FROM automation.product_interval);
 
     INSERT INTO automation.lifecycle_refresh (as_of, started_at, products, customer_products, duration)
     VALUES (now, started, n_products, n_rows, clock_timestamp() - started);
