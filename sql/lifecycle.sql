@@ -114,6 +114,8 @@ SELECT tag, categories, min_matches, description FROM automation.basket_rule;
 SELECT automation.create_journey('dogs', 'tagged', '{"tag": "new_cat"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('dogs', 'tagged', '{"tag": "new_dog"}');
+SELECT automation.create_journey('dogs2', 'tagged', '{"tag": "new_dog", "recommend": {"categories": ["cat food"]}}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.drop_basket_rule('new_cat');
 
 -- campaigns

@@ -429,7 +429,7 @@ BEGIN
                           WHEN 'birthday' THEN ARRAY['days_before', 'lookback']
                           WHEN 'quarter_start' THEN ARRAY['tiers']
                           WHEN 'points_milestone' THEN ARRAY['milestones', 'lookback']
-                          WHEN 'tagged' THEN ARRAY['tag', 'lookback']
+                          WHEN 'tagged' THEN ARRAY['tag', 'recommend', 'lookback']
                           WHEN 'campaign' THEN ARRAY['segment', 'send_at', 'local_time', 'lookback']
                           ELSE ARRAY['lookback'] END) THEN
             RAISE EXCEPTION 'unknown option "%" for trigger %', k, trigger

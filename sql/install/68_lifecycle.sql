@@ -511,6 +511,9 @@ BEGIN
             END IF;
         END IF;
     WHEN 'tagged' THEN
+        IF options ? 'recommend' THEN
+            PERFORM automation._product_spec(options -> 'recommend', what || ' option recommend');
+        END IF;
         IF NOT EXISTS (SELECT FROM automation.basket_rule r WHERE r.tag = options ->> 'tag') THEN
             RAISE EXCEPTION 'unknown tag "%"', options ->> 'tag'
                 USING ERRCODE = 'undefined_object',
@@ -702,21 +705,22 @@ BEGIN
             automation._rel(o), automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o'));
     WHEN 'points_milestone' THEN
         -- Crossed within the lookback: the points before the orders of the
-        -- lookback were under the milestone, the points now are not.
+        -- lookback were under the milestone, the points now are not.  Read
+        -- from the recent orders (the bound time column's index) first.
         o := automation._src('orders', what);
         RETURN format($q$
             SELECT 'customer:' || p.customer_key::text || ':points:' || m.m, p.customer_key, p.last_order_at,
                    jsonb_build_object('points', p.loyalty_points, 'milestone', m.m,
                                       'payload', jsonb_build_object('points', p.loyalty_points, 'milestone', m.m))
-              FROM automation.customer_profile p
+              FROM (SELECT %3$s AS customer_key, sum(%4$s) AS recent FROM %5$s o
+                     WHERE %6$s > $1 - %2$s AND %6$s <= $1 AND %7$s AND %3$s IS NOT NULL
+                     GROUP BY 1) r
+              JOIN automation.customer_profile p ON p.customer_key = r.customer_key
               JOIN (SELECT e::text::numeric AS m FROM jsonb_array_elements(%1$L::jsonb) e) m ON p.loyalty_points >= m.m
-             WHERE p.last_order_at <= $1 AND p.last_order_at > $1 - %2$s
-               AND floor((p.total_spent - coalesce((SELECT sum(%3$s) FROM %4$s o
-                                                      WHERE %5$s = p.customer_key AND %6$s > $1 - %2$s AND %6$s <= $1 AND %7$s), 0))
-                         * %8$s) < m.m$q$,
-            coalesce(j.trigger_options -> 'milestones', '[500]'), lookback, automation._col(o, 'total', 'o'), automation._rel(o),
-            automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o'),
-            automation._setting('points_per_unit', '1')::float8::numeric);
+             WHERE floor((p.total_spent - r.recent) * %8$s) < m.m$q$,
+            coalesce(j.trigger_options -> 'milestones', '[500]'), lookback, automation._col(o, 'customer', 'o'),
+            automation._col(o, 'total', 'o'), automation._rel(o), automation._ts(o, 'placed_at', 'o'),
+            automation._counted(o, 'o'), automation._setting('points_per_unit', '1')::float8::numeric);
     WHEN 'tagged' THEN
         RETURN format($q$
             SELECT 'customer:' || t.customer_key::text || ':tag:' || t.tag, t.customer_key, t.tagged_at,

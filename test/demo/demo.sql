@@ -48,9 +48,10 @@ SELECT automation.install_preset('vip_quarterly');
 SELECT automation.install_preset('loyalty_points');
 SELECT automation.define_basket_rule('new_dog', ARRAY['dog accessories', 'puppy food'], 2,
                                      'a new dog: accessories and puppy food bought');
-SELECT automation.create_journey('new_dog', 'tagged', '{"tag": "new_dog", "lookback": "30 days"}',
+SELECT automation.create_journey('new_dog', 'tagged',
+                                 '{"tag": "new_dog", "lookback": "30 days", "recommend": {"categories": ["dog food"]}}',
                                  description => 'recommends what a new dog needs next');
-SELECT automation.add_step('new_dog', interval '1 day', 'new_dog_starter_kit', includes => ARRAY['also_like']);
+SELECT automation.add_step('new_dog', interval '1 day', 'new_dog_starter_kit', includes => ARRAY['recommended', 'also_like']);
 -- Early access for VIPs, a day before everyone else, at 9:00 in each customer's own time zone.
 SELECT automation.schedule_campaign('new_arrivals_vip', 'vip', 'new_arrivals_early_access', '{"collection": "spring"}',
                                     date_trunc('day', now()) + interval '1 day 9 hours');
