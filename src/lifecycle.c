@@ -7,13 +7,15 @@
  *
  * automation._lifecycle_pass(query, bound_by) runs the query that
  * automation.refresh_lifecycle() builds from the bindings -- one row per
- * purchase: customer key and product as text, time, quantity -- through an
- * SPI cursor with the privileges of the role that bound the orders.  Rows
- * come in any order.  Customers and products are interned to numbers, each
- * purchase is appended to one array, and the purchases are then grouped by
- * customer and product with a counting sort (one pass to count, one to
- * place), each group put in time order on its own (groups are small).  A
- * sweep over the groups folds purchases at the same moment into one, and
+ * purchase: customer key and product (integers, or text), time, quantity --
+ * with the privileges of the role that bound the orders, the rows streamed
+ * to a receiver rather than copied out in batches.  Rows come in any
+ * order.  Customers and products are interned to numbers (the lines of one
+ * order come together, so the last customer is remembered), each purchase
+ * is appended to one array, and the purchases are then grouped by customer
+ * with a counting sort (one pass to count, one to place) and each
+ * customer's put in product and time order on its own (they are few).  A
+ * sweep over each customer's products folds purchases at the same moment into one, and
  * computes the count, the first and last purchase, the last quantity, and
  * the mean and standard deviation of the days between purchases; every
  * repeat purchase also gives one observation of days per unit -- the days
@@ -34,6 +36,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -47,6 +50,8 @@
 PG_FUNCTION_INFO_V1(automation_lifecycle_pass);
 
 #define LIFECYCLE_BATCH 10000
+/* integer keys below this are looked up in an array, not a hash table */
+#define DIRECT_KEYS (16 * 1024 * 1024)
 #define USECS_PER_DAY_F ((double) USECS_PER_DAY)
 
 /* a string interned to a number */
@@ -62,11 +67,12 @@ typedef struct InternEntry
 	uint32		id;
 } InternEntry;
 
-typedef struct PairEntry
+/* an integer key interned to a number */
+typedef struct IntEntry
 {
-	uint64		key;			/* customer id << 32 | product id */
+	int64		key;
 	uint32		id;
-} PairEntry;
+} IntEntry;
 
 /* a growable array of doubles: one product's observations */
 typedef struct Observations
@@ -79,10 +85,24 @@ typedef struct Observations
 typedef struct LifecyclePass
 {
 	MemoryContext cxt;
-	MemoryContext batch_cxt;	/* reset after every batch of rows */
+	MemoryContext batch_cxt;	/* reset every so many rows */
+	uint64		rows_in_batch;
+	bool		int_customer;	/* keys read as integers, not text */
+	bool		int_product;
 	HTAB	   *customers;
 	HTAB	   *products;
-	HTAB	   *pairs;
+	/* id + 1 by integer key, for small non-negative keys (0: not seen) */
+	uint32	   *customer_direct;
+	uint64		customer_direct_cap;
+	uint32	   *product_direct;
+	uint64		product_direct_cap;
+	/* the customer of the previous row */
+	bool		have_last;
+	int64		last_int;
+	char	   *last_str;
+	Size		last_len,
+				last_cap;
+	uint32		last_id;
 	/* by id */
 	char	  **customer_name;
 	uint32		ncustomers,
@@ -90,12 +110,9 @@ typedef struct LifecyclePass
 	char	  **product_name;
 	uint32		nproducts,
 				product_cap;
-	uint32	   *pair_customer;
-	uint32	   *pair_product;
-	uint32		npairs,
-				pair_cap;
 	/* purchases, in the order read */
-	uint32	   *ev_pair;
+	uint32	   *ev_customer;
+	uint32	   *ev_product;
 	TimestampTz *ev_at;
 	double	   *ev_qty;
 	uint64		nev,
@@ -135,6 +152,18 @@ intern_table(const char *name, MemoryContext cxt)
 	return hash_create(name, 1024, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
+static HTAB *
+int_table(const char *name, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(IntEntry);
+	ctl.hcxt = cxt;
+	return hash_create(name, 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 /* grows an array of elements of size elsize to hold at least n */
 static void *
 grow(void *array, uint64 *cap, uint64 n, Size elsize, MemoryContext cxt)
@@ -152,103 +181,230 @@ grow(void *array, uint64 *cap, uint64 n, Size elsize, MemoryContext cxt)
 	return array;
 }
 
+/*
+ * The number of a customer or product: an integer key as itself, a text key
+ * by its bytes.  names[id] keeps the key as text for the result.
+ */
 static uint32
-intern(LifecyclePass *pass, HTAB *table, const char *str, char ***names, uint32 *n, uint32 *cap)
+intern(LifecyclePass *pass, HTAB *table, bool is_int, Datum value, Oid type, char ***names, uint32 *n, uint32 *cap,
+	   uint32 **direct, uint64 *direct_cap)
 {
-	InternKey	key = {str, strlen(str)};
-	InternEntry *e;
+	uint32	   *id;
+	uint32		direct_id;
 	bool		found;
+	const char *str = NULL;
+	int64		ikey = 0;
 
-	e = hash_search(table, &key, HASH_ENTER, &found);
+	if (is_int)
+	{
+		ikey = type == INT8OID ? DatumGetInt64(value) : type == INT4OID ? DatumGetInt32(value) : DatumGetInt16(value);
+		if (ikey >= 0 && ikey < DIRECT_KEYS)
+		{
+			if ((uint64) ikey >= *direct_cap)
+			{
+				uint64		newcap = Min(Max((uint64) ikey + 1, *direct_cap * 2), DIRECT_KEYS);
+
+				*direct = *direct == NULL ? MemoryContextAllocHuge(pass->cxt, newcap * sizeof(uint32))
+					: repalloc_huge(*direct, newcap * sizeof(uint32));
+				memset(*direct + *direct_cap, 0, (newcap - *direct_cap) * sizeof(uint32));
+				*direct_cap = newcap;
+			}
+			if ((*direct)[ikey] != 0)
+				return (*direct)[ikey] - 1;
+			found = false;
+			direct_id = 0;
+			id = &direct_id;
+		}
+		else
+		{
+			IntEntry   *e = hash_search(table, &ikey, HASH_ENTER, &found);
+
+			id = &e->id;
+		}
+	}
+	else
+	{
+		text	   *t = DatumGetTextPP(value);
+		InternKey	key = {VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)};
+		InternEntry *e;
+
+		e = hash_search(table, &key, HASH_ENTER, &found);
+		if (!found)
+		{
+			char	   *copy = MemoryContextAlloc(pass->cxt, key.len + 1);
+
+			memcpy(copy, key.str, key.len);
+			copy[key.len] = '\0';
+			e->key.str = copy;
+			str = copy;
+		}
+		id = &e->id;
+	}
 	if (!found)
 	{
 		uint64		c = *cap;
 
-		e->key.str = MemoryContextStrdup(pass->cxt, str);
-		e->id = *n;
+		*id = *n;
 		*names = grow(*names, &c, (uint64) *n + 1, sizeof(char *), pass->cxt);
 		*cap = (uint32) Min(c, PG_UINT32_MAX);
-		(*names)[*n] = (char *) e->key.str;
+		(*names)[*n] = is_int ? MemoryContextStrdup(pass->cxt, psprintf("%lld", (long long) ikey)) : (char *) str;
+		if (is_int && ikey >= 0 && ikey < DIRECT_KEYS)
+			(*direct)[ikey] = *n + 1;
 		(*n)++;
 		if (*n == PG_UINT32_MAX)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("too many distinct customers or products for the lifecycle pass")));
 	}
-	return e->id;
+	return *id;
 }
 
 static void
-add_purchase(LifecyclePass *pass, HeapTuple tuple, TupleDesc desc)
+add_purchase(LifecyclePass *pass, TupleTableSlot *slot)
 {
 	bool		isnull;
+	Datum		customer;
+	Datum		product;
 	Datum		d;
-	char	   *customer;
-	char	   *product;
 	TimestampTz at;
 	double		qty;
 	uint32		c,
 				p;
-	uint64		key;
-	PairEntry  *pe;
-	bool		found;
+	TupleDesc	desc = slot->tts_tupleDescriptor;
 
-	d = SPI_getbinval(tuple, desc, 1, &isnull);
+	customer = slot_getattr(slot, 1, &isnull);
 	if (isnull)
 		return;
-	customer = TextDatumGetCString(d);
-	d = SPI_getbinval(tuple, desc, 2, &isnull);
+	product = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return;
-	product = TextDatumGetCString(d);
-	d = SPI_getbinval(tuple, desc, 3, &isnull);
+	d = slot_getattr(slot, 3, &isnull);
 	if (isnull)
 		return;
 	at = DatumGetTimestampTz(d);
 	if (TIMESTAMP_NOT_FINITE(at))
 		return;
-	d = SPI_getbinval(tuple, desc, 4, &isnull);
+	d = slot_getattr(slot, 4, &isnull);
 	qty = isnull ? 0 : DatumGetFloat8(d);
 	if (!isfinite(qty) || qty < 0)
 		qty = 0;
 
-	c = intern(pass, pass->customers, customer, &pass->customer_name, &pass->ncustomers, &pass->customer_cap);
-	p = intern(pass, pass->products, product, &pass->product_name, &pass->nproducts, &pass->product_cap);
-	key = ((uint64) c << 32) | p;
-	pe = hash_search(pass->pairs, &key, HASH_ENTER, &found);
-	if (!found)
+	/* the lines of one order come one after the other: same customer */
+	if (pass->have_last && pass->int_customer
+		&& pass->last_int == (TupleDescAttr(desc, 0)->atttypid == INT8OID ? DatumGetInt64(customer)
+							  : TupleDescAttr(desc, 0)->atttypid == INT4OID ? DatumGetInt32(customer)
+							  : DatumGetInt16(customer)))
+		c = pass->last_id;
+	else if (pass->have_last && !pass->int_customer
+			 && VARSIZE_ANY_EXHDR(DatumGetTextPP(customer)) == pass->last_len
+			 && memcmp(VARDATA_ANY(DatumGetTextPP(customer)), pass->last_str, pass->last_len) == 0)
+		c = pass->last_id;
+	else
 	{
-		uint64		cap = pass->pair_cap;
-		uint64		cap2 = pass->pair_cap;
+		c = intern(pass, pass->customers, pass->int_customer, customer, TupleDescAttr(desc, 0)->atttypid,
+				   &pass->customer_name, &pass->ncustomers, &pass->customer_cap,
+				   &pass->customer_direct, &pass->customer_direct_cap);
+		pass->have_last = true;
+		pass->last_id = c;
+		if (pass->int_customer)
+			pass->last_int = TupleDescAttr(desc, 0)->atttypid == INT8OID ? DatumGetInt64(customer)
+				: TupleDescAttr(desc, 0)->atttypid == INT4OID ? DatumGetInt32(customer) : DatumGetInt16(customer);
+		else
+		{
+			text	   *t = DatumGetTextPP(customer);
 
-		pe->id = pass->npairs;
-		pass->pair_customer = grow(pass->pair_customer, &cap, (uint64) pass->npairs + 1, sizeof(uint32), pass->cxt);
-		pass->pair_product = grow(pass->pair_product, &cap2, (uint64) pass->npairs + 1, sizeof(uint32), pass->cxt);
-		pass->pair_cap = (uint32) Min(cap, PG_UINT32_MAX);
-		pass->pair_customer[pass->npairs] = c;
-		pass->pair_product[pass->npairs] = p;
-		pass->npairs++;
-		if (pass->npairs == PG_UINT32_MAX)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("too many customer and product pairs for the lifecycle pass")));
+			pass->last_len = VARSIZE_ANY_EXHDR(t);
+			if (pass->last_len + 1 > pass->last_cap)
+			{
+				pass->last_cap = Max(64, (pass->last_len + 1) * 2);
+				pass->last_str = pass->last_str == NULL ? MemoryContextAlloc(pass->cxt, pass->last_cap)
+					: repalloc(pass->last_str, pass->last_cap);
+			}
+			memcpy(pass->last_str, VARDATA_ANY(t), pass->last_len);
+		}
 	}
+	p = intern(pass, pass->products, pass->int_product, product, TupleDescAttr(desc, 1)->atttypid,
+			   &pass->product_name, &pass->nproducts, &pass->product_cap,
+			   &pass->product_direct, &pass->product_direct_cap);
 
 	if (pass->nev + 1 > pass->ev_cap)
 	{
 		uint64		cap = pass->ev_cap;
 		uint64		cap2 = pass->ev_cap;
 		uint64		cap3 = pass->ev_cap;
+		uint64		cap4 = pass->ev_cap;
 
-		pass->ev_pair = grow(pass->ev_pair, &cap, pass->nev + 1, sizeof(uint32), pass->cxt);
-		pass->ev_at = grow(pass->ev_at, &cap2, pass->nev + 1, sizeof(TimestampTz), pass->cxt);
-		pass->ev_qty = grow(pass->ev_qty, &cap3, pass->nev + 1, sizeof(double), pass->cxt);
+		pass->ev_customer = grow(pass->ev_customer, &cap, pass->nev + 1, sizeof(uint32), pass->cxt);
+		pass->ev_product = grow(pass->ev_product, &cap2, pass->nev + 1, sizeof(uint32), pass->cxt);
+		pass->ev_at = grow(pass->ev_at, &cap3, pass->nev + 1, sizeof(TimestampTz), pass->cxt);
+		pass->ev_qty = grow(pass->ev_qty, &cap4, pass->nev + 1, sizeof(double), pass->cxt);
 		pass->ev_cap = cap;
 	}
-	pass->ev_pair[pass->nev] = pe->id;
+	pass->ev_customer[pass->nev] = c;
+	pass->ev_product[pass->nev] = p;
 	pass->ev_at[pass->nev] = at;
 	pass->ev_qty[pass->nev] = qty;
 	pass->nev++;
+	if (pass->nev >= PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many purchases for the lifecycle pass")));
+}
+
+/* the receiver the query's rows are streamed to */
+typedef struct PurchaseReceiver
+{
+	DestReceiver pub;
+	LifecyclePass *pass;
+} PurchaseReceiver;
+
+static bool
+is_int_type(Oid type)
+{
+	return type == INT8OID || type == INT4OID || type == INT2OID;
+}
+
+static void
+receiver_startup(DestReceiver *self, int operation, TupleDesc desc)
+{
+	LifecyclePass *pass = ((PurchaseReceiver *) self)->pass;
+	Oid			customer_type = TupleDescAttr(desc, 0)->atttypid;
+	Oid			product_type = TupleDescAttr(desc, 1)->atttypid;
+
+	if (desc->natts != 4
+		|| !(is_int_type(customer_type) || customer_type == TEXTOID)
+		|| !(is_int_type(product_type) || product_type == TEXTOID)
+		|| TupleDescAttr(desc, 2)->atttypid != TIMESTAMPTZOID
+		|| TupleDescAttr(desc, 3)->atttypid != FLOAT8OID)
+		elog(ERROR, "the lifecycle query must return customer and product (integer or text), at timestamptz, quantity float8");
+	pass->int_customer = is_int_type(customer_type);
+	pass->int_product = is_int_type(product_type);
+	pass->customers = pass->int_customer ? int_table("automation lifecycle customers", pass->cxt)
+		: intern_table("automation lifecycle customers", pass->cxt);
+	pass->products = pass->int_product ? int_table("automation lifecycle products", pass->cxt)
+		: intern_table("automation lifecycle products", pass->cxt);
+}
+
+static bool
+receiver_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	LifecyclePass *pass = ((PurchaseReceiver *) self)->pass;
+	MemoryContext old = MemoryContextSwitchTo(pass->batch_cxt);
+
+	add_purchase(pass, slot);
+	MemoryContextSwitchTo(old);
+	if (++pass->rows_in_batch == LIFECYCLE_BATCH)
+	{
+		MemoryContextReset(pass->batch_cxt);
+		pass->rows_in_batch = 0;
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+static void
+receiver_noop(DestReceiver *self)
+{
 }
 
 static void
@@ -263,6 +419,21 @@ observe(Observations *o, double v, MemoryContext cxt)
 		o->cap = cap;
 	}
 	o->v[o->n++] = v;
+}
+
+/* purchases of one customer in product, then time order */
+static int
+cmp_purchase(const void *a, const void *b, void *arg)
+{
+	LifecyclePass *pass = (LifecyclePass *) arg;
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	if (pass->ev_product[x] != pass->ev_product[y])
+		return pass->ev_product[x] < pass->ev_product[y] ? -1 : 1;
+	if (pass->ev_at[x] != pass->ev_at[y])
+		return pass->ev_at[x] < pass->ev_at[y] ? -1 : 1;
+	return 0;
 }
 
 static int
@@ -294,8 +465,6 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 	char	   *query;
 	char	   *bound_by;
 	LifecyclePass pass;
-	HASHCTL		ctl;
-	Portal		portal;
 	Oid			save_userid;
 	int			save_sec;
 	uint32	   *start;
@@ -313,13 +482,6 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 	memset(&pass, 0, sizeof(pass));
 	pass.cxt = AllocSetContextCreate(CurrentMemoryContext, "automation lifecycle pass", ALLOCSET_DEFAULT_SIZES);
 	pass.batch_cxt = AllocSetContextCreate(pass.cxt, "automation lifecycle batch", ALLOCSET_DEFAULT_SIZES);
-	pass.customers = intern_table("automation lifecycle customers", pass.cxt);
-	pass.products = intern_table("automation lifecycle products", pass.cxt);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(PairEntry);
-	ctl.hcxt = pass.cxt;
-	pass.pairs = hash_create("automation lifecycle pairs", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -327,133 +489,124 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(get_role_oid(bound_by, false), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
-	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
-	if (portal->tupDesc->natts != 4
-		|| TupleDescAttr(portal->tupDesc, 0)->atttypid != TEXTOID
-		|| TupleDescAttr(portal->tupDesc, 1)->atttypid != TEXTOID
-		|| TupleDescAttr(portal->tupDesc, 2)->atttypid != TIMESTAMPTZOID
-		|| TupleDescAttr(portal->tupDesc, 3)->atttypid != FLOAT8OID)
-		elog(ERROR, "the lifecycle query must return customer text, product text, at timestamptz, quantity float8");
-	for (;;)
 	{
-		SPI_cursor_fetch(portal, true, LIFECYCLE_BATCH);
-		if (SPI_processed == 0)
-			break;
-		old = MemoryContextSwitchTo(pass.batch_cxt);
-		for (uint64 i = 0; i < SPI_processed; i++)
-			add_purchase(&pass, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(pass.batch_cxt);
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
+		PurchaseReceiver receiver;
+		SPIExecuteOptions options;
+		int			rc;
+
+		memset(&receiver, 0, sizeof(receiver));
+		receiver.pub.receiveSlot = receiver_receive;
+		receiver.pub.rStartup = receiver_startup;
+		receiver.pub.rShutdown = receiver_noop;
+		receiver.pub.rDestroy = receiver_noop;
+		receiver.pub.mydest = DestNone;
+		receiver.pass = &pass;
+		memset(&options, 0, sizeof(options));
+		options.read_only = true;
+		options.dest = (DestReceiver *) &receiver;
+		rc = SPI_execute_extended(query, &options);
+		if (rc < 0)
+			elog(ERROR, "the lifecycle query failed: %s", SPI_result_code_string(rc));
 	}
-	SPI_freetuptable(SPI_tuptable);
-	SPI_cursor_close(portal);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
 
 	old = MemoryContextSwitchTo(pass.cxt);
 
-	/* group the purchases by customer and product: count, then place */
-	start = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * ((Size) pass.npairs + 1));
-	memset(start, 0, sizeof(uint32) * ((Size) pass.npairs + 1));
-	if (pass.nev >= PG_UINT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many purchases for the lifecycle pass")));
+	/* group the purchases by customer: count, then place */
+	start = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * ((Size) pass.ncustomers + 1));
+	memset(start, 0, sizeof(uint32) * ((Size) pass.ncustomers + 1));
 	for (uint64 i = 0; i < pass.nev; i++)
-		start[pass.ev_pair[i] + 1]++;
-	for (uint32 k = 0; k < pass.npairs; k++)
+		start[pass.ev_customer[i] + 1]++;
+	for (uint32 k = 0; k < pass.ncustomers; k++)
 		start[k + 1] += start[k];
 	order = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * Max(pass.nev, 1));
 	{
-		uint32	   *next = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * Max(pass.npairs, 1));
+		uint32	   *next = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * Max(pass.ncustomers, 1));
 
-		memcpy(next, start, sizeof(uint32) * pass.npairs);
+		memcpy(next, start, sizeof(uint32) * pass.ncustomers);
 		for (uint64 i = 0; i < pass.nev; i++)
-			order[next[pass.ev_pair[i]]++] = (uint32) i;
+			order[next[pass.ev_customer[i]]++] = (uint32) i;
 		pfree(next);
 	}
-	if (pass.ev_pair != NULL)
-		pfree(pass.ev_pair);
+	if (pass.ev_customer != NULL)
+		pfree(pass.ev_customer);
 
 	obs = palloc0(sizeof(Observations) * Max(pass.nproducts, 1));
 
-	for (uint32 k = 0; k < pass.npairs; k++)
+	for (uint32 k = 0; k < pass.ncustomers; k++)
 	{
 		uint32		lo = start[k];
 		uint32		hi = start[k + 1];
-		int32		purchases = 0;
-		TimestampTz first = 0,
-					last = 0;
-		double		last_qty = 0;
-		double		gap_mean = 0,
-					gap_m2 = 0;
-		int64		ngaps = 0;
-		Datum		values[11];
-		bool		nulls[11];
+		uint32		run;
 
-		/* this pair's purchases in time order (insertion sort: groups are small) */
-		for (uint32 i = lo + 1; i < hi; i++)
-		{
-			uint32		x = order[i];
-			uint32		j = i;
-
-			while (j > lo && pass.ev_at[order[j - 1]] > pass.ev_at[x])
-			{
-				order[j] = order[j - 1];
-				j--;
-			}
-			order[j] = x;
-		}
-
-		for (uint32 i = lo; i < hi; i++)
-		{
-			TimestampTz at = pass.ev_at[order[i]];
-			double		qty = pass.ev_qty[order[i]];
-
-			if (purchases > 0 && at == last)
-			{
-				last_qty += qty;	/* two lines of one order */
-				continue;
-			}
-			if (purchases > 0)
-			{
-				double		gap = (double) (at - last) / USECS_PER_DAY_F;
-				double		delta = gap - gap_mean;
-
-				ngaps++;
-				gap_mean += delta / ngaps;
-				gap_m2 += delta * (gap - gap_mean);
-				if (last_qty > 0)
-					observe(&obs[pass.pair_product[k]], gap / last_qty, pass.cxt);
-			}
-			else
-				first = at;
-			purchases++;
-			last = at;
-			last_qty = qty;
-		}
+		/* this customer's purchases by product and time */
+		if (hi - lo > 1)
+			qsort_arg(order + lo, hi - lo, sizeof(uint32), cmp_purchase, &pass);
 		if ((k & 0xffff) == 0)
 			CHECK_FOR_INTERRUPTS();
 
-		memset(nulls, 0, sizeof(nulls));
-		values[0] = CStringGetTextDatum(pass.customer_name[pass.pair_customer[k]]);
-		values[1] = CStringGetTextDatum(pass.product_name[pass.pair_product[k]]);
-		values[2] = Int32GetDatum(purchases);
-		values[3] = TimestampTzGetDatum(first);
-		values[4] = TimestampTzGetDatum(last);
-		values[5] = Float8GetDatum(last_qty);
-		values[6] = Float8GetDatum(gap_mean);
-		nulls[6] = ngaps == 0;
-		values[7] = Float8GetDatum(ngaps > 1 ? sqrt(gap_m2 / (ngaps - 1)) : 0);
-		nulls[7] = ngaps < 2;
-		nulls[8] = nulls[9] = nulls[10] = true;
-		MemoryContextSwitchTo(old);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		pfree(DatumGetPointer(values[0]));
-		pfree(DatumGetPointer(values[1]));
-		MemoryContextSwitchTo(pass.cxt);
+		for (run = lo; run < hi;)
+		{
+			uint32		product = pass.ev_product[order[run]];
+			int32		purchases = 0;
+			TimestampTz first = 0,
+						last = 0;
+			double		last_qty = 0;
+			double		gap_mean = 0,
+						gap_m2 = 0;
+			int64		ngaps = 0;
+			Datum		values[11];
+			bool		nulls[11];
+			uint32		i;
+
+			for (i = run; i < hi && pass.ev_product[order[i]] == product; i++)
+			{
+				TimestampTz at = pass.ev_at[order[i]];
+				double		qty = pass.ev_qty[order[i]];
+
+				if (purchases > 0 && at == last)
+				{
+					last_qty += qty;	/* two lines of one order */
+					continue;
+				}
+				if (purchases > 0)
+				{
+					double		gap = (double) (at - last) / USECS_PER_DAY_F;
+					double		delta = gap - gap_mean;
+
+					ngaps++;
+					gap_mean += delta / ngaps;
+					gap_m2 += delta * (gap - gap_mean);
+					if (last_qty > 0)
+						observe(&obs[product], gap / last_qty, pass.cxt);
+				}
+				else
+					first = at;
+				purchases++;
+				last = at;
+				last_qty = qty;
+			}
+			run = i;
+
+			memset(nulls, 0, sizeof(nulls));
+			values[0] = CStringGetTextDatum(pass.customer_name[k]);
+			values[1] = CStringGetTextDatum(pass.product_name[product]);
+			values[2] = Int32GetDatum(purchases);
+			values[3] = TimestampTzGetDatum(first);
+			values[4] = TimestampTzGetDatum(last);
+			values[5] = Float8GetDatum(last_qty);
+			values[6] = Float8GetDatum(gap_mean);
+			nulls[6] = ngaps == 0;
+			values[7] = Float8GetDatum(ngaps > 1 ? sqrt(gap_m2 / (ngaps - 1)) : 0);
+			nulls[7] = ngaps < 2;
+			nulls[8] = nulls[9] = nulls[10] = true;
+			MemoryContextSwitchTo(old);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			pfree(DatumGetPointer(values[0]));
+			pfree(DatumGetPointer(values[1]));
+			MemoryContextSwitchTo(pass.cxt);
+		}
 	}
 
 	/* per product: the median days per unit and the spread */
