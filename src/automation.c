@@ -49,6 +49,8 @@ double		automation_discount_rate = 0.10;
 double		automation_churn_risk_threshold = 0.3;
 int			automation_prediction_min_customers = 100;
 int			automation_prediction_refresh = 1440;
+int			automation_related_refresh_interval = 1440;
+int			automation_related_min_customers = 2;
 
 static const struct config_enum_entry prediction_time_unit_options[] = {
 	{"days", PREDICTION_UNIT_DAYS, false},
@@ -277,6 +279,25 @@ _PG_init(void)
 							1440, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	/* related products */
+	DefineCustomIntVariable("automation.related_refresh_interval",
+							"How old the related products may get before the tick computes them again.",
+							"0 leaves it to automation.refresh_related_products().",
+							&automation_related_refresh_interval,
+							1440, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.related_min_customers",
+							"Customers who must have bought two products together before one is related to the other.",
+							NULL,
+							&automation_related_min_customers,
+							2, 1, INT_MAX,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 
 	/* last: defines the postmaster-only settings when preloading */
