@@ -13,9 +13,12 @@
  *
  * The pass folds the lines into one basket per customer: the distinct
  * products the customer bought, at most basket_cap of them.  A customer who
- * bought more keeps the basket_cap products bought most recently, so that
- * one reseller with thousands of products neither dominates the counts nor
- * makes the work grow with the square of their catalogue.
+ * bought more keeps the basket_cap products bought most recently (to the
+ * minute; of products last bought in the same minute, those with the
+ * smaller key in byte order), so that one reseller with thousands of
+ * products neither dominates the counts nor makes the work grow with the
+ * square of their catalogue, and the basket does not depend on the order
+ * the lines come in.
  *
  * From the baskets it counts, for every product x, the customers who bought
  * it (n_x), and for every pair the customers who bought both (c_xy).  Pairs
@@ -222,9 +225,29 @@ product_id(RelatedPass *pass, const char *data, int len)
 }
 
 /*
+ * Whether basket item a was bought more recently than b: a later minute,
+ * or, bought in the same minute, the smaller product key in byte order.
+ */
+static bool
+more_recent(RelatedPass *pass, int32 a_product, int32 a_minute, const BasketItem *b)
+{
+	ProductKey	x;
+	ProductKey	y;
+	int			r;
+
+	if (a_minute != b->minute)
+		return a_minute > b->minute;
+	x = pass->names[a_product];
+	y = pass->names[b->product];
+	r = memcmp(x.data, y.data, Min(x.len, y.len));
+	return r < 0 || (r == 0 && x.len < y.len);
+}
+
+/*
  * Puts a product into a customer's basket.  A product already there keeps
  * the latest minute it was bought; a full basket gives up its least
- * recently bought product for a more recent one.
+ * recently bought product for a more recent one, so that it ends up with
+ * the basket_cap most recent products whatever order the lines came in.
  */
 static void
 basket_add(RelatedPass *pass, Customer *c, int32 product, int32 minute)
@@ -239,8 +262,6 @@ basket_add(RelatedPass *pass, Customer *c, int32 product, int32 minute)
 				c->items[i].minute = minute;
 			return;
 		}
-		if (c->items[i].minute < c->items[oldest].minute)
-			oldest = i;
 	}
 	if (c->nitems < pass->basket_cap)
 	{
@@ -258,7 +279,10 @@ basket_add(RelatedPass *pass, Customer *c, int32 product, int32 minute)
 		return;
 	}
 	c->capped = true;
-	if (minute > c->items[oldest].minute)
+	for (int i = 1; i < c->nitems; i++)
+		if (more_recent(pass, c->items[oldest].product, c->items[oldest].minute, &c->items[i]))
+			oldest = i;
+	if (more_recent(pass, product, minute, &c->items[oldest]))
 	{
 		c->items[oldest].product = product;
 		c->items[oldest].minute = minute;
@@ -294,6 +318,8 @@ line_row(RelatedPass *pass, HeapTuple tuple, TupleDesc desc)
 	id = product_id(pass, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 
 	minute = at / USECS_PER_MINUTE;
+	if (at % USECS_PER_MINUTE < 0)
+		minute--;				/* floor, also before 2000 */
 	minute = Max(Min(minute, PG_INT32_MAX), PG_INT32_MIN);
 
 	c = customers_insert(pass->customers, key, &found);
