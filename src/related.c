@@ -25,9 +25,10 @@
  * are never kept in a table of their own: the baskets are turned around into
  * an index from product to customers, and for one product x at a time the
  * co-purchases are counted in a dense array over the products, the best k
- * are kept and the array is cleared for the next product.  Memory is the
- * baskets twice (two int32 per bought product) plus two arrays the size of
- * the catalogue, whatever the number of pairs.
+ * are kept and the array is cleared for the next product.  Memory is 8
+ * bytes per product in a basket and a hash entry per customer while the
+ * lines are read, then the baskets twice as arrays of int32 plus a few
+ * arrays the size of the catalogue, whatever the number of pairs.
  *
  * The score of y for x is the cosine of the two products' buyer sets,
  * shrunk toward 0 when few customers support it:
