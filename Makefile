@@ -17,6 +17,7 @@ OBJS = \
 	src/outbox.o \
 	src/prediction.o \
 	src/profile.o \
+	src/related.o \
 	src/segment.o \
 	src/worker.o
 

@@ -53,6 +53,8 @@ static int	automation_lifecycle_refresh = 1440;
 static int	automation_replenishment_min_observations = 5;
 static double automation_subscription_max_spread = 0.25;
 static double automation_replenishment_max_spread = 1.0;
+int			automation_related_refresh_interval = 1440;
+int			automation_related_min_customers = 2;
 
 static const struct config_enum_entry prediction_time_unit_options[] = {
 	{"days", PREDICTION_UNIT_DAYS, false},
@@ -297,6 +299,25 @@ _PG_init(void)
 							"Products with fewer use their configured consumption_days or are not reminded.",
 							&automation_replenishment_min_observations,
 							5, 1, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	/* related products */
+	DefineCustomIntVariable("automation.related_refresh_interval",
+							"How old the related products may get before the tick computes them again.",
+							"0 leaves it to automation.refresh_related_products().",
+							&automation_related_refresh_interval,
+							1440, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.related_min_customers",
+							"Customers who must have bought two products together before one is related to the other.",
+							NULL,
+							&automation_related_min_customers,
+							2, 1, INT_MAX,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);

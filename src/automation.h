@@ -21,4 +21,8 @@ extern int	automation_lapsing_min_days;
 extern int	automation_lost_days;
 extern int	automation_loyal_orders;
 
+/* related products settings (automation.c) */
+extern int	automation_related_refresh_interval;
+extern int	automation_related_min_customers;
+
 #endif							/* AUTOMATION_H */

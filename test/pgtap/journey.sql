@@ -62,7 +62,7 @@ SELECT is(automation.install_preset('win_back', '{"after_days": 15}'), 'win_back
 -- 10 March 10:30: carts idle for 90 minutes are enrolled, nothing is due yet;
 -- Fay's sign-up is welcomed at once.
 SELECT is((SELECT string_agg(stage, ',' ORDER BY stage) FROM automation.tick('2026-03-10 10:30+00')),
-          'archive,enroll,lifecycle,notify,predictions,profiles,segments,steps', 'a tick runs every stage');
+          'archive,enroll,lifecycle,notify,predictions,profiles,related_products,segments,steps', 'a tick runs every stage');
 SELECT is((SELECT string_agg(subject, ',' ORDER BY subject) FROM automation.enrollment WHERE journey = 'abandoned_cart'),
           'cart:101,cart:102,cart:103,cart:104', 'the four idle carts are enrolled, the fresh one is not');
 SELECT is((SELECT string_agg(template || '>' || customer_key, ',') FROM automation.outbox),
