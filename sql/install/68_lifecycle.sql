@@ -121,9 +121,9 @@ INSERT INTO automation.segment (name, predicate, description, builtin) VALUES
      'p.customer_key IN (SELECT cp.customer_key FROM automation.customer_product cp WHERE cp.regular)',
      'bought one product at least three times at a regular interval (gap spread at most automation.subscription_max_spread)', true);
 
--- _purchases_sql(needed_by, now): the query of every purchase as (customer
--- text, product text, at timestamptz, quantity float8): counted orders
--- placed up to now, one row per order line.
+-- _purchases_sql(needed_by, now): the query of every purchase as (customer,
+-- product, at timestamptz, quantity float8): counted orders placed up to
+-- now, one row per order line.
 CREATE FUNCTION automation._purchases_sql(needed_by text, now timestamptz)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -138,13 +138,17 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Bind the orders again with order_id_column => ''...''.';
     END IF;
+    -- Integer keys stay integers (the pass hashes them as they are), other
+    -- keys are read as text.
     RETURN format($q$
-        SELECT %1$s::text, %2$s::text, %3$s, %4$s::float8
+        SELECT %1$s%11$s, %2$s%12$s, %3$s, %4$s::float8
           FROM %5$s o JOIN %6$s l ON %7$s = %8$s
          WHERE %1$s IS NOT NULL AND %3$s <= %10$L::timestamptz AND %9$s$q$,
         automation._col(o, 'customer', 'o'), automation._col(l, 'product', 'l'), automation._ts(o, 'placed_at', 'o'),
         automation._col(l, 'quantity', 'l'), automation._rel(o), automation._rel(l),
-        automation._col(l, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._counted(o, 'o'), now);
+        automation._col(l, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._counted(o, 'o'), now,
+        CASE WHEN o.column_types ->> 'customer' IN ('bigint', 'integer', 'smallint') THEN '' ELSE '::text' END,
+        CASE WHEN l.column_types ->> 'product' IN ('bigint', 'integer', 'smallint') THEN '' ELSE '::text' END);
 END
 $$;
 
