@@ -482,24 +482,6 @@ BEGIN
          WHERE d.send_at IS NOT NULL AND 'category_products' = ANY (d.includes);
         DROP TABLE automation_top;
     END IF;
-    IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'also_like' = ANY (includes)) THEN
-        -- Related to what started the journey (the order's or cart's
-        -- products), else to the customer's latest purchases.
-        SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
-        EXECUTE format($q$
-            UPDATE automation_due d SET payload = d.payload || jsonb_build_object('also_like', automation._related_for(
-                CASE WHEN jsonb_array_length(coalesce(d.context -> 'products', '[]')) > 0
-                     THEN ARRAY(SELECT jsonb_array_elements_text(d.context -> 'products'))
-                     %1$s
-                     ELSE ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key
-                                 ORDER BY cp.last_purchase_at DESC, cp.product LIMIT 5) END,
-                3,
-                ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)))
-             WHERE d.send_at IS NOT NULL AND 'also_like' = ANY (d.includes)$q$,
-            CASE WHEN b_lines.kind IS NULL THEN ''
-                 ELSE format('WHEN d.context ? ''cart_id'' THEN ARRAY(SELECT %s::text FROM %s l WHERE %s::text = d.context ->> ''cart_id'')',
-                             automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l')) END);
-    END IF;
     IF need_order THEN
     UPDATE automation_due d
        SET payload = d.payload || jsonb_build_object('order', jsonb_build_object(
@@ -548,6 +530,27 @@ BEGIN
         END IF;
     END IF;
 
+    IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'also_like' = ANY (includes)) THEN
+        -- Related to what started the journey (the order's or cart's
+        -- products), else to the customer's latest purchases, else (a new
+        -- subscriber) to the popular products of the message.
+        SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
+        EXECUTE format($q$
+            UPDATE automation_due d SET payload = d.payload || jsonb_build_object('also_like', automation._related_for(
+                CASE WHEN jsonb_array_length(coalesce(d.context -> 'products', '[]')) > 0
+                     THEN ARRAY(SELECT jsonb_array_elements_text(d.context -> 'products'))
+                     %1$s
+                     WHEN EXISTS (SELECT FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)
+                     THEN ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key
+                                 ORDER BY cp.last_purchase_at DESC, cp.product LIMIT 5)
+                     ELSE ARRAY(SELECT x ->> 'product' FROM jsonb_array_elements(coalesce(d.payload -> 'popular_products', '[]')) x) END,
+                3,
+                ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)))
+             WHERE d.send_at IS NOT NULL AND 'also_like' = ANY (d.includes)$q$,
+            CASE WHEN b_lines.kind IS NULL THEN ''
+                 ELSE format('WHEN d.context ? ''cart_id'' THEN ARRAY(SELECT %s::text FROM %s l WHERE %s::text = d.context ->> ''cart_id'')',
+                             automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l')) END);
+    END IF;
     -- Write the messages that go now: once per journey, subject and step.
     WITH ins AS (
         INSERT INTO automation.outbox AS m (customer_key, channel, recipient, template, payload, journey, step, variant,

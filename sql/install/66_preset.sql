@@ -62,7 +62,7 @@ BEGIN
                                        exit_on => ARRAY['converted', 'ordered'],
                                        description => 'reminds a customer of the cart they left, twice');
         PERFORM automation.add_step(j, (o ->> 'first_wait')::interval, 'cart_reminder',
-            includes => ARRAY['cart'], valid_for => interval '1 day',
+            includes => ARRAY['cart', 'also_like'], valid_for => interval '1 day',
             variants => jsonb_build_array(
                 jsonb_build_object('name', 'shipping_step', 'when', 'checkout_stage = ''shipping''',
                                    'template', 'cart_reminder_free_shipping', 'payload', '{"free_shipping": true}'::jsonb),
@@ -89,7 +89,7 @@ BEGIN
         PERFORM automation.add_step(j, (o ->> 'second_wait')::interval, 'welcome_get_to_know_us',
                                     payload => '{"follow_us": true}'::jsonb);
         PERFORM automation.add_step(j, (o ->> 'third_wait')::interval, 'welcome_popular_products',
-                                    includes => ARRAY['popular_products']);
+                                    includes => ARRAY['popular_products', 'also_like']);
     WHEN 'thank_you' THEN
         o := automation._preset_options(name, options, jsonb_build_object(
             'journey', name, 'wait', '4 hours', 'next_order_discount_percent', 10));
@@ -128,7 +128,7 @@ BEGIN
                                            holdout_percent => (o ->> 'holdout_percent')::numeric,
                                            description => format('brings back customers who have not ordered for %s days', o ->> 'after_days'));
         END IF;
-        PERFORM automation.add_step(j, interval '0', 'win_back', includes => ARRAY['last_order', 'popular_products']);
+        PERFORM automation.add_step(j, interval '0', 'win_back', includes => ARRAY['last_order', 'popular_products', 'also_like']);
         PERFORM automation.add_step(j, make_interval(days => (o ->> 'second_after_days')::int), 'win_back_offer',
                                     includes => ARRAY['last_order'],
                                     discount => jsonb_build_object('percent', (o ->> 'discount_percent')::numeric,
