@@ -112,9 +112,15 @@ SELECT product, name, configured_days, round(learned_days::numeric, 1) AS learne
 \echo
 \echo One message of each lifecycle flow and campaign, from ticks run ahead in time (then rolled back):
 BEGIN;
+-- A customer with 300-499 loyalty points buys an espresso machine in an hour.
+SELECT shop.place_order(p.customer_key, now() + interval '1 hour', ARRAY[19::bigint], ARRAY[1]) AS order_placed
+  FROM automation.customer_profile p JOIN shop.customers c ON c.id = p.customer_key AND c.marketing_consent
+ WHERE p.loyalty_points BETWEEN 300 AND 499
+ ORDER BY p.customer_key LIMIT 1;
 SELECT count(*) AS ticks_ahead
   FROM (SELECT DISTINCT t.at
-          FROM unnest(ARRAY[now(), now() + interval '2 days', now() + interval '10 days', now() + interval '16 days',
+          FROM unnest(ARRAY[now(), now() + interval '2 days', now() + interval '10 days', now() + interval '14 days',
+                            now() + interval '16 days',
                             now() + interval '40 days', date_trunc('quarter', now()) + interval '3 months',
                             now() + interval '11 months', now() + interval '2 years']) AS day(at),
                generate_series(day.at + interval '6 hours', day.at + interval '30 hours', interval '6 hours') AS t(at)
