@@ -66,10 +66,12 @@ CREATE TABLE automation.profile_refresh (
     skipped_null_customer bigint NOT NULL,
     skipped_null_time bigint NOT NULL,
     skipped_bad_total bigint NOT NULL,
+    rescored boolean NOT NULL DEFAULT true,
     duration interval NOT NULL,
     CONSTRAINT profile_refresh_pkey PRIMARY KEY (refresh_id)
 );
 COMMENT ON TABLE automation.profile_refresh IS 'log of profile refreshes: mode, customers written, orders read and bad orders skipped';
+COMMENT ON COLUMN automation.profile_refresh.rescored IS 'whether the population-wide columns were derived again (an incremental refresh that changed no profile skips it within the day of the last one)';
 
 CREATE FUNCTION automation._profile_pass(orders_query text, zones_query text, categories_query text,
                                          category_names_query text, keys anyarray, now timestamptz, full_refresh boolean,
@@ -303,6 +305,8 @@ DECLARE
     is_full boolean := coalesce("full", false);
     written bigint;
     counts record;
+    rescored boolean := true;
+    last_rescore timestamptz;
     hashjoin text := current_setting('enable_hashjoin');
     mergejoin text := current_setting('enable_mergejoin');
 BEGIN
@@ -377,14 +381,23 @@ BEGIN
             GET DIAGNOSTICS written = ROW_COUNT;
             PERFORM set_config('enable_hashjoin', hashjoin, true), set_config('enable_mergejoin', mergejoin, true);
         END IF;
-        PERFORM automation._rescore(now);
+        -- The population-wide columns move with the profiles and, for the
+        -- lifecycle stage, with the days: with no profile changed they are
+        -- derived again once a day (in the default time zone), not every tick.
+        last_rescore := (SELECT max(r.as_of) FROM automation.profile_refresh r WHERE r.rescored);
+        IF counts.array_agg IS NOT NULL OR last_rescore IS NULL OR last_rescore > now
+           OR date_trunc('day', last_rescore, tz) <> date_trunc('day', now, tz) THEN
+            PERFORM automation._rescore(now);
+        ELSE
+            rescored := false;
+        END IF;
     END IF;
 
     SELECT * INTO counts FROM automation._profile_pass_counts();
     INSERT INTO automation.profile_refresh (as_of, full_refresh, reason, customers, orders_read,
-                                            skipped_null_customer, skipped_null_time, skipped_bad_total, duration)
+                                            skipped_null_customer, skipped_null_time, skipped_bad_total, rescored, duration)
     VALUES (now, is_full, reason, written, counts.orders_read, counts.skipped_null_customer,
-            counts.skipped_null_time, counts.skipped_bad_total, clock_timestamp() - started);
+            counts.skipped_null_time, counts.skipped_bad_total, rescored, clock_timestamp() - started);
     RETURN written;
 END
 $$;

@@ -336,13 +336,29 @@ END
 $$;
 REVOKE ALL ON FUNCTION automation._tick_profiles(timestamptz) FROM PUBLIC;
 
+-- The tick evaluates the segments again when what they read may have
+-- changed since the last evaluation -- a profile written or rescored,
+-- predictions scored, purchase patterns learned, a customer tagged, a new
+-- segment -- and at least once an hour (the bound customers' own columns,
+-- such as consent, are not watched).
 CREATE FUNCTION automation._tick_segments(now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    last timestamptz;
 BEGIN
     IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
+        RETURN 0;
+    END IF;
+    last := (SELECT max(s.refreshed_at) FROM automation.segment s);
+    IF last IS NOT NULL AND now >= last AND now < last + interval '1 hour'
+       AND NOT EXISTS (SELECT FROM automation.segment s WHERE s.refreshed_at IS NULL)
+       AND NOT EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND (r.customers > 0 OR r.rescored))
+       AND NOT EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of > last)
+       AND NOT EXISTS (SELECT FROM automation.customer_tag t WHERE t.tagged_at > last)
+       AND coalesce((SELECT max(c.scored_at) FROM automation.customer_prediction c) <= last, true) THEN
         RETURN 0;
     END IF;
     RETURN automation.refresh_segments(now);

@@ -1,0 +1,38 @@
+-- A tick with nothing new does not derive the profiles' population-wide
+-- columns or evaluate the segments again; a changed order, a new day or an
+-- hour passed makes it.
+BEGIN;
+SELECT plan(9);
+
+SET LOCAL timezone = 'UTC';
+SET LOCAL automation.default_timezone = 'UTC';
+CREATE SCHEMA tshop;
+CREATE TABLE tshop.orders (id bigint PRIMARY KEY, customer_id text, placed_at timestamptz, total numeric);
+INSERT INTO tshop.orders VALUES (1, 'ada', '2026-05-01 10:00+00', 600), (2, 'bob', '2026-05-02 10:00+00', 20);
+SELECT automation.bind_orders('tshop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id');
+SELECT automation.enable_change_capture();
+
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-10 12:00+00'); SELECT * FROM automation.tick('2026-05-10 12:01+00')$$,
+                'a tick, and another a minute later with nothing new');
+SELECT results_eq($$SELECT customers, rescored FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1$$,
+                  $$VALUES (0::bigint, false)$$, 'the second writes no profile and does not rescore');
+SELECT is((SELECT max(refreshed_at) FROM automation.segment), '2026-05-10 12:00+00'::timestamptz,
+          'nor evaluates the segments');
+
+INSERT INTO tshop.orders VALUES (3, 'bob', '2026-05-10 12:05+00', 30);
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-10 12:10+00')$$, 'a tick after Bob ordered');
+SELECT results_eq($$SELECT customers, rescored FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1$$,
+                  $$VALUES (1::bigint, true)$$, 'Bob''s profile is written and the population rescored');
+SELECT is((SELECT max(refreshed_at) FROM automation.segment), '2026-05-10 12:10+00'::timestamptz,
+          'and the segments evaluated: Bob moved from new to returning');
+SELECT ok(EXISTS (SELECT FROM automation.segment_member WHERE segment = 'returning' AND customer_key = 'bob' AND exited_at IS NULL),
+          'Bob is returning');
+
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 00:30+00')$$, 'a tick the next day');
+SELECT results_eq($$SELECT rescored, (SELECT max(refreshed_at) FROM automation.segment)
+                      FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1$$,
+                  $$VALUES (true, '2026-05-11 00:30+00'::timestamptz)$$,
+                  'a new day rescores (lifecycle stages move with the days) and the segments follow');
+
+SELECT * FROM finish();
+ROLLBACK;
