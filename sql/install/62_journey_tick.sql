@@ -548,8 +548,9 @@ BEGIN
                 ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)))
              WHERE d.send_at IS NOT NULL AND 'also_like' = ANY (d.includes)$q$,
             CASE WHEN b_lines.kind IS NULL THEN ''
-                 ELSE format('WHEN d.context ? ''cart_id'' THEN ARRAY(SELECT %s::text FROM %s l WHERE %s::text = d.context ->> ''cart_id'')',
-                             automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l')) END);
+                 ELSE format('WHEN d.context ? ''cart_id'' THEN ARRAY(SELECT %s::text FROM %s l WHERE %s = (d.context ->> ''cart_id'')::%s)',
+                             automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'),
+                             b_lines.keys ->> 'cart') END);
     END IF;
     -- Write the messages that go now: once per journey, subject and step.
     WITH ins AS (
