@@ -50,6 +50,7 @@ double		automation_churn_risk_threshold = 0.3;
 int			automation_prediction_min_customers = 100;
 int			automation_prediction_refresh = 1440;
 static int	automation_lifecycle_refresh = 1440;
+static int	automation_trigger_grace = 60;
 static int	automation_replenishment_min_observations = 5;
 static double automation_subscription_max_spread = 0.25;
 static double automation_replenishment_max_spread = 1.0;
@@ -282,6 +283,15 @@ _PG_init(void)
 							&automation_prediction_refresh,
 							1440, 0, INT_MAX,
 							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.trigger_grace",
+							"How far before the previous tick a journey trigger looks again for rows committed late.",
+							"Triggers keep a watermark: each tick looks at the moments since the previous tick's less this, never further back than the trigger's lookback.",
+							&automation_trigger_grace,
+							60, 0, INT_MAX,
+							PGC_USERSET,
 							GUC_UNIT_MIN,
 							NULL, NULL, NULL);
 

@@ -125,6 +125,35 @@ SELECT pg_catalog.pg_extension_config_dump('automation.enrollment', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.decision_log', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.decision_log_id_seq', '');
 
+-- Where each journey's trigger stands.  Triggers on moments the shop
+-- records as they happen (an order placed, a cart left, a sign-up, a
+-- segment entered, a tag given, a last order ageing) keep a watermark: each
+-- tick looks back only to the last tick's now less automation.trigger_grace
+-- (for rows committed late), never further than the trigger's lookback.
+-- Calendar triggers (birthday, quarter_start) look once per period and keep
+-- the period last looked at.
+CREATE TABLE automation.trigger_mark (
+    journey text NOT NULL,
+    mark text,
+    at timestamptz,
+    scanned_until timestamptz,
+    CONSTRAINT trigger_mark_pkey PRIMARY KEY (journey),
+    CONSTRAINT trigger_mark_journey_fkey FOREIGN KEY (journey) REFERENCES automation.journey (name) ON DELETE CASCADE
+);
+COMMENT ON TABLE automation.trigger_mark IS 'where each journey''s trigger stands: the period a calendar trigger last looked at, the moment up to which a watermarked trigger looked';
+SELECT pg_catalog.pg_extension_config_dump('automation.trigger_mark', '');
+
+-- _watermarked(trigger): whether the trigger keeps a watermark.  Not the
+-- triggers whose moments can appear in the past after the fact: a status
+-- seen changed, a run-out moment computed by the daily pass, a birthday, a
+-- quarter, a campaign's fixed window.
+CREATE FUNCTION automation._watermarked(trigger text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT trigger IN ('cart_abandoned', 'order_placed', 'first_order', 'signup', 'segment_entered', 'inactivity',
+                         'product_purchased', 'gift_order', 'points_milestone', 'tagged') $$;
+
 -- What a variant's condition can refer to: one row per due message.
 CREATE TYPE automation.step_context AS (
     order_count integer,
@@ -245,7 +274,10 @@ DECLARE
     c automation.source;
     cl automation.source;
     g automation.source;
-    lookback text := quote_literal(coalesce(j.trigger_options ->> 'lookback', '2 days')) || '::interval';
+    -- $1 - lookback is the earliest moment to look at: $2 (see _journey_enroll)
+    -- for the triggers that keep a watermark, else the lookback before now.
+    lookback text := CASE WHEN automation._watermarked(j.trigger) THEN '($1 - $2)'
+                          ELSE quote_literal(coalesce(j.trigger_options ->> 'lookback', '2 days')) || '::interval' END;
     per_occurrence boolean := j.reentry = 'each_time';
     what text := format('trigger %s of journey %s', j.trigger, j.name);
 BEGIN

@@ -12,7 +12,12 @@ DECLARE
     n bigint;
     total bigint := 0;
     period text;
+    since timestamptz;
+    watermark timestamptz;
+    grace interval;
 BEGIN
+    PERFORM automation._load();
+    grace := make_interval(mins => (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.trigger_grace'));
     FOR j IN SELECT * FROM automation.journey x
               WHERE x.enabled AND EXISTS (SELECT FROM automation.journey_step s WHERE s.journey = x.name)
               ORDER BY x.name
@@ -25,6 +30,16 @@ BEGIN
             END IF;
             INSERT INTO automation.trigger_mark AS m (journey, mark, at) VALUES (j.name, period, now)
             ON CONFLICT ON CONSTRAINT trigger_mark_pkey DO UPDATE SET mark = excluded.mark, at = excluded.at;
+        END IF;
+        -- The earliest trigger moment to look at.
+        since := now - coalesce((j.trigger_options ->> 'lookback')::interval, interval '2 days');
+        IF automation._watermarked(j.trigger) THEN
+            watermark := (SELECT m.scanned_until FROM automation.trigger_mark m WHERE m.journey = j.name);
+            IF watermark <= now THEN
+                since := greatest(since, watermark - grace);
+            END IF;
+            INSERT INTO automation.trigger_mark AS m (journey, scanned_until) VALUES (j.name, now)
+            ON CONFLICT ON CONSTRAINT trigger_mark_pkey DO UPDATE SET scanned_until = excluded.scanned_until;
         END IF;
         EXECUTE format($q$
             WITH found AS (%s),
@@ -42,7 +57,7 @@ BEGIN
             INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason)
             SELECT $1, journey, NULL, subject, customer_key, 'enrolled', CASE WHEN holdout THEN 'holdout group' END
               FROM new$q$,
-            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name) USING now;
+            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name) USING now, since;
         GET DIAGNOSTICS n = ROW_COUNT;
         total := total + n;
     END LOOP;

@@ -104,18 +104,6 @@ CREATE INDEX customer_tag_tag_idx ON automation.customer_tag (tag, tagged_at);
 COMMENT ON TABLE automation.customer_tag IS 'the tags basket rules gave customers, and when';
 SELECT pg_catalog.pg_extension_config_dump('automation.customer_tag', '');
 
--- Calendar triggers (birthday, quarter_start) look once per period; the
--- period last looked at is kept here.
-CREATE TABLE automation.trigger_mark (
-    journey text NOT NULL,
-    mark text NOT NULL,
-    at timestamptz NOT NULL,
-    CONSTRAINT trigger_mark_pkey PRIMARY KEY (journey),
-    CONSTRAINT trigger_mark_journey_fkey FOREIGN KEY (journey) REFERENCES automation.journey (name) ON DELETE CASCADE
-);
-COMMENT ON TABLE automation.trigger_mark IS 'the last period (day, quarter) a calendar trigger looked at';
-SELECT pg_catalog.pg_extension_config_dump('automation.trigger_mark', '');
-
 INSERT INTO automation.segment (name, predicate, description, builtin) VALUES
     ('subscription_candidate',
      'p.customer_key IN (SELECT cp.customer_key FROM automation.customer_product cp WHERE cp.regular)',
@@ -569,7 +557,10 @@ DECLARE
     p automation.source;
     c automation.source;
     what text := format('trigger %s of journey %s', j.trigger, j.name);
-    lookback text := quote_literal(coalesce(j.trigger_options ->> 'lookback', '2 days')) || '::interval';
+    -- $1 - lookback is the earliest moment to look at: $2 (see _journey_enroll)
+    -- for the triggers that keep a watermark, else the lookback before now.
+    lookback text := CASE WHEN automation._watermarked(j.trigger) THEN '($1 - $2)'
+                          ELSE quote_literal(coalesce(j.trigger_options ->> 'lookback', '2 days')) || '::interval' END;
     tz text := automation._setting('default_timezone', 'UTC');
     spec jsonb;
     watch jsonb;

@@ -1,8 +1,9 @@
 -- A tick with nothing new does not derive the profiles' population-wide
 -- columns or evaluate the segments again; a changed order, a new day or an
--- hour passed makes it.
+-- hour passed makes it.  Journey triggers look back to the previous tick
+-- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(9);
+SELECT plan(14);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -33,6 +34,23 @@ SELECT results_eq($$SELECT rescored, (SELECT max(refreshed_at) FROM automation.s
                       FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1$$,
                   $$VALUES (true, '2026-05-11 00:30+00'::timestamptz)$$,
                   'a new day rescores (lifecycle stages move with the days) and the segments follow');
+
+-- Orders committed late: one placed 30 minutes before the previous tick is
+-- still found, one placed 3 hours before is not -- unless the grace is longer.
+CREATE TABLE tshop.customers (id text PRIMARY KEY, email text, consent boolean);
+INSERT INTO tshop.customers SELECT c, c || '@example.com', true FROM unnest(ARRAY['ada', 'bob', 'cem', 'dan']) c;
+SELECT automation.bind_customers('tshop.customers', 'id', 'email', 'consent');
+SELECT automation.create_journey('thanks', 'order_placed');
+SELECT automation.add_step('thanks', '0', 'thanks');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 09:00+00')$$, 'a tick with the journey in place');
+INSERT INTO tshop.orders VALUES (4, 'cem', '2026-05-11 08:30+00', 40), (5, 'dan', '2026-05-11 06:00+00', 40);
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 09:05+00')$$, 'the next tick');
+SELECT is((SELECT string_agg(customer_key, ',' ORDER BY customer_key) FROM automation.enrollment WHERE journey = 'thanks'),
+          'bob,cem', 'the order placed within automation.trigger_grace (1 hour) before the last tick is found; the older one not');
+SET LOCAL automation.trigger_grace = '4h';
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 09:10+00')$$, 'a tick with a grace of 4 hours');
+SELECT is((SELECT string_agg(customer_key, ',' ORDER BY customer_key) FROM automation.enrollment WHERE journey = 'thanks'),
+          'bob,cem,dan', 'finds it too');
 
 SELECT * FROM finish();
 ROLLBACK;
