@@ -40,6 +40,8 @@ CREATE TABLE automation.customer_profile (
     CONSTRAINT customer_profile_lifecycle_stage_check CHECK (lifecycle_stage IN ('new', 'returning', 'loyal', 'lapsing', 'lost')),
     CONSTRAINT customer_profile_vip_tier_check CHECK (vip_tier IN ('vip', 'gold'))
 );
+-- win-back journeys (the inactivity trigger) look for last orders by time
+CREATE INDEX customer_profile_last_order_at_idx ON automation.customer_profile (last_order_at);
 COMMENT ON TABLE automation.customer_profile IS 'one row per customer with a counted order, written by automation.refresh_profiles()';
 COMMENT ON COLUMN automation.customer_profile.spent_90d IS 'spend in the 90 x 24 hours up to the refresh''s now';
 COMMENT ON COLUMN automation.customer_profile.spent_prev_quarter IS 'spend in the previous calendar quarter, quarters taken in automation.default_timezone';
