@@ -143,6 +143,18 @@ CREATE TABLE automation.trigger_mark (
 COMMENT ON TABLE automation.trigger_mark IS 'where each journey''s trigger stands: the period a calendar trigger last looked at, the moment up to which a watermarked trigger looked';
 SELECT pg_catalog.pg_extension_config_dump('automation.trigger_mark', '');
 
+-- The best sellers the messages that include popular products show,
+-- computed by the steps stage at most once an hour (rank 0 alone: none).
+CREATE TABLE automation.popular_product (
+    rank integer NOT NULL,
+    product jsonb,
+    name text,
+    sold numeric NOT NULL,
+    computed_for timestamptz NOT NULL,
+    CONSTRAINT popular_product_pkey PRIMARY KEY (rank)
+);
+COMMENT ON TABLE automation.popular_product IS 'the five best sellers of the 30 days before computed_for, for popular_products in messages (recomputed hourly)';
+
 -- _watermarked(trigger): whether the trigger keeps a watermark.  Not the
 -- triggers whose moments can appear in the past after the fact: a status
 -- seen changed, a run-out moment computed by the daily pass, a birthday, a

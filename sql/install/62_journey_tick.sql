@@ -120,6 +120,7 @@ DECLARE
     b_order_lines automation.source;
     variant_case text;
     sent bigint;
+    popular_rows bigint;
     need_segment boolean;
     need_marketing boolean;
     need_hour boolean;
@@ -510,21 +511,35 @@ BEGIN
         b_order_lines := automation._src('order_lines', 'a step that includes products');
         SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
         IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'popular_products' = ANY (includes)) THEN
-            EXECUTE format($q$
-                UPDATE automation_due d SET payload = d.payload || jsonb_build_object('popular_products', pop.list)
-                  FROM (SELECT coalesce(jsonb_agg(jsonb_build_object('product', t.product, 'name', t.name) ORDER BY t.sold DESC, t.product), '[]') AS list
-                          FROM (SELECT %1$s AS product, %2$s AS name, sum(%3$s) AS sold
-                                  FROM %4$s o JOIN %5$s l ON %6$s = %7$s %8$s
-                                 WHERE %9$s > $1 - interval '30 days' AND %9$s <= $1 AND %10$s
-                                 GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 5) t) pop
-                 WHERE d.send_at IS NOT NULL AND 'popular_products' = ANY (d.includes)$q$,
-                automation._col(b_order_lines, 'product', 'l'), coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
-                automation._col(b_order_lines, 'quantity', 'l'), automation._rel(b_orders), automation._rel(b_order_lines),
-                automation._col(b_order_lines, 'order_id', 'l'), automation._col(b_orders, 'order_id', 'o'),
-                CASE WHEN b_products.kind IS NULL THEN ''
-                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products), automation._col(b_products, 'product', 'p'),
-                                 automation._col(b_order_lines, 'product', 'l')) END,
-                automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
+            -- The best sellers of the last 30 days, computed at most once an
+            -- hour: they read a month of order lines.
+            IF NOT EXISTS (SELECT FROM automation.popular_product x
+                            WHERE x.computed_for <= now AND x.computed_for > now - interval '1 hour') THEN
+                DELETE FROM automation.popular_product;
+                EXECUTE format($q$
+                    INSERT INTO automation.popular_product (rank, product, name, sold, computed_for)
+                    SELECT row_number() OVER (ORDER BY t.sold DESC, t.product), to_jsonb(t.product), t.name, t.sold, $1
+                      FROM (SELECT %1$s AS product, %2$s AS name, sum(%3$s) AS sold
+                              FROM %4$s o JOIN %5$s l ON %6$s = %7$s %8$s
+                             WHERE %9$s > $1 - interval '30 days' AND %9$s <= $1 AND %10$s
+                             GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 5) t$q$,
+                    automation._col(b_order_lines, 'product', 'l'), coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
+                    automation._col(b_order_lines, 'quantity', 'l'), automation._rel(b_orders), automation._rel(b_order_lines),
+                    automation._col(b_order_lines, 'order_id', 'l'), automation._col(b_orders, 'order_id', 'o'),
+                    CASE WHEN b_products.kind IS NULL THEN ''
+                         ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products), automation._col(b_products, 'product', 'p'),
+                                     automation._col(b_order_lines, 'product', 'l')) END,
+                    automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
+                GET DIAGNOSTICS popular_rows = ROW_COUNT;
+                IF popular_rows = 0 THEN
+                    -- nothing sold: remember that too
+                    INSERT INTO automation.popular_product (rank, product, name, sold, computed_for) VALUES (0, NULL, NULL, 0, now);
+                END IF;
+            END IF;
+            UPDATE automation_due d SET payload = d.payload || jsonb_build_object('popular_products', coalesce((
+                       SELECT jsonb_agg(jsonb_build_object('product', x.product, 'name', x.name) ORDER BY x.rank)
+                         FROM automation.popular_product x WHERE x.rank > 0), '[]'::jsonb))
+             WHERE d.send_at IS NOT NULL AND 'popular_products' = ANY (d.includes);
         END IF;
         IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'last_order' = ANY (includes)) THEN
             EXECUTE format($q$
