@@ -215,6 +215,42 @@ BEGIN
 END
 $$;
 
+-- _need_column(s, role, what): an error naming the bind argument when an
+-- optional column the caller needs is not bound.
+CREATE FUNCTION automation._need_column(s automation.source, role text, what text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT s.columns ? role THEN
+        RAISE EXCEPTION '% needs the %'' % column bound', what, replace(s.kind, '_', ' '), role
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Bind the %s again with %s_column => ''...''.', replace(s.kind, '_', ' '), role);
+    END IF;
+END
+$$;
+
+-- _lookback(journey): how old a trigger's moment may be (option lookback,
+-- default 2 days).
+CREATE FUNCTION automation._lookback(j automation.journey)
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce((j.trigger_options ->> 'lookback')::interval, interval '2 days') $$;
+
+-- _lookback_sql(journey): the lookback as trigger SQL uses it: $1 - it is
+-- the earliest moment to look at -- $2 (see _journey_enroll) for the
+-- triggers that keep a watermark, else the lookback before now.
+CREATE FUNCTION automation._lookback_sql(j automation.journey)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN automation._watermarked(j.trigger) THEN '($1 - $2)'
+                ELSE quote_literal(automation._lookback(j)) || '::interval' END
+$$;
+
 CREATE FUNCTION automation._rel(s automation.source)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -286,10 +322,7 @@ DECLARE
     c automation.source;
     cl automation.source;
     g automation.source;
-    -- $1 - lookback is the earliest moment to look at: $2 (see _journey_enroll)
-    -- for the triggers that keep a watermark, else the lookback before now.
-    lookback text := CASE WHEN automation._watermarked(j.trigger) THEN '($1 - $2)'
-                          ELSE quote_literal(coalesce(j.trigger_options ->> 'lookback', '2 days')) || '::interval' END;
+    lookback text := automation._lookback_sql(j);
     per_occurrence boolean := j.reentry = 'each_time';
     what text := format('trigger %s of journey %s', j.trigger, j.name);
 BEGIN
@@ -313,15 +346,11 @@ BEGIN
                  ELSE '' END);
     WHEN 'order_placed', 'first_order', 'order_status' THEN
         o := automation._src('orders', what);
-        IF j.trigger <> 'first_order' AND NOT o.columns ? 'order_id' THEN
-            RAISE EXCEPTION '% needs the orders'' order_id column bound', what
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Bind the orders again with order_id_column => ''...''.';
+        IF j.trigger <> 'first_order' THEN
+            PERFORM automation._need_column(o, 'order_id', what);
         END IF;
-        IF j.trigger = 'order_status' AND NOT o.columns ? 'status' THEN
-            RAISE EXCEPTION '% needs the orders'' status column bound', what
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Bind the orders again with status_column => ''...''.';
+        IF j.trigger = 'order_status' THEN
+            PERFORM automation._need_column(o, 'status', what);
         END IF;
         RETURN format($q$
             SELECT %1$s, %2$s, %3$s,

@@ -32,7 +32,7 @@ BEGIN
             ON CONFLICT ON CONSTRAINT trigger_mark_pkey DO UPDATE SET mark = excluded.mark, at = excluded.at;
         END IF;
         -- The earliest trigger moment to look at.
-        since := now - coalesce((j.trigger_options ->> 'lookback')::interval, interval '2 days');
+        since := now - automation._lookback(j);
         IF automation._watermarked(j.trigger) THEN
             watermark := (SELECT m.scanned_until FROM automation.trigger_mark m WHERE m.journey = j.name);
             IF watermark <= now THEN

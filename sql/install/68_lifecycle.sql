@@ -121,11 +121,7 @@ DECLARE
     o automation.source := automation._src('orders', needed_by);
     l automation.source := automation._src('order_lines', needed_by);
 BEGIN
-    IF NOT o.columns ? 'order_id' THEN
-        RAISE EXCEPTION '% needs the orders'' order_id column bound', needed_by
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Bind the orders again with order_id_column => ''...''.';
-    END IF;
+    PERFORM automation._need_column(o, 'order_id', needed_by);
     -- Integer keys stay integers (the pass hashes them as they are), other
     -- keys are read as text.
     RETURN format($q$
@@ -557,10 +553,7 @@ DECLARE
     p automation.source;
     c automation.source;
     what text := format('trigger %s of journey %s', j.trigger, j.name);
-    -- $1 - lookback is the earliest moment to look at: $2 (see _journey_enroll)
-    -- for the triggers that keep a watermark, else the lookback before now.
-    lookback text := CASE WHEN automation._watermarked(j.trigger) THEN '($1 - $2)'
-                          ELSE quote_literal(coalesce(j.trigger_options ->> 'lookback', '2 days')) || '::interval' END;
+    lookback text := automation._lookback_sql(j);
     tz text := automation._setting('default_timezone', 'UTC');
     spec jsonb;
     watch jsonb;
@@ -571,11 +564,7 @@ BEGIN
         o := automation._src('orders', what);
         l := automation._src('order_lines', what);
         SELECT * INTO p FROM automation.source x WHERE x.kind = 'products';
-        IF NOT o.columns ? 'order_id' THEN
-            RAISE EXCEPTION '% needs the orders'' order_id column bound', what
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Bind the orders again with order_id_column => ''...''.';
-        END IF;
+        PERFORM automation._need_column(o, 'order_id', what);
         cat := CASE WHEN p.columns ? 'category' THEN automation._col(p, 'category', 'p') || '::text' ELSE 'NULL::text' END;
         IF j.trigger = 'product_purchased' THEN
             spec := j.trigger_options;
@@ -655,11 +644,7 @@ BEGIN
                           coalesce((SELECT max(v::text::numeric) FROM jsonb_each(coalesce(j.trigger_options -> 'lead_days_by', '{}')) x(k, v)), 0)))::int);
     WHEN 'birthday' THEN
         c := automation._src('customers', what);
-        IF NOT c.columns ? 'birth_date' THEN
-            RAISE EXCEPTION '% needs the customers'' birth_date column bound', what
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Bind the customers again with birth_date_column => ''...''.';
-        END IF;
+        PERFORM automation._need_column(c, 'birth_date', what);
         -- The birthday in the year now + days_before falls in, and in the
         -- year before (around new year), local midnight in the default zone.
         RETURN format($q$
@@ -793,6 +778,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     refresh integer;
+    last timestamptz := (SELECT max(r.as_of) FROM automation.lifecycle_refresh r);
     n bigint := 0;
 BEGIN
     PERFORM automation._load();
@@ -800,8 +786,7 @@ BEGIN
     IF refresh > 0
        AND (SELECT count(*) FROM automation.source x WHERE x.kind IN ('orders', 'order_lines')) = 2
        AND (SELECT x.columns ? 'order_id' FROM automation.source x WHERE x.kind = 'orders')
-       AND coalesce((SELECT max(r.as_of) FROM automation.lifecycle_refresh r) <= now - make_interval(mins => refresh)
-                    OR (SELECT max(r.as_of) FROM automation.lifecycle_refresh r) > now, true) THEN
+       AND (last IS NULL OR last <= now - make_interval(mins => refresh) OR last > now) THEN
         n := automation.refresh_lifecycle(now);
     END IF;
     RETURN n + automation._apply_basket_rules(now);
