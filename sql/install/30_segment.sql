@@ -358,7 +358,7 @@ BEGIN
        AND NOT EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND (r.customers > 0 OR r.rescored))
        AND NOT EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of > last)
        AND NOT EXISTS (SELECT FROM automation.customer_tag t WHERE t.tagged_at > last)
-       AND coalesce((SELECT max(c.scored_at) FROM automation.customer_prediction c) <= last, true) THEN
+       AND coalesce(automation._scored_at() <= last, true) THEN
         RETURN 0;
     END IF;
     RETURN automation.refresh_segments(now);

@@ -304,6 +304,15 @@ END
 $$;
 COMMENT ON FUNCTION automation.score_customers(timestamptz) IS 'rebuild automation.customer_prediction with the latest model as of now; returns the customers scored';
 
+-- _scored_at(): when the stored predictions were made (NULL: never).
+-- _store_scores rebuilds the table whole with one scored_at, so any row
+-- tells, without reading them all.
+CREATE FUNCTION automation._scored_at()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT c.scored_at FROM automation.customer_prediction c LIMIT 1 $$;
+
 -- _tick_predictions(now): the tick's stage: scores every customer again with
 -- the latest model when the last scoring is older than
 -- automation.prediction_refresh (0: never).  Returns the customers scored.
@@ -318,7 +327,7 @@ BEGIN
     IF refresh = 0 OR NOT EXISTS (SELECT FROM automation.model_parameters) THEN
         RETURN 0;
     END IF;
-    IF (SELECT max(c.scored_at) FROM automation.customer_prediction c) > now - make_interval(mins => refresh) THEN
+    IF automation._scored_at() > now - make_interval(mins => refresh) THEN
         RETURN 0;
     END IF;
     RETURN automation._store_scores(automation._latest_model(), now, NULL);
