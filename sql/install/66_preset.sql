@@ -225,10 +225,8 @@ BEGIN
                                         discount => CASE WHEN r ? 'discount_percent' THEN
                                             jsonb_build_object('percent', r -> 'discount_percent',
                                                                'valid_for', coalesce(r ->> 'discount_valid_for', '14 days')) END);
-            UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = j;
             names := names || j;
         END LOOP;
-        RETURN array_to_string(names, ', ');
     WHEN 'drip' THEN
         o := automation._preset_options(name, options, jsonb_build_object(
             'journey', name, 'categories', jsonb_build_array('pillows'),
@@ -276,18 +274,15 @@ BEGIN
                                        description => 'asks, about a year after a gift, whether a birthday is coming up');
         PERFORM automation.add_step(j, (o ->> 'after')::interval, 'gift_anniversary', includes => ARRAY['category_products'],
                                     valid_for => interval '14 days');
-        names := ARRAY[j];
         IF (o ->> 'birthday')::boolean
            AND EXISTS (SELECT FROM automation.source x WHERE x.kind = 'customers' AND x.columns ? 'birth_date') THEN
-            UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = j;
+            names := ARRAY[j];
             j := automation.create_journey(o ->> 'journey' || '_birthday', 'birthday',
                                            jsonb_build_object('days_before', o -> 'days_before'),
                                            reentry => 'each_time', holdout_percent => (o ->> 'holdout_percent')::numeric,
                                            description => format('greets a customer %s days before their birthday', o ->> 'days_before'));
             PERFORM automation.add_step(j, interval '0', 'birthday', includes => ARRAY['also_like'], at_preferred_hour => true,
                                         valid_for => make_interval(days => greatest((o ->> 'days_before')::int, 1)));
-            UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = j;
-            RETURN array_to_string(names || j, ', ');
         END IF;
     WHEN 'vip_quarterly' THEN
         o := automation._preset_options(name, options, jsonb_build_object(
@@ -313,8 +308,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Presets are: ' || array_to_string(presets, ', ') || '.';
     END CASE;
-    UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = j;
-    RETURN j;
+    -- A preset of several journeys has collected them in names; the last is j.
+    IF j IS DISTINCT FROM names[cardinality(names)] THEN
+        names := names || j;
+    END IF;
+    UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = ANY (names);
+    RETURN array_to_string(names, ', ');
 END
 $$;
 COMMENT ON FUNCTION automation.install_preset(text, jsonb) IS 'install one of the flows (abandoned_cart, welcome, thank_you, feedback, win_back, replenishment, cross_sell, drip, anniversary, vip_quarterly, loyalty_points) as journeys; options change its numbers; returns the journey names';
