@@ -82,20 +82,28 @@ typedef struct Observations
 	uint32		cap;
 } Observations;
 
+/* the customers, or the products: their keys interned to numbers */
+typedef struct KeyColumn
+{
+	Oid			type;			/* the query column's type */
+	bool		is_int;			/* read as an integer, not text */
+	HTAB	   *table;
+	/* id + 1 by integer key, for small non-negative keys (0: not seen) */
+	uint32	   *direct;
+	uint64		direct_cap;
+	/* the key as text, by id */
+	char	  **names;
+	uint32		n,
+				cap;
+} KeyColumn;
+
 typedef struct LifecyclePass
 {
 	MemoryContext cxt;
 	MemoryContext batch_cxt;	/* reset every so many rows */
 	uint64		rows_in_batch;
-	bool		int_customer;	/* keys read as integers, not text */
-	bool		int_product;
-	HTAB	   *customers;
-	HTAB	   *products;
-	/* id + 1 by integer key, for small non-negative keys (0: not seen) */
-	uint32	   *customer_direct;
-	uint64		customer_direct_cap;
-	uint32	   *product_direct;
-	uint64		product_direct_cap;
+	KeyColumn	customer;
+	KeyColumn	product;
 	/* the customer of the previous row */
 	bool		have_last;
 	int64		last_int;
@@ -103,13 +111,6 @@ typedef struct LifecyclePass
 	Size		last_len,
 				last_cap;
 	uint32		last_id;
-	/* by id */
-	char	  **customer_name;
-	uint32		ncustomers,
-				customer_cap;
-	char	  **product_name;
-	uint32		nproducts,
-				product_cap;
 	/* purchases, in the order read */
 	uint32	   *ev_customer;
 	uint32	   *ev_product;
@@ -185,39 +186,45 @@ grow(void *array, uint64 *cap, uint64 n, Size elsize, MemoryContext cxt)
  * The number of a customer or product: an integer key as itself, a text key
  * by its bytes.  names[id] keeps the key as text for the result.
  */
+static int64
+int_key(Datum value, Oid type)
+{
+	return type == INT8OID ? DatumGetInt64(value) : type == INT4OID ? DatumGetInt32(value) : DatumGetInt16(value);
+}
+
 static uint32
-intern(LifecyclePass *pass, HTAB *table, bool is_int, Datum value, Oid type, char ***names, uint32 *n, uint32 *cap,
-	   uint32 **direct, uint64 *direct_cap)
+intern(LifecyclePass *pass, KeyColumn *col, Datum value)
 {
 	uint32	   *id;
 	uint32		direct_id;
 	bool		found;
 	const char *str = NULL;
 	int64		ikey = 0;
+	bool		direct = false;
 
-	if (is_int)
+	if (col->is_int)
 	{
-		ikey = type == INT8OID ? DatumGetInt64(value) : type == INT4OID ? DatumGetInt32(value) : DatumGetInt16(value);
-		if (ikey >= 0 && ikey < DIRECT_KEYS)
+		ikey = int_key(value, col->type);
+		direct = ikey >= 0 && ikey < DIRECT_KEYS;
+		if (direct)
 		{
-			if ((uint64) ikey >= *direct_cap)
+			if ((uint64) ikey >= col->direct_cap)
 			{
-				uint64		newcap = Min(Max((uint64) ikey + 1, *direct_cap * 2), DIRECT_KEYS);
+				uint64		newcap = Min(Max((uint64) ikey + 1, col->direct_cap * 2), DIRECT_KEYS);
 
-				*direct = *direct == NULL ? MemoryContextAllocHuge(pass->cxt, newcap * sizeof(uint32))
-					: repalloc_huge(*direct, newcap * sizeof(uint32));
-				memset(*direct + *direct_cap, 0, (newcap - *direct_cap) * sizeof(uint32));
-				*direct_cap = newcap;
+				col->direct = col->direct == NULL ? MemoryContextAllocHuge(pass->cxt, newcap * sizeof(uint32))
+					: repalloc_huge(col->direct, newcap * sizeof(uint32));
+				memset(col->direct + col->direct_cap, 0, (newcap - col->direct_cap) * sizeof(uint32));
+				col->direct_cap = newcap;
 			}
-			if ((*direct)[ikey] != 0)
-				return (*direct)[ikey] - 1;
+			if (col->direct[ikey] != 0)
+				return col->direct[ikey] - 1;
 			found = false;
-			direct_id = 0;
 			id = &direct_id;
 		}
 		else
 		{
-			IntEntry   *e = hash_search(table, &ikey, HASH_ENTER, &found);
+			IntEntry   *e = hash_search(col->table, &ikey, HASH_ENTER, &found);
 
 			id = &e->id;
 		}
@@ -228,7 +235,7 @@ intern(LifecyclePass *pass, HTAB *table, bool is_int, Datum value, Oid type, cha
 		InternKey	key = {VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)};
 		InternEntry *e;
 
-		e = hash_search(table, &key, HASH_ENTER, &found);
+		e = hash_search(col->table, &key, HASH_ENTER, &found);
 		if (!found)
 		{
 			char	   *copy = MemoryContextAlloc(pass->cxt, key.len + 1);
@@ -242,16 +249,16 @@ intern(LifecyclePass *pass, HTAB *table, bool is_int, Datum value, Oid type, cha
 	}
 	if (!found)
 	{
-		uint64		c = *cap;
+		uint64		cap = col->cap;
 
-		*id = *n;
-		*names = grow(*names, &c, (uint64) *n + 1, sizeof(char *), pass->cxt);
-		*cap = (uint32) Min(c, PG_UINT32_MAX);
-		(*names)[*n] = is_int ? MemoryContextStrdup(pass->cxt, psprintf("%lld", (long long) ikey)) : (char *) str;
-		if (is_int && ikey >= 0 && ikey < DIRECT_KEYS)
-			(*direct)[ikey] = *n + 1;
-		(*n)++;
-		if (*n == PG_UINT32_MAX)
+		*id = col->n;
+		col->names = grow(col->names, &cap, (uint64) col->n + 1, sizeof(char *), pass->cxt);
+		col->cap = (uint32) Min(cap, PG_UINT32_MAX);
+		col->names[col->n] = col->is_int ? MemoryContextStrdup(pass->cxt, psprintf("%lld", (long long) ikey)) : (char *) str;
+		if (direct)
+			col->direct[ikey] = col->n + 1;
+		col->n++;
+		if (col->n == PG_UINT32_MAX)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("too many distinct customers or products for the lifecycle pass")));
@@ -270,7 +277,6 @@ add_purchase(LifecyclePass *pass, TupleTableSlot *slot)
 	double		qty;
 	uint32		c,
 				p;
-	TupleDesc	desc = slot->tts_tupleDescriptor;
 
 	customer = slot_getattr(slot, 1, &isnull);
 	if (isnull)
@@ -290,29 +296,32 @@ add_purchase(LifecyclePass *pass, TupleTableSlot *slot)
 		qty = 0;
 
 	/* the lines of one order come one after the other: same customer */
-	if (pass->have_last && pass->int_customer
-		&& pass->last_int == (TupleDescAttr(desc, 0)->atttypid == INT8OID ? DatumGetInt64(customer)
-							  : TupleDescAttr(desc, 0)->atttypid == INT4OID ? DatumGetInt32(customer)
-							  : DatumGetInt16(customer)))
-		c = pass->last_id;
-	else if (pass->have_last && !pass->int_customer
-			 && VARSIZE_ANY_EXHDR(DatumGetTextPP(customer)) == pass->last_len
-			 && memcmp(VARDATA_ANY(DatumGetTextPP(customer)), pass->last_str, pass->last_len) == 0)
-		c = pass->last_id;
-	else
+	if (pass->customer.is_int)
 	{
-		c = intern(pass, pass->customers, pass->int_customer, customer, TupleDescAttr(desc, 0)->atttypid,
-				   &pass->customer_name, &pass->ncustomers, &pass->customer_cap,
-				   &pass->customer_direct, &pass->customer_direct_cap);
-		pass->have_last = true;
-		pass->last_id = c;
-		if (pass->int_customer)
-			pass->last_int = TupleDescAttr(desc, 0)->atttypid == INT8OID ? DatumGetInt64(customer)
-				: TupleDescAttr(desc, 0)->atttypid == INT4OID ? DatumGetInt32(customer) : DatumGetInt16(customer);
+		int64		k = int_key(customer, pass->customer.type);
+
+		if (pass->have_last && pass->last_int == k)
+			c = pass->last_id;
 		else
 		{
-			text	   *t = DatumGetTextPP(customer);
+			c = intern(pass, &pass->customer, customer);
+			pass->have_last = true;
+			pass->last_id = c;
+			pass->last_int = k;
+		}
+	}
+	else
+	{
+		text	   *t = DatumGetTextPP(customer);
 
+		if (pass->have_last && VARSIZE_ANY_EXHDR(t) == pass->last_len
+			&& memcmp(VARDATA_ANY(t), pass->last_str, pass->last_len) == 0)
+			c = pass->last_id;
+		else
+		{
+			c = intern(pass, &pass->customer, PointerGetDatum(t));
+			pass->have_last = true;
+			pass->last_id = c;
 			pass->last_len = VARSIZE_ANY_EXHDR(t);
 			if (pass->last_len + 1 > pass->last_cap)
 			{
@@ -323,9 +332,7 @@ add_purchase(LifecyclePass *pass, TupleTableSlot *slot)
 			memcpy(pass->last_str, VARDATA_ANY(t), pass->last_len);
 		}
 	}
-	p = intern(pass, pass->products, pass->int_product, product, TupleDescAttr(desc, 1)->atttypid,
-			   &pass->product_name, &pass->nproducts, &pass->product_cap,
-			   &pass->product_direct, &pass->product_direct_cap);
+	p = intern(pass, &pass->product, product);
 
 	if (pass->nev + 1 > pass->ev_cap)
 	{
@@ -377,11 +384,13 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc desc)
 		|| TupleDescAttr(desc, 2)->atttypid != TIMESTAMPTZOID
 		|| TupleDescAttr(desc, 3)->atttypid != FLOAT8OID)
 		elog(ERROR, "the lifecycle query must return customer and product (integer or text), at timestamptz, quantity float8");
-	pass->int_customer = is_int_type(customer_type);
-	pass->int_product = is_int_type(product_type);
-	pass->customers = pass->int_customer ? int_table("automation lifecycle customers", pass->cxt)
+	pass->customer.type = customer_type;
+	pass->customer.is_int = is_int_type(customer_type);
+	pass->customer.table = pass->customer.is_int ? int_table("automation lifecycle customers", pass->cxt)
 		: intern_table("automation lifecycle customers", pass->cxt);
-	pass->products = pass->int_product ? int_table("automation lifecycle products", pass->cxt)
+	pass->product.type = product_type;
+	pass->product.is_int = is_int_type(product_type);
+	pass->product.table = pass->product.is_int ? int_table("automation lifecycle products", pass->cxt)
 		: intern_table("automation lifecycle products", pass->cxt);
 }
 
@@ -514,17 +523,17 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 	old = MemoryContextSwitchTo(pass.cxt);
 
 	/* group the purchases by customer: count, then place */
-	start = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * ((Size) pass.ncustomers + 1));
-	memset(start, 0, sizeof(uint32) * ((Size) pass.ncustomers + 1));
+	start = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * ((Size) pass.customer.n + 1));
+	memset(start, 0, sizeof(uint32) * ((Size) pass.customer.n + 1));
 	for (uint64 i = 0; i < pass.nev; i++)
 		start[pass.ev_customer[i] + 1]++;
-	for (uint32 k = 0; k < pass.ncustomers; k++)
+	for (uint32 k = 0; k < pass.customer.n; k++)
 		start[k + 1] += start[k];
 	order = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * Max(pass.nev, 1));
 	{
-		uint32	   *next = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * Max(pass.ncustomers, 1));
+		uint32	   *next = MemoryContextAllocHuge(pass.cxt, sizeof(uint32) * Max(pass.customer.n, 1));
 
-		memcpy(next, start, sizeof(uint32) * pass.ncustomers);
+		memcpy(next, start, sizeof(uint32) * pass.customer.n);
 		for (uint64 i = 0; i < pass.nev; i++)
 			order[next[pass.ev_customer[i]]++] = (uint32) i;
 		pfree(next);
@@ -532,9 +541,9 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 	if (pass.ev_customer != NULL)
 		pfree(pass.ev_customer);
 
-	obs = palloc0(sizeof(Observations) * Max(pass.nproducts, 1));
+	obs = palloc0(sizeof(Observations) * Max(pass.product.n, 1));
 
-	for (uint32 k = 0; k < pass.ncustomers; k++)
+	for (uint32 k = 0; k < pass.customer.n; k++)
 	{
 		uint32		lo = start[k];
 		uint32		hi = start[k + 1];
@@ -590,8 +599,8 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 			run = i;
 
 			memset(nulls, 0, sizeof(nulls));
-			values[0] = CStringGetTextDatum(pass.customer_name[k]);
-			values[1] = CStringGetTextDatum(pass.product_name[product]);
+			values[0] = CStringGetTextDatum(pass.customer.names[k]);
+			values[1] = CStringGetTextDatum(pass.product.names[product]);
 			values[2] = Int32GetDatum(purchases);
 			values[3] = TimestampTzGetDatum(first);
 			values[4] = TimestampTzGetDatum(last);
@@ -610,7 +619,7 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 	}
 
 	/* per product: the median days per unit and the spread */
-	for (uint32 p = 0; p < pass.nproducts; p++)
+	for (uint32 p = 0; p < pass.product.n; p++)
 	{
 		Observations *o = &obs[p];
 		Datum		values[11];
@@ -622,7 +631,7 @@ automation_lifecycle_pass(PG_FUNCTION_ARGS)
 		qsort(o->v, o->n, sizeof(double), cmp_double);
 		median = percentile(o->v, o->n, 0.5);
 		memset(nulls, true, sizeof(nulls));
-		values[1] = CStringGetTextDatum(pass.product_name[p]);
+		values[1] = CStringGetTextDatum(pass.product.names[p]);
 		nulls[1] = false;
 		values[8] = Float8GetDatum(median);
 		nulls[8] = false;
