@@ -22,33 +22,7 @@
 # from /proc.  Prints c/a, b/c, e/a and d/e.  RELATED_SKIP_PLAIN=1 skips
 # (b), RELATED_SKIP_WIDE=1 skips (d) and (e).
 set -u
-DB=$BENCH_DB
-NOW="'2026-11-01 00:00+00'"
-psql_db() { $PSQL -d "$DB" "$@"; }
-
-# measure NAME SQL: runs SQL in its own session; sets SECONDS_TAKEN (the
-# statement's own time, as psql's \timing reports it) and PEAK_KB.
-measure() {
-    local name=$1 sql=$2 pid="" kb out
-    PEAK_KB=0
-    out=$(mktemp)
-    PGAPPNAME="bench_$name" $PSQL -d "$DB" -c '\timing on' -c "$sql" >"$out" &
-    local client=$!
-    while kill -0 "$client" 2>/dev/null; do
-        if [ -z "$pid" ]; then
-            pid=$(psql_db -tAc "SELECT pid FROM pg_stat_activity WHERE application_name = 'bench_$name'")
-        fi
-        if [ -n "$pid" ]; then
-            kb=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null)
-            [ -n "$kb" ] && [ "$kb" -gt "$PEAK_KB" ] && PEAK_KB=$kb
-        fi
-        sleep 0.05
-    done
-    wait "$client" || { echo "step $name failed"; exit 1; }
-    SECONDS_TAKEN=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$out" | tail -1)
-    SECONDS_TAKEN=$(echo "$SECONDS_TAKEN / 1000" | bc -l)
-    rm -f "$out"
-}
+source "$(dirname "$0")/measure.bash"
 
 psql_db -q <<'EOF' >/dev/null
 CREATE EXTENSION IF NOT EXISTS automation;
