@@ -357,7 +357,8 @@ BEGIN
        AND NOT EXISTS (SELECT FROM automation.segment s WHERE s.refreshed_at IS NULL)
        AND NOT EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND (r.customers > 0 OR r.rescored))
        AND NOT EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of > last)
-       AND NOT EXISTS (SELECT FROM automation.customer_tag t WHERE t.tagged_at > last)
+       AND NOT EXISTS (SELECT FROM automation.basket_rule r
+                        WHERE EXISTS (SELECT FROM automation.customer_tag t WHERE t.tag = r.tag AND t.tagged_at > last))
        AND coalesce(automation._scored_at() <= last, true) THEN
         RETURN 0;
     END IF;

@@ -306,6 +306,14 @@ BEGIN
     IF NOT EXISTS (SELECT FROM automation.basket_rule) THEN
         RETURN 0;
     END IF;
+    -- A profile's refreshed_at is its refresh's as_of: when no refresh wrote
+    -- a profile since every rule was applied, none can match (and the
+    -- profiles need not be read).
+    IF NOT EXISTS (SELECT FROM automation.basket_rule r WHERE r.applied_at IS NULL)
+       AND NOT EXISTS (SELECT FROM automation.profile_refresh x
+                        WHERE x.customers > 0 AND x.as_of > (SELECT min(r.applied_at) FROM automation.basket_rule r)) THEN
+        RETURN 0;
+    END IF;
     INSERT INTO automation.customer_tag (customer_key, tag, tagged_at)
     SELECT p.customer_key, r.tag, now
       FROM automation.basket_rule r
