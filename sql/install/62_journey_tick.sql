@@ -126,6 +126,7 @@ DECLARE
     need_hour boolean;
     need_discount boolean;
     need_order boolean;
+    channels text[];
 BEGIN
     -- Nothing due (the usual case between events): one look at the index.
     IF NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now) THEN
@@ -159,7 +160,8 @@ BEGIN
                CASE WHEN x.valid_for IS NOT NULL AND $1 > x.due_at + x.valid_for THEN 'moment_passed'
                     WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(btrim(x.recipient), '') = ''
                     THEN 'no_address' END AS skip_reason,
-               NULL::timestamptz AS send_at, NULL::text AS defer_reason, NULL::text AS variant, NULL::bigint AS message_id
+               NULL::timestamptz AS send_at, NULL::text AS defer_reason, NULL::text AS variant,
+               '{}'::jsonb AS extra
           FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
                        e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
                        s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour,
@@ -179,6 +181,10 @@ BEGIN
         DROP TABLE automation_due;
         RETURN 0;
     END IF;
+    IF to_regclass('pg_temp.automation_cart') IS NOT NULL THEN
+        DROP TABLE pg_temp.automation_cart;
+    END IF;
+    CREATE TEMP TABLE automation_cart (cart_id text, lines jsonb) ON COMMIT DROP;
     ANALYZE automation_due;
     -- Which of the optional passes below this tick needs at all.
     SELECT bool_or('left_segment' = ANY (d.exit_on)), bool_or(d.purpose = 'marketing'),
@@ -204,7 +210,7 @@ BEGIN
             EXECUTE format($q$
                 UPDATE automation_due d SET exit_reason = 'cart_emptied'
                  WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
-                   AND NOT EXISTS (SELECT FROM %s l WHERE %s = (d.context ->> 'cart_id')::%s)$q$,
+                   AND (SELECT true FROM %s l WHERE %s = (d.context ->> 'cart_id')::%s LIMIT 1) IS NULL$q$,
                 automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart');
             SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products' AND x.columns ? 'stock';
             IF FOUND THEN
@@ -292,6 +298,7 @@ BEGIN
            AND automation._at_hour(now, d.tz, p.preferred_hour) > now;
     END IF;
     IF need_marketing THEN
+    IF min_interval > interval '0' THEN
     UPDATE automation_due d
        SET send_at = m.last_sent + min_interval, defer_reason = 'frequency_cap'
       FROM (SELECT x.customer_key, x.channel, max(x.send_after) AS last_sent
@@ -304,6 +311,7 @@ BEGIN
      WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
        AND m.customer_key = d.customer_key AND m.channel = d.channel
        AND m.last_sent + min_interval > d.send_at;
+    END IF;
     IF max_per_week > 0 THEN
         UPDATE automation_due d
            SET send_at = w.oldest + interval '7 days', defer_reason = 'weekly_cap'
@@ -321,19 +329,31 @@ BEGIN
     END IF;
     -- Two marketing messages for one customer and channel in this tick: the
     -- first (earliest due, then by journey) goes, the others wait their turn.
+    IF min_interval > interval '0' THEN
     UPDATE automation_due d
        SET send_at = r.first_at + min_interval * (r.n - 1), defer_reason = 'frequency_cap'
       FROM (SELECT journey, subject, row_number() OVER w AS n, first_value(send_at) OVER w AS first_at
               FROM automation_due
              WHERE send_at IS NOT NULL AND purpose = 'marketing' AND NOT holdout
             WINDOW w AS (PARTITION BY customer_key, channel ORDER BY send_at, due_at, journey, subject)) r
-     WHERE r.journey = d.journey AND r.subject = d.subject AND r.n > 1 AND min_interval > interval '0';
-    UPDATE automation_due d
-       SET send_at = automation._quiet_end(d.send_at, d.tz, quiet_start, quiet_end),
-           defer_reason = coalesce(d.defer_reason, 'quiet_hours')
-     WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
-       AND automation._quiet_end(d.send_at, d.tz, quiet_start, quiet_end) <> d.send_at;
+     WHERE r.journey = d.journey AND r.subject = d.subject AND r.n > 1;
     END IF;
+    -- Quiet hours, worked out once per send time and time zone (most
+    -- messages of a tick share both).
+    IF quiet_start <> quiet_end THEN
+    UPDATE automation_due d
+       SET send_at = q.quiet_end, defer_reason = coalesce(d.defer_reason, 'quiet_hours')
+      FROM (SELECT x.send_at, x.tz, automation._quiet_end(x.send_at, x.tz, quiet_start, quiet_end) AS quiet_end
+              FROM (SELECT DISTINCT send_at, tz FROM automation_due
+                     WHERE send_at IS NOT NULL AND purpose = 'marketing' AND NOT holdout) x) q
+     WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
+       AND q.send_at = d.send_at AND q.tz = d.tz AND q.quiet_end <> q.send_at;
+    END IF;
+    END IF;
+
+    -- The statistics again, now that send_at is known: the joins below
+    -- are planned on how many messages go.
+    ANALYZE automation_due;
 
     -- Variants: the first condition that holds, or the split bucket.
     SELECT 'CASE ' || string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
@@ -373,19 +393,11 @@ BEGIN
              WHERE d.send_at IS NOT NULL$q$, variant_case);
     END IF;
 
-    -- What the template needs.
-    UPDATE automation_due d
-       SET template = coalesce(v.value ->> 'template', d.template),
-           payload = d.payload || coalesce(v.value -> 'payload', '{}') || coalesce(d.context -> 'payload', '{}') || jsonb_build_object(
-               'first_name', d.first_name, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
-               'customer_key', d.customer_key::text)
-      FROM automation_due d0
-      LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d0.variants) e
-                          WHERE e.value ->> 'name' = d0.variant LIMIT 1) v ON true
-     WHERE d.send_at IS NOT NULL AND d0.journey = d.journey AND d0.subject = d.subject;
+    -- What the template needs beyond the step's own payload goes to
+    -- "extra"; the message's payload is put together as it is written.
     IF need_discount THEN
     UPDATE automation_due d
-       SET payload = d.payload || jsonb_build_object('discount', jsonb_build_object(
+       SET extra = d.extra || jsonb_build_object('discount', jsonb_build_object(
                'code', upper(substr(md5(d.journey || ':' || d.subject || ':' || d.step), 1, 12)),
                'percent', (d.discount ->> 'percent')::numeric,
                'expires_at', d.send_at + coalesce((d.discount ->> 'valid_for')::interval, interval '24 hours')))
@@ -395,30 +407,32 @@ BEGIN
         b_carts := automation._src('carts', 'a step that includes the cart');
         SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
         SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
-        EXECUTE format($q$
-            UPDATE automation_due d
-               SET payload = d.payload || jsonb_build_object('cart', jsonb_build_object(
-                       'cart_id', d.context -> 'cart_id', 'total', d.context -> 'cart_total',
-                       'stage', d.context -> 'stage',
-                       'url', replace($1, '{cart_id}', d.context ->> 'cart_id'),
-                       'lines', %s))
-             WHERE d.send_at IS NOT NULL AND 'cart' = ANY (d.includes)$q$,
-            CASE WHEN b_lines.kind IS NULL THEN '''[]''::jsonb'
-                 ELSE format($l$coalesce((SELECT jsonb_agg(jsonb_build_object(
-                                   'product', %1$s, 'quantity', %2$s, 'name', %3$s, 'price', %4$s,
-                                   'only_left', CASE WHEN %5$s <= $2 AND %5$s > 0 THEN %5$s END) ORDER BY %1$s)
-                                  FROM %6$s l %7$s
-                                 WHERE %8$s = (d.context ->> 'cart_id')::%9$s), '[]'::jsonb)$l$,
-                             automation._col(b_lines, 'product', 'l'), automation._col(b_lines, 'quantity', 'l'),
-                             coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
-                             coalesce(automation._col(b_products, 'price', 'p'), 'NULL::numeric'),
-                             coalesce(automation._col(b_products, 'stock', 'p'), 'NULL::numeric'),
-                             automation._rel(b_lines),
-                             CASE WHEN b_products.kind IS NULL THEN ''
-                                  ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products),
-                                              automation._col(b_products, 'product', 'p'), automation._col(b_lines, 'product', 'l')) END,
-                             automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart') END)
-        USING cart_url, low_stock;
+        -- The lines of every cart named, in one grouped read of the cart
+        -- lines joined to them (not one small query per message); the
+        -- cart itself goes into the payload as the message is written.
+        IF b_lines.kind IS NOT NULL THEN
+            EXECUTE format($q$
+                INSERT INTO automation_cart (cart_id, lines)
+                SELECT %8$s::text,
+                       jsonb_agg(jsonb_build_object(
+                           'product', %1$s, 'quantity', %2$s, 'name', %3$s, 'price', %4$s,
+                           'only_left', CASE WHEN %5$s <= $1 AND %5$s > 0 THEN %5$s END) ORDER BY %1$s)
+                  FROM %6$s l %7$s
+                 WHERE %8$s IN (SELECT (d.context ->> 'cart_id')::%9$s FROM automation_due d
+                                 WHERE d.send_at IS NOT NULL AND 'cart' = ANY (d.includes))
+                 GROUP BY %8$s$q$,
+                automation._col(b_lines, 'product', 'l'), automation._col(b_lines, 'quantity', 'l'),
+                coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
+                coalesce(automation._col(b_products, 'price', 'p'), 'NULL::numeric'),
+                coalesce(automation._col(b_products, 'stock', 'p'), 'NULL::numeric'),
+                automation._rel(b_lines),
+                CASE WHEN b_products.kind IS NULL THEN ''
+                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products),
+                                 automation._col(b_products, 'product', 'p'), automation._col(b_lines, 'product', 'l')) END,
+                automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart')
+            USING low_stock;
+            ANALYZE automation_cart;
+        END IF;
     END IF;
     -- Products to show: the journey's recommendation, the newest or best
     -- selling of the categories bought, or related products -- never one
@@ -471,7 +485,7 @@ BEGIN
             automation._col(b_order_lines, 'quantity', 'l'), automation._rel(b_orders), automation._rel(b_order_lines),
             automation._col(b_order_lines, 'order_id', 'l'), automation._col(b_orders, 'order_id', 'o'),
             automation._ts(b_orders, 'placed_at', 'o'), automation._counted(b_orders, 'o')) USING now;
-        UPDATE automation_due d SET payload = d.payload || jsonb_build_object('recommended', coalesce((
+        UPDATE automation_due d SET extra = d.extra || jsonb_build_object('recommended', coalesce((
             SELECT jsonb_agg(jsonb_build_object('product', r.product, 'name', r.name, 'price', r.price) ORDER BY r.rank, r.product)
               FROM (SELECT r0.* FROM (
                         SELECT DISTINCT ON (t.product) t.product, t.name, t.price,
@@ -486,7 +500,7 @@ BEGIN
                      WHERE r0.rank <= 20
                      ORDER BY r0.rank, r0.product LIMIT 3) r), '[]'::jsonb))
          WHERE d.send_at IS NOT NULL AND 'recommended' = ANY (d.includes);
-        UPDATE automation_due d SET payload = d.payload || jsonb_build_object('category_products', coalesce((
+        UPDATE automation_due d SET extra = d.extra || jsonb_build_object('category_products', coalesce((
             SELECT jsonb_agg(jsonb_build_object('product', r.product, 'name', r.name, 'price', r.price, 'category', r.category)
                              ORDER BY r.by_age, r.product)
               FROM (SELECT t.* FROM automation_top t
@@ -500,7 +514,7 @@ BEGIN
     END IF;
     IF need_order THEN
     UPDATE automation_due d
-       SET payload = d.payload || jsonb_build_object('order', jsonb_build_object(
+       SET extra = d.extra || jsonb_build_object('order', jsonb_build_object(
                'order_id', d.context -> 'order_id', 'total', d.context -> 'order_total',
                'first_order', coalesce((SELECT p.order_count <= 1 FROM automation.customer_profile p
                                          WHERE p.customer_key = d.customer_key), true)))
@@ -536,14 +550,14 @@ BEGIN
                     INSERT INTO automation.popular_product (rank, product, name, sold, computed_for) VALUES (0, NULL, NULL, 0, now);
                 END IF;
             END IF;
-            UPDATE automation_due d SET payload = d.payload || jsonb_build_object('popular_products', coalesce((
+            UPDATE automation_due d SET extra = d.extra || jsonb_build_object('popular_products', coalesce((
                        SELECT jsonb_agg(jsonb_build_object('product', x.product, 'name', x.name) ORDER BY x.rank)
                          FROM automation.popular_product x WHERE x.rank > 0), '[]'::jsonb))
              WHERE d.send_at IS NOT NULL AND 'popular_products' = ANY (d.includes);
         END IF;
         IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'last_order' = ANY (includes)) THEN
             EXECUTE format($q$
-                UPDATE automation_due d SET payload = d.payload || jsonb_build_object('last_order', coalesce((
+                UPDATE automation_due d SET extra = d.extra || jsonb_build_object('last_order', coalesce((
                     SELECT jsonb_agg(jsonb_build_object('product', %1$s, 'name', %2$s, 'quantity', %3$s) ORDER BY %1$s)
                       FROM %4$s l %5$s
                      WHERE %6$s = (SELECT %7$s FROM %8$s o WHERE %9$s = d.customer_key AND %10$s <= $1 AND %11$s
@@ -566,14 +580,14 @@ BEGIN
         -- subscriber) to the popular products of the message.
         SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
         EXECUTE format($q$
-            UPDATE automation_due d SET payload = d.payload || jsonb_build_object('also_like', automation._related_for(
+            UPDATE automation_due d SET extra = d.extra || jsonb_build_object('also_like', automation._related_for(
                 CASE WHEN jsonb_array_length(coalesce(d.context -> 'products', '[]')) > 0
                      THEN ARRAY(SELECT jsonb_array_elements_text(d.context -> 'products'))
                      %1$s
                      WHEN EXISTS (SELECT FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)
                      THEN ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key
                                  ORDER BY cp.last_purchase_at DESC, cp.product LIMIT 5)
-                     ELSE ARRAY(SELECT x ->> 'product' FROM jsonb_array_elements(coalesce(d.payload -> 'popular_products', '[]')) x) END,
+                     ELSE ARRAY(SELECT x ->> 'product' FROM jsonb_array_elements(coalesce(d.extra -> 'popular_products', '[]')) x) END,
                 3,
                 ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)))
              WHERE d.send_at IS NOT NULL AND 'also_like' = ANY (d.includes)$q$,
@@ -582,40 +596,57 @@ BEGIN
                              automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'),
                              b_lines.keys ->> 'cart') END);
     END IF;
-    -- Write the messages that go now: once per journey, subject and step.
+    -- Write the messages that go now, once per journey, subject and step,
+    -- and record every decision with the message it wrote -- and after them
+    -- the enrollments that this step completes -- in one statement.
     WITH ins AS (
         INSERT INTO automation.outbox AS m (customer_key, channel, recipient, template, payload, journey, step, variant,
                                             purpose, dedupe_key, send_after, created_at)
-        SELECT d.customer_key, d.channel, d.recipient, d.template, d.payload, d.journey, d.step, d.variant,
+        SELECT d.customer_key, d.channel, d.recipient, coalesce(v.value ->> 'template', d.template),
+               d.payload || coalesce(v.value -> 'payload', '{}') || coalesce(d.context -> 'payload', '{}')
+               || jsonb_build_object('first_name', d.first_name, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
+                                     'customer_key', d.customer_key::text)
+               || d.extra
+               || CASE WHEN 'cart' = ANY (d.includes) THEN jsonb_build_object('cart', jsonb_build_object(
+                          'cart_id', d.context -> 'cart_id', 'total', d.context -> 'cart_total',
+                          'stage', d.context -> 'stage',
+                          'url', replace(cart_url, '{cart_id}', d.context ->> 'cart_id'),
+                          'lines', coalesce(cl.lines, '[]'))) ELSE '{}' END,
+               d.journey, d.step, d.variant,
                d.purpose, d.journey || ':' || d.subject || ':' || d.step, d.send_at, now
           FROM automation_due d
+          LEFT JOIN automation_cart cl ON cl.cart_id = d.context ->> 'cart_id' AND 'cart' = ANY (d.includes)
+          LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d.variants) e
+                              WHERE e.value ->> 'name' = d.variant LIMIT 1) v ON d.variant IS NOT NULL
          WHERE d.send_at <= now AND NOT d.holdout
            AND NOT EXISTS (SELECT FROM automation.outbox_archive a
                             WHERE a.dedupe_key = d.journey || ':' || d.subject || ':' || d.step)
         ON CONFLICT ON CONSTRAINT outbox_dedupe_key_key DO NOTHING
-        RETURNING m.id, m.dedupe_key)
-    UPDATE automation_due d SET message_id = ins.id
-      FROM ins WHERE ins.dedupe_key = d.journey || ':' || d.subject || ':' || d.step;
-    GET DIAGNOSTICS sent = ROW_COUNT;
+        RETURNING m.id, m.dedupe_key, m.channel),
+    logged AS (
+        INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason, variant, message_id)
+        SELECT now, d.journey, d.step, d.subject, d.customer_key,
+               CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
+                    WHEN d.skip_reason IS NOT NULL THEN 'skipped'
+                    WHEN d.send_at > now THEN 'deferred'
+                    WHEN d.holdout THEN 'held_out'
+                    ELSE 'sent' END,
+               coalesce(d.exit_reason, d.skip_reason,
+                        CASE WHEN d.send_at > now THEN d.defer_reason || ' until ' || d.send_at END,
+                        CASE WHEN d.holdout THEN 'holdout group' END,
+                        CASE WHEN ins.id IS NULL THEN 'already written' END),
+               d.variant, ins.id
+          FROM automation_due d
+          LEFT JOIN ins ON ins.dedupe_key = d.journey || ':' || d.subject || ':' || d.step
+         UNION ALL
+        SELECT now, d.journey, NULL, d.subject, d.customer_key, 'completed', NULL, NULL, NULL
+          FROM automation_due d
+         WHERE d.exit_reason IS NULL AND (d.send_at IS NULL OR d.send_at <= now)
+           AND NOT EXISTS (SELECT FROM automation.journey_step nx WHERE nx.journey = d.journey AND nx.step = d.step + 1))
+    SELECT count(*), array_agg(DISTINCT ins.channel) INTO sent, channels FROM ins;
     IF sent > 0 THEN
-        PERFORM pg_notify('automation_outbox', ch) FROM (SELECT DISTINCT channel AS ch FROM automation_due
-                                                          WHERE message_id IS NOT NULL) x;
+        PERFORM pg_notify('automation_outbox', ch) FROM unnest(channels) ch;
     END IF;
-
-    -- Record every decision.
-    INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason, variant, message_id)
-    SELECT now, d.journey, d.step, d.subject, d.customer_key,
-           CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
-                WHEN d.skip_reason IS NOT NULL THEN 'skipped'
-                WHEN d.send_at > now THEN 'deferred'
-                WHEN d.holdout THEN 'held_out'
-                ELSE 'sent' END,
-           coalesce(d.exit_reason, d.skip_reason,
-                    CASE WHEN d.send_at > now THEN d.defer_reason || ' until ' || d.send_at END,
-                    CASE WHEN d.holdout THEN 'holdout group' END,
-                    CASE WHEN d.message_id IS NULL THEN 'already written' END),
-           d.variant, d.message_id
-      FROM automation_due d;
 
     -- Move every enrollment on: exited, deferred, or to its next step.
     UPDATE automation.enrollment e
@@ -636,12 +667,8 @@ BEGIN
       LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1
      WHERE e.journey = d.journey AND e.subject = d.subject;
 
-    INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision)
-    SELECT now, e.journey, NULL, e.subject, e.customer_key, 'completed'
-      FROM automation.enrollment e JOIN automation_due d ON d.journey = e.journey AND d.subject = e.subject
-     WHERE e.status = 'completed';
-
     DROP TABLE automation_due;
+    DROP TABLE automation_cart;
     RETURN sent;
 END
 $$;
