@@ -147,12 +147,33 @@ BEGIN
     IF to_regclass('pg_temp.automation_due') IS NOT NULL THEN
         DROP TABLE pg_temp.automation_due;
     END IF;
+    IF to_regclass('pg_temp.automation_step') IS NOT NULL THEN
+        DROP TABLE pg_temp.automation_step;
+    END IF;
+    -- The due steps first, counted (ANALYZE), so that the customers are
+    -- read the way that suits how many there are: an index probe each
+    -- when few, one pass over the customers when many.
+    CREATE TEMP TABLE automation_step ON COMMIT DROP AS
+    SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
+           e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
+           s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour,
+           s.valid_for
+      FROM automation.enrollment e
+      JOIN automation.journey j ON j.name = e.journey
+      JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
+     WHERE e.status = 'active' AND e.due_at <= now AND j.enabled;
+    IF NOT EXISTS (SELECT FROM automation_step) THEN
+        DROP TABLE automation_step;
+        RETURN 0;
+    END IF;
+    ANALYZE automation_step;
     -- Each due step with its customer as the shop has them now (address,
     -- consent, name, time zone), and the first exit or skip reasons that
     -- need nothing more: suppression, consent, a vanished customer.
     EXECUTE format($q$
         CREATE TEMP TABLE automation_due ON COMMIT DROP AS
         SELECT x.*,
+               x.journey || ':' || x.subject || ':' || x.step AS dedupe_key,
                CASE WHEN x.consent IS NULL THEN 'no_customer'
                     WHEN EXISTS (SELECT FROM automation.suppression s WHERE s.address = lower(btrim(x.recipient)))
                     THEN 'suppressed'
@@ -162,25 +183,16 @@ BEGIN
                     THEN 'no_address' END AS skip_reason,
                NULL::timestamptz AS send_at, NULL::text AS defer_reason, NULL::text AS variant,
                '{}'::jsonb AS extra
-          FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
-                       e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
-                       s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour,
-                       s.valid_for,
-                       CASE s.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END AS recipient,
+          FROM (SELECT t.*,
+                       CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END AS recipient,
                        c.consent, c.first_name,
                        CASE WHEN automation._valid_timezone(coalesce(p.timezone, c.timezone))
                             THEN coalesce(p.timezone, c.timezone) ELSE $2 END AS tz
-                  FROM automation.enrollment e
-                  JOIN automation.journey j ON j.name = e.journey
-                  JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
-                  LEFT JOIN (%s) c ON c.customer_key = e.customer_key
-                  LEFT JOIN automation.customer_profile p ON p.customer_key = e.customer_key
-                 WHERE e.status = 'active' AND e.due_at <= $1 AND j.enabled) x$q$,
+                  FROM automation_step t
+                  LEFT JOIN (%s) c ON c.customer_key = t.customer_key
+                  LEFT JOIN automation.customer_profile p ON p.customer_key = t.customer_key) x$q$,
         automation._customers_sql()) USING now, default_tz;
-    IF NOT EXISTS (SELECT FROM automation_due) THEN
-        DROP TABLE automation_due;
-        RETURN 0;
-    END IF;
+    DROP TABLE automation_step;
     IF to_regclass('pg_temp.automation_cart') IS NOT NULL THEN
         DROP TABLE pg_temp.automation_cart;
     END IF;
@@ -613,14 +625,13 @@ BEGIN
                           'url', replace(cart_url, '{cart_id}', d.context ->> 'cart_id'),
                           'lines', coalesce(cl.lines, '[]'))) ELSE '{}' END,
                d.journey, d.step, d.variant,
-               d.purpose, d.journey || ':' || d.subject || ':' || d.step, d.send_at, now
+               d.purpose, d.dedupe_key, d.send_at, now
           FROM automation_due d
           LEFT JOIN automation_cart cl ON cl.cart_id = d.context ->> 'cart_id' AND 'cart' = ANY (d.includes)
           LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d.variants) e
                               WHERE e.value ->> 'name' = d.variant LIMIT 1) v ON d.variant IS NOT NULL
          WHERE d.send_at <= now AND NOT d.holdout
-           AND NOT EXISTS (SELECT FROM automation.outbox_archive a
-                            WHERE a.dedupe_key = d.journey || ':' || d.subject || ':' || d.step)
+           AND NOT EXISTS (SELECT FROM automation.outbox_archive a WHERE a.dedupe_key = d.dedupe_key)
         ON CONFLICT ON CONSTRAINT outbox_dedupe_key_key DO NOTHING
         RETURNING m.id, m.dedupe_key, m.channel),
     logged AS (
@@ -637,7 +648,7 @@ BEGIN
                         CASE WHEN ins.id IS NULL THEN 'already written' END),
                d.variant, ins.id
           FROM automation_due d
-          LEFT JOIN ins ON ins.dedupe_key = d.journey || ':' || d.subject || ':' || d.step
+          LEFT JOIN ins ON ins.dedupe_key = d.dedupe_key
          UNION ALL
         SELECT now, d.journey, NULL, d.subject, d.customer_key, 'completed', NULL, NULL, NULL
           FROM automation_due d
