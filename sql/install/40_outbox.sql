@@ -54,7 +54,7 @@ CREATE TABLE automation.outbox (
     CONSTRAINT outbox_lease_check CHECK ((status = 'leased') = (lease_until IS NOT NULL)),
     CONSTRAINT outbox_attempts_check CHECK (attempts >= 0),
     CONSTRAINT outbox_errors_check CHECK (jsonb_typeof(errors) = 'array')
-) WITH (fillfactor = 75, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
          autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
          autovacuum_vacuum_cost_delay = 0);
 ALTER SEQUENCE automation.outbox_id_seq OWNED BY automation.outbox.id;
@@ -323,6 +323,10 @@ BEGIN
     IF send_after <= now THEN
         PERFORM pg_notify('automation_outbox', channel);
     END IF;
+    -- Queued for later: the worker wakes the mailers when it is due.
+    IF send_after > pg_catalog.now() THEN
+        PERFORM automation._poke_worker(send_after);
+    END IF;
     RETURN new_id;
 END
 $$;
@@ -330,16 +334,20 @@ COMMENT ON FUNCTION automation.enqueue(anyelement, text, text, jsonb, text, time
     IS 'write a message to the outbox once per dedupe key; returns its id, or the id of the message enqueued earlier with that key';
 
 -- claim: leases up to batch due messages of one channel.
+--
+-- Its statements are planned once per session (plan_cache_mode): the plan
+-- that fits one batch fits every batch -- the claim index in due order, the
+-- primary key for the rest -- and planning the claim anew each time cost as
+-- much as running it.
 CREATE FUNCTION automation.claim(batch integer, lease interval, channel text, now timestamptz DEFAULT now())
 RETURNS SETOF automation.outbox
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     have_customers boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers');
-    ids bigint[];
-    keys text[];
     handed bigint;
 BEGIN
     IF batch IS NULL OR lease IS NULL OR channel IS NULL OR now IS NULL THEN
@@ -358,44 +366,40 @@ BEGIN
     END IF;
 
     LOOP
-        -- Lock the due messages no one else holds, in due order.  Marketing
-        -- messages wait while no customers are bound: consent cannot be checked.
-        SELECT array_agg(d.id), array_agg(d.customer_key::text) INTO ids, keys
-          FROM (SELECT o.id, o.customer_key
-                  FROM automation.outbox o
-                 WHERE o.channel = claim.channel
-                   AND o.send_after <= claim.now
-                   AND (o.status = 'queued' OR o.lease_until <= claim.now)
-                   AND (have_customers OR o.purpose = 'transactional')
-                 ORDER BY o.send_after
-                 LIMIT batch
-                   FOR UPDATE SKIP LOCKED) d;
-        IF ids IS NULL THEN
-            RETURN;
-        END IF;
-
-        -- Re-check against the live customers and the suppression list; cancel
-        -- what may not be sent, hand out the rest.
+        -- One statement: lock the due messages no one else holds, in due
+        -- order (marketing messages wait while no customers are bound:
+        -- consent cannot be checked); re-check them against the live
+        -- customers and the suppression list; cancel what may not be sent
+        -- and hand out the rest.
         RETURN QUERY
-        WITH live AS (
-            SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN keys END)
-        ), verdict AS (
-            SELECT o.id,
-                   coalesce(CASE o.channel WHEN 'email' THEN l.email WHEN 'sms' THEN l.phone END, o.recipient) AS address,
-                   CASE WHEN o.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
-                        WHEN o.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
-                   END AS reason
+        WITH due AS MATERIALIZED (
+            SELECT o.id, o.customer_key::text AS key, o.channel, o.purpose, o.recipient
               FROM automation.outbox o
-              LEFT JOIN live l ON l.customer_key = o.customer_key::text
-             WHERE o.id = ANY (ids)
+             WHERE o.channel = claim.channel
+               AND o.send_after <= claim.now
+               AND (o.status = 'queued' OR o.lease_until <= claim.now)
+               AND (have_customers OR o.purpose = 'transactional')
+             ORDER BY o.send_after
+             LIMIT batch
+               FOR UPDATE SKIP LOCKED
+        ), live AS (
+            SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN ARRAY(SELECT d.key FROM due d) END)
+        ), verdict AS (
+            SELECT d.id, d.channel,
+                   coalesce(CASE d.channel WHEN 'email' THEN l.email WHEN 'sms' THEN l.phone END, d.recipient) AS address,
+                   CASE WHEN d.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
+                        WHEN d.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
+                   END AS reason
+              FROM due d
+              LEFT JOIN live l ON l.customer_key = d.key
         ), checked AS (
             SELECT v.id, v.address,
                    coalesce(v.reason,
-                            CASE WHEN o.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
+                            CASE WHEN v.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
                                  WHEN EXISTS (SELECT FROM automation.suppression s
                                                WHERE s.address = lower(btrim(v.address))) THEN 'suppressed'
                             END) AS reason
-              FROM verdict v JOIN automation.outbox o ON o.id = v.id
+              FROM verdict v
         ), cancelled AS (
             DELETE FROM automation.outbox o USING checked c
              WHERE o.id = c.id AND c.reason IS NOT NULL
@@ -417,8 +421,23 @@ BEGIN
         RETURNING o.*;
 
         GET DIAGNOSTICS handed = ROW_COUNT;
-        -- Everything locked was cancelled: look again, more may be due.
-        EXIT WHEN handed > 0;
+        IF handed > 0 THEN
+            -- The worker wakes the mailers again if these leases run out.
+            IF claim.now + lease > pg_catalog.now() THEN
+                PERFORM automation._poke_worker(claim.now + lease);
+            END IF;
+            RETURN;
+        END IF;
+        -- Nothing was handed out: nothing was due, or everything locked was
+        -- cancelled.  Look again in the second case, more may be due.
+        PERFORM FROM automation.outbox o
+         WHERE o.channel = claim.channel
+           AND o.send_after <= claim.now
+           AND (o.status = 'queued' OR o.lease_until <= claim.now)
+           AND (have_customers OR o.purpose = 'transactional')
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
     END LOOP;
 END
 $$;
@@ -470,8 +489,25 @@ BEGIN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    done := automation._finish(ids, 'sent', now);
-    IF done < (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
+    -- The move of automation._finish, written out: a statement of this
+    -- function keeps its plan for the session, one of a SQL function is
+    -- planned at every call.
+    WITH moved AS (
+        DELETE FROM automation.outbox o
+         WHERE o.id = ANY (ids) AND o.attempts > 0
+        RETURNING o.*
+    ), archived AS (
+        INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
+                                               step, variant, purpose, dedupe_key, send_after, status, attempts,
+                                               last_error, errors, created_at, claimed_at, finished_at)
+        SELECT m.id, m.customer_key, m.channel, m.recipient, m.template, m.payload, m.journey, m.step,
+               m.variant, m.purpose, m.dedupe_key, m.send_after, 'sent', m.attempts, m.last_error,
+               m.errors, m.created_at, m.claimed_at, ack.now
+          FROM moved m
+        RETURNING 1
+    )
+    SELECT count(*) INTO done FROM archived;
+    IF done < cardinality(ids) AND done < (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
         SELECT i INTO bad
           FROM unnest(ids) i
          WHERE NOT EXISTS (SELECT FROM automation.outbox_archive a WHERE a.id = i)
@@ -505,6 +541,7 @@ AS $$
 DECLARE
     settings record := automation._outbox_settings();
     m record;
+    retry_at timestamptz;
 BEGIN
     IF id IS NULL OR now IS NULL THEN
         RAISE EXCEPTION 'id must not be null'
@@ -533,7 +570,12 @@ BEGIN
     UPDATE automation.outbox o
        SET status = 'queued', lease_until = NULL,
            send_after = fail.now + coalesce(retry_in, automation._backoff(o.attempts))
-     WHERE o.id = fail.id;
+     WHERE o.id = fail.id
+    RETURNING o.send_after INTO retry_at;
+    -- The worker wakes the mailers when the retry is due.
+    IF retry_at > pg_catalog.now() THEN
+        PERFORM automation._poke_worker(retry_at);
+    END IF;
     RETURN 'queued';
 END
 $$;

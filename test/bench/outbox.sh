@@ -135,12 +135,12 @@ claim_runs() {
     local n before after out bare
     for n in 1 2 4; do
         reset_tables
-        fill_outbox 400000
+        fill_outbox 1000000
         before=$(sent)
         tps "$SCRATCH/claim_ack.sql" $n >/dev/null
         after=$(sent)
         out=$(rate "$before" "$after")
-        fill_bare 400000
+        fill_bare 1000000
         before=$(bare_left)
         tps "$SCRATCH/bare_claim_ack.sql" $n >/dev/null
         after=$(bare_left)
