@@ -582,17 +582,23 @@ BEGIN
                              automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'),
                              b_lines.keys ->> 'cart') END);
     END IF;
-    -- Write the messages that go now: once per journey, subject and step.
-    WITH ins AS (
-        INSERT INTO automation.outbox AS m (customer_key, channel, recipient, template, payload, journey, step, variant,
-                                            purpose, dedupe_key, send_after, created_at)
-        SELECT d.customer_key, d.channel, d.recipient, d.template, d.payload, d.journey, d.step, d.variant,
-               d.purpose, d.journey || ':' || d.subject || ':' || d.step, d.send_at, now
+    -- Write the messages that go now: once per journey, subject and step
+    -- (the dedupe key, taken in automation.outbox_key as enqueue takes it).
+    WITH keys AS (
+        INSERT INTO automation.outbox_key AS k (dedupe_key, message_id)
+        SELECT d.journey || ':' || d.subject || ':' || d.step, nextval('automation.outbox_id_seq')
           FROM automation_due d
          WHERE d.send_at <= now AND NOT d.holdout
-           AND NOT EXISTS (SELECT FROM automation.outbox_archive a
-                            WHERE a.dedupe_key = d.journey || ':' || d.subject || ':' || d.step)
-        ON CONFLICT ON CONSTRAINT outbox_dedupe_key_key DO NOTHING
+        ON CONFLICT ON CONSTRAINT outbox_key_pkey DO NOTHING
+        RETURNING k.dedupe_key, k.message_id
+    ), ins AS (
+        INSERT INTO automation.outbox AS m (id, customer_key, channel, recipient, template, payload, journey, step,
+                                            variant, purpose, dedupe_key, send_after, created_at)
+        SELECT k.message_id, d.customer_key, d.channel, d.recipient, d.template, d.payload, d.journey, d.step,
+               d.variant, d.purpose, k.dedupe_key, d.send_at, now
+          FROM automation_due d
+          JOIN keys k ON k.dedupe_key = d.journey || ':' || d.subject || ':' || d.step
+         WHERE d.send_at <= now AND NOT d.holdout
         RETURNING m.id, m.dedupe_key)
     UPDATE automation_due d SET message_id = ins.id
       FROM ins WHERE ins.dedupe_key = d.journey || ':' || d.subject || ':' || d.step;

@@ -65,11 +65,17 @@ SELECT count(automation.enqueue(1 + (random() * ($CUSTOMERS - 1))::int, 'email',
                                 '{"first_name": "Ada", "items": [1, 2, 3]}', gen_random_uuid()::text))
   FROM generate_series(1, 100);
 EOF
+# The producer writes a batch as the tick does: the dedupe keys first.
 cat >"$SCRATCH/produce100.sql" <<EOF
-INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
-SELECT c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing',
-       gen_random_uuid()::text, now()
-  FROM generate_series(1, 100) i, LATERAL (SELECT 1 + (random() * ($CUSTOMERS - 1))::int) k(c);
+WITH keys AS (
+    INSERT INTO automation.outbox_key (dedupe_key, message_id)
+    SELECT gen_random_uuid()::text, nextval('automation.outbox_id_seq') FROM generate_series(1, 100)
+    RETURNING dedupe_key, message_id
+)
+INSERT INTO automation.outbox (id, customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
+SELECT k.message_id, c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}',
+       'marketing', k.dedupe_key, now()
+  FROM keys k, LATERAL (SELECT 1 + (random() * ($CUSTOMERS - 1))::int + 0 * k.message_id) r(c);
 EOF
 cat >"$SCRATCH/claim_ack.sql" <<'EOF'
 SELECT quote_literal(coalesce(array_agg(id), '{}')) AS ids FROM automation.claim(100, '5 minutes', 'email') \gset
@@ -94,11 +100,16 @@ tps() {
 # as enqueue would have, so the claim runs are not limited by the backlog).
 fill_outbox() {
     $SQL >/dev/null <<EOF
-INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
-SELECT c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing',
-       gen_random_uuid()::text, now() - interval '1 hour' + i * interval '1 microsecond'
-  FROM generate_series(1, $1) i, LATERAL (SELECT 1 + (i % $CUSTOMERS)) k(c);
-VACUUM ANALYZE automation.outbox;
+WITH keys AS (
+    INSERT INTO automation.outbox_key (dedupe_key, message_id)
+    SELECT gen_random_uuid()::text, nextval('automation.outbox_id_seq') FROM generate_series(1, $1)
+    RETURNING dedupe_key, message_id
+)
+INSERT INTO automation.outbox (id, customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
+SELECT k.message_id, c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}',
+       'marketing', k.dedupe_key, now() - interval '1 hour' + k.message_id * interval '1 microsecond'
+  FROM keys k, LATERAL (SELECT 1 + (k.message_id % $CUSTOMERS)) r(c);
+VACUUM ANALYZE automation.outbox, automation.outbox_key;
 EOF
 }
 fill_bare() {
@@ -114,7 +125,7 @@ bare_left() { $SQL -c "SELECT count(*) FROM obench.bare"; }
 # rate BEFORE AFTER: messages per second over one run
 rate() { echo $(( ($2 - $1) / SECONDS_PER_RUN )); }
 reset_tables() {
-    $SQL -c 'TRUNCATE automation.outbox, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
+    $SQL -c 'TRUNCATE automation.outbox, automation.outbox_key, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
 }
 
 echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
