@@ -4,10 +4,11 @@
 #   1. enqueue throughput: single messages, and batches of 100 per transaction
 #   2. claim(100) + ack throughput with 1, 2 and 4 mailers, against the bare
 #      SKIP LOCKED pattern on a plain table (id, vt, payload) as the floor:
-#      each run starts from a backlog of 1,000,000 due messages (more than
-#      either drains in a run) and both run with the cluster's durability
+#      each starts from a backlog of 1,000,000 due messages (more than
+#      either drains in a run), both run with the cluster's durability
 #      settings, one statement per transaction, the claim's ids fed to the
-#      ack as the mailer would
+#      ack as the mailer would, and they take turns, half a run each, twice,
+#      so that load from elsewhere on the machine weighs on both alike
 #   3. the same while another session holds a REPEATABLE READ transaction open
 #   4. the hot outbox's size after BENCH_OUTBOX_THROUGH messages (1,000,000)
 #      have passed through it: written 100 per transaction by a producer (a
@@ -101,9 +102,10 @@ DELETE FROM obench.bare WHERE id = ANY (:ids::bigint[]);
 EOF
 chmod 644 "$SCRATCH"/*.sql
 
-# tps SCRIPT CLIENTS: runs pgbench for SECONDS_PER_RUN, prints transactions per second.
+# tps SCRIPT CLIENTS [SECONDS]: runs pgbench for SECONDS (SECONDS_PER_RUN),
+# prints transactions per second.
 tps() {
-    $PGBENCH -f "$1" -c "$2" -j "$2" -T "$SECONDS_PER_RUN" "$BENCH_DB" 2>&1 \
+    $PGBENCH -f "$1" -c "$2" -j "$2" -T "${3:-$SECONDS_PER_RUN}" "$BENCH_DB" 2>&1 \
         | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -1
 }
 # fill_outbox N / fill_bare N: a backlog of N due messages (written directly,
@@ -132,8 +134,6 @@ EOF
 }
 sent() { $SQL -c "SELECT count(*) FROM automation.outbox_archive WHERE status = 'sent'"; }
 bare_left() { $SQL -c "SELECT count(*) FROM obench.bare"; }
-# rate BEFORE AFTER: messages per second over one run
-rate() { echo $(( ($2 - $1) / SECONDS_PER_RUN )); }
 reset_tables() {
     $SQL -c 'TRUNCATE automation.outbox, automation.outbox_key, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
 }
@@ -151,21 +151,29 @@ t=$(tps "$SCRATCH/enqueue100.sql" 2)
 echo "   batches of 100, 2 clients:     $(printf '%.0f' "$(echo "$t * 100" | bc)") messages/s"
 fi
 
-# claim_runs LABEL: claim+ack and bare runs with 1, 2 and 4 mailers.
+# claim_runs LABEL: claim+ack and bare runs with 1, 2 and 4 mailers.  Both
+# backlogs are filled first, then the two take turns, half a run each, twice:
+# load from elsewhere on the machine then weighs on both alike.
 claim_runs() {
-    local n before after out bare
+    local n r a b out bare half=$(( (SECONDS_PER_RUN + 1) / 2 ))
     for n in 1 2 4; do
         reset_tables
         fill_outbox 1000000
-        before=$(sent)
-        tps "$SCRATCH/claim_ack.sql" $n >/dev/null
-        after=$(sent)
-        out=$(rate "$before" "$after")
         fill_bare 1000000
-        before=$(bare_left)
-        tps "$SCRATCH/bare_claim_ack.sql" $n >/dev/null
-        after=$(bare_left)
-        bare=$(rate "$after" "$before")
+        out=0
+        bare=0
+        for r in 1 2; do
+            a=$(sent)
+            tps "$SCRATCH/claim_ack.sql" $n $half >/dev/null
+            b=$(sent)
+            out=$(( out + b - a ))
+            a=$(bare_left)
+            tps "$SCRATCH/bare_claim_ack.sql" $n $half >/dev/null
+            b=$(bare_left)
+            bare=$(( bare + a - b ))
+        done
+        out=$(( out / (2 * half) ))
+        bare=$(( bare / (2 * half) ))
         printf '   %d mailer(s)%s: outbox %6d messages/s   bare SKIP LOCKED %6d messages/s   ratio %s\n' \
             "$n" "$1" "$out" "$bare" "$(echo "scale=2; $out / $bare" | bc)"
     done
