@@ -211,6 +211,6 @@ SET automation.max_attempts = 0;
 SHOW automation.max_attempts;
 
 -- clean up
-TRUNCATE automation.outbox, automation.outbox_archive, automation.message_event, automation.suppression;
+TRUNCATE automation.outbox, automation.outbox_key, automation.outbox_archive, automation.message_event, automation.suppression;
 SELECT automation.unbind('customers');
 DROP SCHEMA oshop CASCADE;

@@ -6,9 +6,9 @@
  *	  the outbox settings.
  *
  * The queue itself -- enqueue, claim, ack, fail, track -- is set-based SQL
- * in sql/install/40_outbox.sql: a claim is one SELECT ... FOR UPDATE SKIP
- * LOCKED and one UPDATE, and C would only add a round of SPI around the same
- * statements.  Three things are better here:
+ * in sql/install/40_outbox.sql: a claim is one statement (SELECT ... FOR
+ * UPDATE SKIP LOCKED, the checks, and the UPDATE that sets the lease), and C
+ * would only add a round of SPI around it.  Three things are better here:
  *
  * - The claim re-checks consent and re-reads the recipient's address from
  *   the shop's customers table.  The mailer that calls claim may not read the

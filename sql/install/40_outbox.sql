@@ -44,7 +44,6 @@ CREATE TABLE automation.outbox (
     created_at timestamptz NOT NULL DEFAULT now(),
     claimed_at timestamptz,
     CONSTRAINT outbox_pkey PRIMARY KEY (id),
-    CONSTRAINT outbox_dedupe_key_key UNIQUE (dedupe_key),
     CONSTRAINT outbox_channel_check CHECK (channel ~ '^[a-z][a-z0-9_]{0,31}$'),
     CONSTRAINT outbox_template_check CHECK (template <> ''),
     CONSTRAINT outbox_payload_check CHECK (jsonb_typeof(payload) = 'object'),
@@ -54,17 +53,20 @@ CREATE TABLE automation.outbox (
     CONSTRAINT outbox_lease_check CHECK ((status = 'leased') = (lease_until IS NOT NULL)),
     CONSTRAINT outbox_attempts_check CHECK (attempts >= 0),
     CONSTRAINT outbox_errors_check CHECK (jsonb_typeof(errors) = 'array')
-) WITH (fillfactor = 75, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
          autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
          autovacuum_vacuum_cost_delay = 0);
 ALTER SEQUENCE automation.outbox_id_seq OWNED BY automation.outbox.id;
 -- Every message passes through this table and leaves it: vacuum it after
 -- every 10,000 dead rows whatever its size, without the cost delay, so that
 -- it stays as small as its backlog (a queue's live rows are few, its dead
--- ones many).  The fillfactor leaves room for the claim's HOT update.
+-- ones many).  The fillfactor leaves half of each page free: a claim leases
+-- every message of the pages it takes, and with half free each can be
+-- leased in place (a HOT update: no new index entries).  With a quarter
+-- free, two claims in three were not HOT and added to every index.
 COMMENT ON TABLE automation.outbox IS 'messages that may still be handed out to a mailer: queued, or leased until lease_until';
 COMMENT ON COLUMN automation.outbox.recipient IS 'e-mail address (channel email) or phone number (channel sms) from the bound customers, refreshed at each claim; NULL for other channels';
-COMMENT ON COLUMN automation.outbox.dedupe_key IS 'enqueueing the same key again returns the first message''s id (while it or its archived row exists)';
+COMMENT ON COLUMN automation.outbox.dedupe_key IS 'enqueueing the same key again returns the first message''s id (while it is in automation.outbox_key)';
 COMMENT ON COLUMN automation.outbox.attempts IS 'how many times the message was handed out by claim';
 COMMENT ON COLUMN automation.outbox.errors IS 'every failure the mailer reported: [{"at", "attempt", "error"}]';
 
@@ -72,7 +74,8 @@ COMMENT ON COLUMN automation.outbox.errors IS 'every failure the mailer reported
 -- does not change (the lease is checked on the row), so a claim's UPDATE is
 -- a HOT update -- no new index entries -- when the page has room, which the
 -- fillfactor leaves.  The price: a claim steps over the messages leased
--- ahead of it, a few batches' worth.
+-- ahead of it, a few batches' worth.  This and the primary key are the hot
+-- table's only indexes: the dedupe keys live in automation.outbox_key.
 CREATE INDEX outbox_due_idx ON automation.outbox (channel, send_after);
 
 CREATE TABLE automation.outbox_archive (
@@ -97,7 +100,6 @@ CREATE TABLE automation.outbox_archive (
     finished_at timestamptz NOT NULL,
     reason text,
     CONSTRAINT outbox_archive_pkey PRIMARY KEY (id),
-    CONSTRAINT outbox_archive_dedupe_key_key UNIQUE (dedupe_key),
     CONSTRAINT outbox_archive_status_check CHECK (status IN ('sent', 'cancelled', 'dead')),
     CONSTRAINT outbox_archive_reason_check CHECK ((status = 'cancelled') = (reason IS NOT NULL))
 );
@@ -106,6 +108,22 @@ CREATE TABLE automation.outbox_archive (
 CREATE INDEX outbox_archive_finished_at_idx ON automation.outbox_archive USING brin (finished_at);
 COMMENT ON TABLE automation.outbox_archive IS 'finished messages (sent, cancelled with a reason, dead), kept for automation.retention';
 COMMENT ON COLUMN automation.outbox_archive.reason IS 'why a cancelled message was not handed out: no_consent, suppressed, no_customer, no_address';
+
+-- Every dedupe key taken, and the message that took it, whether that message
+-- is still in the outbox or already in the archive; pruned with the archive.
+-- Exactly-once enqueue is this table's primary key, written once when a
+-- message is enqueued.  Neither the outbox nor the archive indexes the key:
+-- a unique index on each would cost every ack an insert into a b-tree at a
+-- random place (the archive's) and the outbox an index that bloats most
+-- (random keys come and go), for a lookup that only enqueue makes.  The
+-- collation is "C": keys are compared for equality only, and byte order is
+-- the cheapest.
+CREATE TABLE automation.outbox_key (
+    dedupe_key text COLLATE "C" NOT NULL,
+    message_id bigint NOT NULL,
+    CONSTRAINT outbox_key_pkey PRIMARY KEY (dedupe_key)
+);
+COMMENT ON TABLE automation.outbox_key IS 'every dedupe key taken and its message (in automation.outbox or automation.outbox_archive); kept until the archive prunes the message';
 
 CREATE TABLE automation.message_event (
     id bigint GENERATED BY DEFAULT AS IDENTITY,
@@ -152,6 +170,7 @@ INSERT INTO automation.outbox_notify VALUES (true, '-infinity');
 SELECT pg_catalog.pg_extension_config_dump('automation.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.outbox_archive', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.outbox_key', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.message_event', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.message_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.suppression', '');
@@ -269,11 +288,8 @@ BEGIN
     END IF;
 
     -- Seen before: the first message's id, wherever it now is.
-    SELECT o.id INTO new_id FROM automation.outbox o WHERE o.dedupe_key = enqueue.dedupe_key;
-    IF NOT FOUND THEN
-        SELECT a.id INTO new_id FROM automation.outbox_archive a WHERE a.dedupe_key = enqueue.dedupe_key;
-    END IF;
-    IF new_id IS NOT NULL THEN
+    SELECT k.message_id INTO new_id FROM automation.outbox_key k WHERE k.dedupe_key = enqueue.dedupe_key;
+    IF FOUND THEN
         RETURN new_id;
     END IF;
 
@@ -304,24 +320,29 @@ BEGIN
                   HINT = 'Choose another channel for this customer.';
     END IF;
 
-    INSERT INTO automation.outbox AS o (customer_key, channel, recipient, template, payload, journey, step,
-                                        variant, purpose, dedupe_key, send_after, created_at)
-    VALUES ((jsonb_populate_record(NULL::automation.outbox, jsonb_build_object('customer_key', c.customer_key))).customer_key,
-            channel, address, template, payload, journey, step, variant, purpose, dedupe_key, send_after, now)
-    ON CONFLICT ON CONSTRAINT outbox_dedupe_key_key DO NOTHING
-    RETURNING o.id INTO new_id;
-
+    -- Take the key; a session that takes it at the same time waits here
+    -- for this one, and finds it taken if this one commits.
+    INSERT INTO automation.outbox_key AS k (dedupe_key, message_id)
+    VALUES (dedupe_key, nextval('automation.outbox_id_seq'))
+    ON CONFLICT ON CONSTRAINT outbox_key_pkey DO NOTHING
+    RETURNING k.message_id INTO new_id;
     IF new_id IS NULL THEN
         -- Another session enqueued the same key first and has committed.
-        SELECT o.id INTO new_id FROM automation.outbox o WHERE o.dedupe_key = enqueue.dedupe_key;
-        IF NOT FOUND THEN
-            SELECT a.id INTO new_id FROM automation.outbox_archive a WHERE a.dedupe_key = enqueue.dedupe_key;
-        END IF;
+        SELECT k.message_id INTO new_id FROM automation.outbox_key k WHERE k.dedupe_key = enqueue.dedupe_key;
         RETURN new_id;
     END IF;
 
+    INSERT INTO automation.outbox AS o (id, customer_key, channel, recipient, template, payload, journey, step,
+                                        variant, purpose, dedupe_key, send_after, created_at)
+    VALUES (new_id, (jsonb_populate_record(NULL::automation.outbox, jsonb_build_object('customer_key', c.customer_key))).customer_key,
+            channel, address, template, payload, journey, step, variant, purpose, dedupe_key, send_after, now);
+
     IF send_after <= now THEN
         PERFORM pg_notify('automation_outbox', channel);
+    END IF;
+    -- Queued for later: the worker wakes the mailers when it is due.
+    IF send_after > pg_catalog.now() THEN
+        PERFORM automation._poke_worker(send_after);
     END IF;
     RETURN new_id;
 END
@@ -330,16 +351,20 @@ COMMENT ON FUNCTION automation.enqueue(anyelement, text, text, jsonb, text, time
     IS 'write a message to the outbox once per dedupe key; returns its id, or the id of the message enqueued earlier with that key';
 
 -- claim: leases up to batch due messages of one channel.
+--
+-- Its statements are planned once per session (plan_cache_mode): the plan
+-- that fits one batch fits every batch -- the claim index in due order, the
+-- primary key for the rest -- and planning the claim anew each time cost as
+-- much as running it.
 CREATE FUNCTION automation.claim(batch integer, lease interval, channel text, now timestamptz DEFAULT now())
 RETURNS SETOF automation.outbox
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     have_customers boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers');
-    ids bigint[];
-    keys text[];
     handed bigint;
 BEGIN
     IF batch IS NULL OR lease IS NULL OR channel IS NULL OR now IS NULL THEN
@@ -358,44 +383,40 @@ BEGIN
     END IF;
 
     LOOP
-        -- Lock the due messages no one else holds, in due order.  Marketing
-        -- messages wait while no customers are bound: consent cannot be checked.
-        SELECT array_agg(d.id), array_agg(d.customer_key::text) INTO ids, keys
-          FROM (SELECT o.id, o.customer_key
-                  FROM automation.outbox o
-                 WHERE o.channel = claim.channel
-                   AND o.send_after <= claim.now
-                   AND (o.status = 'queued' OR o.lease_until <= claim.now)
-                   AND (have_customers OR o.purpose = 'transactional')
-                 ORDER BY o.send_after
-                 LIMIT batch
-                   FOR UPDATE SKIP LOCKED) d;
-        IF ids IS NULL THEN
-            RETURN;
-        END IF;
-
-        -- Re-check against the live customers and the suppression list; cancel
-        -- what may not be sent, hand out the rest.
+        -- One statement: lock the due messages no one else holds, in due
+        -- order (marketing messages wait while no customers are bound:
+        -- consent cannot be checked); re-check them against the live
+        -- customers and the suppression list; cancel what may not be sent
+        -- and hand out the rest.
         RETURN QUERY
-        WITH live AS (
-            SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN keys END)
-        ), verdict AS (
-            SELECT o.id,
-                   coalesce(CASE o.channel WHEN 'email' THEN l.email WHEN 'sms' THEN l.phone END, o.recipient) AS address,
-                   CASE WHEN o.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
-                        WHEN o.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
-                   END AS reason
+        WITH due AS MATERIALIZED (
+            SELECT o.id, o.customer_key::text AS key, o.channel, o.purpose, o.recipient
               FROM automation.outbox o
-              LEFT JOIN live l ON l.customer_key = o.customer_key::text
-             WHERE o.id = ANY (ids)
+             WHERE o.channel = claim.channel
+               AND o.send_after <= claim.now
+               AND (o.status = 'queued' OR o.lease_until <= claim.now)
+               AND (have_customers OR o.purpose = 'transactional')
+             ORDER BY o.send_after
+             LIMIT batch
+               FOR UPDATE SKIP LOCKED
+        ), live AS (
+            SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN ARRAY(SELECT d.key FROM due d) END)
+        ), verdict AS (
+            SELECT d.id, d.channel,
+                   coalesce(CASE d.channel WHEN 'email' THEN l.email WHEN 'sms' THEN l.phone END, d.recipient) AS address,
+                   CASE WHEN d.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
+                        WHEN d.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
+                   END AS reason
+              FROM due d
+              LEFT JOIN live l ON l.customer_key = d.key
         ), checked AS (
             SELECT v.id, v.address,
                    coalesce(v.reason,
-                            CASE WHEN o.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
+                            CASE WHEN v.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
                                  WHEN EXISTS (SELECT FROM automation.suppression s
                                                WHERE s.address = lower(btrim(v.address))) THEN 'suppressed'
                             END) AS reason
-              FROM verdict v JOIN automation.outbox o ON o.id = v.id
+              FROM verdict v
         ), cancelled AS (
             DELETE FROM automation.outbox o USING checked c
              WHERE o.id = c.id AND c.reason IS NOT NULL
@@ -417,8 +438,23 @@ BEGIN
         RETURNING o.*;
 
         GET DIAGNOSTICS handed = ROW_COUNT;
-        -- Everything locked was cancelled: look again, more may be due.
-        EXIT WHEN handed > 0;
+        IF handed > 0 THEN
+            -- The worker wakes the mailers again if these leases run out.
+            IF claim.now + lease > pg_catalog.now() THEN
+                PERFORM automation._poke_worker(claim.now + lease);
+            END IF;
+            RETURN;
+        END IF;
+        -- Nothing was handed out: nothing was due, or everything locked was
+        -- cancelled.  Look again in the second case, more may be due.
+        PERFORM FROM automation.outbox o
+         WHERE o.channel = claim.channel
+           AND o.send_after <= claim.now
+           AND (o.status = 'queued' OR o.lease_until <= claim.now)
+           AND (have_customers OR o.purpose = 'transactional')
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
     END LOOP;
 END
 $$;
@@ -470,8 +506,25 @@ BEGIN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    done := automation._finish(ids, 'sent', now);
-    IF done < (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
+    -- The move of automation._finish, written out: a statement of this
+    -- function keeps its plan for the session, one of a SQL function is
+    -- planned at every call.
+    WITH moved AS (
+        DELETE FROM automation.outbox o
+         WHERE o.id = ANY (ids) AND o.attempts > 0
+        RETURNING o.*
+    ), archived AS (
+        INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
+                                               step, variant, purpose, dedupe_key, send_after, status, attempts,
+                                               last_error, errors, created_at, claimed_at, finished_at)
+        SELECT m.id, m.customer_key, m.channel, m.recipient, m.template, m.payload, m.journey, m.step,
+               m.variant, m.purpose, m.dedupe_key, m.send_after, 'sent', m.attempts, m.last_error,
+               m.errors, m.created_at, m.claimed_at, ack.now
+          FROM moved m
+        RETURNING 1
+    )
+    SELECT count(*) INTO done FROM archived;
+    IF done < cardinality(ids) AND done < (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
         SELECT i INTO bad
           FROM unnest(ids) i
          WHERE NOT EXISTS (SELECT FROM automation.outbox_archive a WHERE a.id = i)
@@ -505,6 +558,7 @@ AS $$
 DECLARE
     settings record := automation._outbox_settings();
     m record;
+    retry_at timestamptz;
 BEGIN
     IF id IS NULL OR now IS NULL THEN
         RAISE EXCEPTION 'id must not be null'
@@ -533,7 +587,12 @@ BEGIN
     UPDATE automation.outbox o
        SET status = 'queued', lease_until = NULL,
            send_after = fail.now + coalesce(retry_in, automation._backoff(o.attempts))
-     WHERE o.id = fail.id;
+     WHERE o.id = fail.id
+    RETURNING o.send_after INTO retry_at;
+    -- The worker wakes the mailers when the retry is due.
+    IF retry_at > pg_catalog.now() THEN
+        PERFORM automation._poke_worker(retry_at);
+    END IF;
     RETURN 'queued';
 END
 $$;
@@ -658,8 +717,15 @@ BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    DELETE FROM automation.outbox_archive a WHERE a.finished_at < horizon;
-    GET DIAGNOSTICS pruned = ROW_COUNT;
+    -- A pruned message's dedupe key may be taken again.
+    WITH gone AS (
+        DELETE FROM automation.outbox_archive a WHERE a.finished_at < horizon
+        RETURNING a.id, a.dedupe_key
+    ), freed AS (
+        DELETE FROM automation.outbox_key k USING gone g
+         WHERE k.dedupe_key = g.dedupe_key AND k.message_id = g.id
+    )
+    SELECT count(*) INTO pruned FROM gone;
     DELETE FROM automation.message_event e WHERE e.at < horizon;
     RETURN pruned;
 END

@@ -20,29 +20,14 @@ AS $$
      WHERE coalesce(o.lease_until, o.send_after) > now
 $$;
 
--- A message queued for later, retried later or leased tells the worker when
--- it will mature, so that the worker wakes the mailers then and not only at
--- its next tick.
+-- _poke_worker(due): tells the worker that a message will mature at due (a
+-- message queued or retried for later, or a lease that may run out), so
+-- that it wakes the mailers then and not only at its next tick.  enqueue,
+-- claim and fail call it once per call, with the earliest time they set;
+-- a trigger on the outbox would cost every claim a transition table and a
+-- PL/pgSQL call for the same one value.  The tick's own messages are due at
+-- once, and the worker looks at the outbox after every tick.
 CREATE FUNCTION automation._poke_worker(due timestamptz)
 RETURNS void
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_poke_worker';
-
-CREATE FUNCTION automation._outbox_poke()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM automation._poke_worker(min(coalesce(n.lease_until, n.send_after)))
-       FROM changed n
-      WHERE coalesce(n.lease_until, n.send_after) > now()
-     HAVING count(*) > 0;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER outbox_poke_insert AFTER INSERT ON automation.outbox
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION automation._outbox_poke();
-CREATE TRIGGER outbox_poke_update AFTER UPDATE ON automation.outbox
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION automation._outbox_poke();

@@ -608,13 +608,21 @@ BEGIN
                              automation._col(b_lines, 'product', 'l'), automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'),
                              b_lines.keys ->> 'cart') END);
     END IF;
-    -- Write the messages that go now, once per journey, subject and step,
+    -- Write the messages that go now, once per journey, subject and step
+    -- (the dedupe key, taken in automation.outbox_key as enqueue takes it),
     -- and record every decision with the message it wrote -- and after them
     -- the enrollments that this step completes -- in one statement.
-    WITH ins AS (
-        INSERT INTO automation.outbox AS m (customer_key, channel, recipient, template, payload, journey, step, variant,
-                                            purpose, dedupe_key, send_after, created_at)
-        SELECT d.customer_key, d.channel, d.recipient, coalesce(v.value ->> 'template', d.template),
+    WITH keys AS (
+        INSERT INTO automation.outbox_key AS k (dedupe_key, message_id)
+        SELECT d.dedupe_key, nextval('automation.outbox_id_seq')
+          FROM automation_due d
+         WHERE d.send_at <= now AND NOT d.holdout
+        ON CONFLICT ON CONSTRAINT outbox_key_pkey DO NOTHING
+        RETURNING k.dedupe_key, k.message_id),
+    ins AS (
+        INSERT INTO automation.outbox AS m (id, customer_key, channel, recipient, template, payload, journey, step,
+                                            variant, purpose, dedupe_key, send_after, created_at)
+        SELECT k.message_id, d.customer_key, d.channel, d.recipient, coalesce(v.value ->> 'template', d.template),
                d.payload || coalesce(v.value -> 'payload', '{}') || coalesce(d.context -> 'payload', '{}')
                || jsonb_build_object('first_name', d.first_name, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
                                      'customer_key', d.customer_key::text)
@@ -624,15 +632,13 @@ BEGIN
                           'stage', d.context -> 'stage',
                           'url', replace(cart_url, '{cart_id}', d.context ->> 'cart_id'),
                           'lines', coalesce(cl.lines, '[]'))) ELSE '{}' END,
-               d.journey, d.step, d.variant,
-               d.purpose, d.dedupe_key, d.send_at, now
+               d.journey, d.step, d.variant, d.purpose, k.dedupe_key, d.send_at, now
           FROM automation_due d
+          JOIN keys k ON k.dedupe_key = d.dedupe_key
           LEFT JOIN automation_cart cl ON cl.cart_id = d.context ->> 'cart_id' AND 'cart' = ANY (d.includes)
           LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d.variants) e
                               WHERE e.value ->> 'name' = d.variant LIMIT 1) v ON d.variant IS NOT NULL
          WHERE d.send_at <= now AND NOT d.holdout
-           AND NOT EXISTS (SELECT FROM automation.outbox_archive a WHERE a.dedupe_key = d.dedupe_key)
-        ON CONFLICT ON CONSTRAINT outbox_dedupe_key_key DO NOTHING
         RETURNING m.id, m.dedupe_key, m.channel),
     logged AS (
         INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason, variant, message_id)

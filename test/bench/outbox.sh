@@ -3,14 +3,23 @@
 #
 #   1. enqueue throughput: single messages, and batches of 100 per transaction
 #   2. claim(100) + ack throughput with 1, 2 and 4 mailers, against the bare
-#      SKIP LOCKED pattern on a plain table (id, vt, payload) as the floor
+#      SKIP LOCKED pattern on a plain table (id, vt, payload) as the floor:
+#      each starts from a backlog of 1,000,000 due messages (more than
+#      either drains in a run), both run with the cluster's durability
+#      settings, one statement per transaction, the claim's ids fed to the
+#      ack as the mailer would, and they take turns, half a run each, twice,
+#      so that load from elsewhere on the machine weighs on both alike
 #   3. the same while another session holds a REPEATABLE READ transaction open
 #   4. the hot outbox's size after BENCH_OUTBOX_THROUGH messages (1,000,000)
 #      have passed through it: written 100 per transaction by a producer (a
-#      set-based INSERT, as the tick writes a batch), claimed and acknowledged
-#      by two mailers at the same time, with autovacuum on; the producer
-#      writes BENCH_OUTBOX_RATE (5,000) messages/s, below what the mailers
-#      drain, as a steady shop would (0: as fast as it can, the backlog grows)
+#      set-based INSERT with its dedupe keys, as the tick writes a batch),
+#      claimed and acknowledged by two mailers at the same time, with
+#      autovacuum on and autovacuum_naptime at BENCH_OUTBOX_NAPTIME (10s,
+#      what the README advises at thousands of messages a second; 1min is
+#      PostgreSQL's default); the producer writes BENCH_OUTBOX_RATE (5,000)
+#      messages/s, below what the mailers drain, as a steady shop would (0:
+#      as fast as it can, the backlog grows).  The size is sampled every
+#      second while the producer writes and the largest is reported.
 #
 # It does not need the generated shop: it binds a customers table of its own
 # with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
@@ -23,6 +32,7 @@ SECONDS_PER_RUN=${BENCH_OUTBOX_SECONDS:-10}
 CUSTOMERS=${BENCH_OUTBOX_CUSTOMERS:-10000}
 THROUGH=${BENCH_OUTBOX_THROUGH:-1000000}
 RATE=${BENCH_OUTBOX_RATE:-5000}
+NAPTIME=${BENCH_OUTBOX_NAPTIME:-10s}
 PARTS=" ${BENCH_OUTBOX_PARTS:-1 2 3 4} "
 part() { [[ $PARTS == *" $1 "* ]]; }
 PGBENCH="$PGBIN/pgbench -n -M simple -h $PGHOST -p $PGPORT -U $PGUSER"
@@ -39,7 +49,8 @@ stop_holder() {
 }
 cleanup() {
     stop_holder
-    $PSQL -d postgres -c 'ALTER SYSTEM RESET autovacuum' -c 'SELECT pg_reload_conf()' >/dev/null
+    $PSQL -d postgres -c 'ALTER SYSTEM RESET autovacuum' -c 'ALTER SYSTEM RESET autovacuum_naptime' \
+        -c 'SELECT pg_reload_conf()' >/dev/null
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
@@ -65,11 +76,17 @@ SELECT count(automation.enqueue(1 + (random() * ($CUSTOMERS - 1))::int, 'email',
                                 '{"first_name": "Ada", "items": [1, 2, 3]}', gen_random_uuid()::text))
   FROM generate_series(1, 100);
 EOF
+# The producer writes a batch as the tick does: the dedupe keys first.
 cat >"$SCRATCH/produce100.sql" <<EOF
-INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
-SELECT c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing',
-       gen_random_uuid()::text, now()
-  FROM generate_series(1, 100) i, LATERAL (SELECT 1 + (random() * ($CUSTOMERS - 1))::int) k(c);
+WITH keys AS (
+    INSERT INTO automation.outbox_key (dedupe_key, message_id)
+    SELECT gen_random_uuid()::text, nextval('automation.outbox_id_seq') FROM generate_series(1, 100)
+    RETURNING dedupe_key, message_id
+)
+INSERT INTO automation.outbox (id, customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
+SELECT k.message_id, c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}',
+       'marketing', k.dedupe_key, now()
+  FROM keys k, LATERAL (SELECT 1 + (random() * ($CUSTOMERS - 1))::int + 0 * k.message_id) r(c);
 EOF
 cat >"$SCRATCH/claim_ack.sql" <<'EOF'
 SELECT quote_literal(coalesce(array_agg(id), '{}')) AS ids FROM automation.claim(100, '5 minutes', 'email') \gset
@@ -85,20 +102,26 @@ DELETE FROM obench.bare WHERE id = ANY (:ids::bigint[]);
 EOF
 chmod 644 "$SCRATCH"/*.sql
 
-# tps SCRIPT CLIENTS: runs pgbench for SECONDS_PER_RUN, prints transactions per second.
+# tps SCRIPT CLIENTS [SECONDS]: runs pgbench for SECONDS (SECONDS_PER_RUN),
+# prints transactions per second.
 tps() {
-    $PGBENCH -f "$1" -c "$2" -j "$2" -T "$SECONDS_PER_RUN" "$BENCH_DB" 2>&1 \
+    $PGBENCH -f "$1" -c "$2" -j "$2" -T "${3:-$SECONDS_PER_RUN}" "$BENCH_DB" 2>&1 \
         | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -1
 }
 # fill_outbox N / fill_bare N: a backlog of N due messages (written directly,
 # as enqueue would have, so the claim runs are not limited by the backlog).
 fill_outbox() {
     $SQL >/dev/null <<EOF
-INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
-SELECT c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing',
-       gen_random_uuid()::text, now() - interval '1 hour' + i * interval '1 microsecond'
-  FROM generate_series(1, $1) i, LATERAL (SELECT 1 + (i % $CUSTOMERS)) k(c);
-VACUUM ANALYZE automation.outbox;
+WITH keys AS (
+    INSERT INTO automation.outbox_key (dedupe_key, message_id)
+    SELECT gen_random_uuid()::text, nextval('automation.outbox_id_seq') FROM generate_series(1, $1)
+    RETURNING dedupe_key, message_id
+)
+INSERT INTO automation.outbox (id, customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
+SELECT k.message_id, c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}',
+       'marketing', k.dedupe_key, now() - interval '1 hour' + k.message_id * interval '1 microsecond'
+  FROM keys k, LATERAL (SELECT 1 + (k.message_id % $CUSTOMERS)) r(c);
+VACUUM ANALYZE automation.outbox, automation.outbox_key;
 EOF
 }
 fill_bare() {
@@ -111,10 +134,8 @@ EOF
 }
 sent() { $SQL -c "SELECT count(*) FROM automation.outbox_archive WHERE status = 'sent'"; }
 bare_left() { $SQL -c "SELECT count(*) FROM obench.bare"; }
-# rate BEFORE AFTER: messages per second over one run
-rate() { echo $(( ($2 - $1) / SECONDS_PER_RUN )); }
 reset_tables() {
-    $SQL -c 'TRUNCATE automation.outbox, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
+    $SQL -c 'TRUNCATE automation.outbox, automation.outbox_key, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
 }
 
 echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
@@ -130,21 +151,29 @@ t=$(tps "$SCRATCH/enqueue100.sql" 2)
 echo "   batches of 100, 2 clients:     $(printf '%.0f' "$(echo "$t * 100" | bc)") messages/s"
 fi
 
-# claim_runs LABEL: claim+ack and bare runs with 1, 2 and 4 mailers.
+# claim_runs LABEL: claim+ack and bare runs with 1, 2 and 4 mailers.  Both
+# backlogs are filled first, then the two take turns, half a run each, twice:
+# load from elsewhere on the machine then weighs on both alike.
 claim_runs() {
-    local n before after out bare
+    local n r a b out bare half=$(( (SECONDS_PER_RUN + 1) / 2 ))
     for n in 1 2 4; do
         reset_tables
-        fill_outbox 400000
-        before=$(sent)
-        tps "$SCRATCH/claim_ack.sql" $n >/dev/null
-        after=$(sent)
-        out=$(rate "$before" "$after")
-        fill_bare 400000
-        before=$(bare_left)
-        tps "$SCRATCH/bare_claim_ack.sql" $n >/dev/null
-        after=$(bare_left)
-        bare=$(rate "$after" "$before")
+        fill_outbox 1000000
+        fill_bare 1000000
+        out=0
+        bare=0
+        for r in 1 2; do
+            a=$(sent)
+            tps "$SCRATCH/claim_ack.sql" $n $half >/dev/null
+            b=$(sent)
+            out=$(( out + b - a ))
+            a=$(bare_left)
+            tps "$SCRATCH/bare_claim_ack.sql" $n $half >/dev/null
+            b=$(bare_left)
+            bare=$(( bare + a - b ))
+        done
+        out=$(( out / (2 * half) ))
+        bare=$(( bare / (2 * half) ))
         printf '   %d mailer(s)%s: outbox %6d messages/s   bare SKIP LOCKED %6d messages/s   ratio %s\n' \
             "$n" "$1" "$out" "$bare" "$(echo "scale=2; $out / $bare" | bc)"
     done
@@ -169,24 +198,35 @@ fi
 
 part 4 || exit 0
 echo
-echo "4. hot table size after $THROUGH messages passed through (producer at ${RATE:-unlimited} messages/s + 2 mailers, autovacuum on)"
+echo "4. hot table size after $THROUGH messages passed through (producer at ${RATE:-unlimited} messages/s + 2 mailers, autovacuum on, autovacuum_naptime $NAPTIME)"
 reset_tables
 $SQL -c 'VACUUM FULL automation.outbox' >/dev/null
-$PSQL -d postgres -c 'ALTER SYSTEM SET autovacuum = on' -c 'SELECT pg_reload_conf()' >/dev/null
-size() { $SQL -c "SELECT pg_size_pretty(pg_total_relation_size('automation.outbox'))"; }
+$PSQL -d postgres -c 'ALTER SYSTEM SET autovacuum = on' -c "ALTER SYSTEM SET autovacuum_naptime = '$NAPTIME'" \
+    -c 'SELECT pg_reload_conf()' >/dev/null
+size() { $SQL -c "SELECT pg_size_pretty(pg_total_relation_size('${1:-automation.outbox}'))"; }
+bytes() { $SQL -c "SELECT pg_total_relation_size('automation.outbox')"; }
 start=$(date +%s)
 $PGBENCH -f "$SCRATCH/claim_ack.sql" -c 2 -j 2 -T 3600 "$BENCH_DB" >/dev/null 2>&1 &
 consumers=$!
 throttle=
 [ "$RATE" -gt 0 ] && throttle="-R $((RATE / 100))"
-$PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) $throttle "$BENCH_DB" >/dev/null 2>&1
+$PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) $throttle "$BENCH_DB" >/dev/null 2>&1 &
+producer=$!
+# the largest size seen, sampled every second while the producer writes
+most=0
+while kill -0 "$producer" 2>/dev/null; do
+    b=$(bytes)
+    [ "$b" -gt "$most" ] && most=$b
+    sleep 1
+done
+wait "$producer"
 peak=$(size)
 while [ "$($SQL -c 'SELECT count(*) FROM automation.outbox')" -gt 0 ]; do sleep 1; done
 kill -TERM "$consumers" 2>/dev/null
 wait "$consumers" 2>/dev/null
 elapsed=$(( $(date +%s) - start ))
 echo "   $(sent) messages sent in ${elapsed}s ($(( $(sent) / (elapsed > 0 ? elapsed : 1) )) messages/s end to end)"
-echo "   outbox (table + indexes) when the producer finished: $peak; drained: $(size)"
+echo "   outbox (table + indexes): at most $((most / 1048576)) MB while the producer wrote; $peak when it finished; drained: $(size)"
 $SQL -c 'VACUUM automation.outbox' >/dev/null
 echo "   after a plain VACUUM: $(size)"
-echo "   archive (table + indexes): $($SQL -c "SELECT pg_size_pretty(pg_total_relation_size('automation.outbox_archive'))")"
+echo "   archive (table + indexes): $(size automation.outbox_archive); dedupe keys: $(size automation.outbox_key)"
