@@ -13,7 +13,11 @@
  * bitmap of categories.  Integer customer keys are numbered through an
  * array indexed by the key itself (a hash table takes the few that are
  * negative or very large); other key types through a hash table that uses
- * the type's default hash opclass.  Money stays exact: amounts are
+ * the type's default hash opclass; the time zones of integer keys are kept
+ * by key until their first order, so that customers who never ordered take
+ * no state.  Orders and lines wait in batches of a few hundred, so that the
+ * state of their customers, scattered in memory, is fetched ahead of use.
+ * Money stays exact: amounts are
  * accumulated as 64-bit integers scaled to the column's decimal scale, and
  * the pass switches to numeric arithmetic if a value does not fit that scale
  * or a sum would overflow.  The hour of an order in its customer's time
@@ -21,9 +25,10 @@
  * between two of its transitions.
  *
  * Gaps between orders need each customer's orders in time order.  Orders
- * are usually stored in the order they were placed, so the pass assumes it
- * and marks the customers for whom it was not true; their gap statistics are
- * recomputed afterwards from their orders read again, sorted by time.
+ * are often stored in the order they were placed, so the pass assumes it
+ * and marks the customers for whom it was not true; the orders are then read
+ * a second time, these customers' times kept (the first read counted them)
+ * and sorted per customer, and their gap statistics computed from those.
  *
  * Categories come from the order lines.  A full pass over integer order
  * numbers remembers which customer each order belongs to (an array indexed
@@ -202,6 +207,8 @@ typedef struct ProfilePass
 	FmgrInfo	hash_fn;
 	FmgrInfo	eq_fn;
 	IntMap		int_keys;		/* for integer keys */
+	uint16	   *zone_by_key;	/* integer keys' zones, read before their orders */
+	uint64		zone_by_key_cap;
 	HTAB	   *keys;			/* for the others */
 	ProfileEntry **chunks;
 	uint32		nchunks;
@@ -423,6 +430,13 @@ new_entry(ProfilePass *pass, Datum key)
 	pass->n++;
 	e = entry_at(pass, id);
 	memset(e, 0, sizeof(ProfileEntry));
+	if (pass->zone_by_key != NULL)
+	{
+		int64		k = int_value(key, pass->key_type);
+
+		if (k >= 0 && (uint64) k < pass->zone_by_key_cap)
+			e->zone = pass->zone_by_key[k];
+	}
 	if (pass->key_byval)
 		e->key = key;
 	else
@@ -877,8 +891,30 @@ zone_row(ProfilePass *pass, TupleTableSlot *slot)
 	if (tz == NULL)
 		return;
 	zone = zone_number(pass, tz);
-	if (zone != 0)
-		lookup_entry(pass, key, true)->zone = zone;
+	if (zone == 0)
+		return;
+	if (pass->key_is_int)
+	{
+		/* kept by key, so that customers who never ordered take no state */
+		int64		k = int_value(key, pass->key_type);
+
+		if (k >= 0 && k < DIRECT_KEYS)
+		{
+			if ((uint64) k >= pass->zone_by_key_cap)
+			{
+				uint64		newcap = Min(Max((uint64) k + 1, pass->zone_by_key_cap + pass->zone_by_key_cap / 4 + 1024), DIRECT_KEYS);
+
+				pass->zone_by_key = pass->zone_by_key == NULL
+					? MemoryContextAllocHuge(pass->cxt, newcap * sizeof(uint16))
+					: repalloc_huge(pass->zone_by_key, newcap * sizeof(uint16));
+				memset(pass->zone_by_key + pass->zone_by_key_cap, 0, (newcap - pass->zone_by_key_cap) * sizeof(uint16));
+				pass->zone_by_key_cap = newcap;
+			}
+			pass->zone_by_key[k] = zone;
+			return;
+		}
+	}
+	lookup_entry(pass, key, true)->zone = zone;
 }
 
 /* what an order row says, or why it does not count */
@@ -1684,6 +1720,32 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 		for_each_row(pass, zones_query, keys, PG_ARGISNULL(4), keys_type, zone_row);
 	for_each_row(pass, orders_query, keys, PG_ARGISNULL(4), keys_type, order_row);
 	flush_orders(pass);
+	if (pass->zone_by_key != NULL)
+		pfree(pass->zone_by_key);
+	pass->zone_by_key = NULL;
+	pass->zone_by_key_cap = 0;
+
+	if (pass->categories_bound)
+	{
+		for_each_row(pass, category_names_query, (Datum) 0, true, keys_type, category_name_row);
+		if (pass->map_orders)
+		{
+			for_each_row(pass, lines_query, (Datum) 0, true, keys_type, line_row);
+			flush_lines(pass);
+		}
+		else
+			for_each_row(pass, categories_query, keys, PG_ARGISNULL(4), keys_type, category_row);
+		if (pass->categories_overflow)
+			ereport(WARNING,
+					(errmsg("customer profiles record only the first %d product categories", MAX_CATEGORIES),
+					 errdetail("The shop's products have more categories than that; the others are left out of customer_profile.categories.")));
+	}
+	/* the order map is no longer needed */
+	if (pass->orders.direct != NULL)
+		pfree(pass->orders.direct);
+	if (pass->orders.hash != NULL)
+		hash_destroy(pass->orders.hash);
+	memset(&pass->orders, 0, sizeof(pass->orders));
 
 	/*
 	 * Customers whose orders came out of time order: read the orders again,
@@ -1742,28 +1804,6 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 		pass->times = NULL;
 		pass->times_next = NULL;
 	}
-
-	if (pass->categories_bound)
-	{
-		for_each_row(pass, category_names_query, (Datum) 0, true, keys_type, category_name_row);
-		if (pass->map_orders)
-		{
-			for_each_row(pass, lines_query, (Datum) 0, true, keys_type, line_row);
-			flush_lines(pass);
-		}
-		else
-			for_each_row(pass, categories_query, keys, PG_ARGISNULL(4), keys_type, category_row);
-		if (pass->categories_overflow)
-			ereport(WARNING,
-					(errmsg("customer profiles record only the first %d product categories", MAX_CATEGORIES),
-					 errdetail("The shop's products have more categories than that; the others are left out of customer_profile.categories.")));
-	}
-	/* the order map is no longer needed */
-	if (pass->orders.direct != NULL)
-		pfree(pass->orders.direct);
-	if (pass->orders.hash != NULL)
-		hash_destroy(pass->orders.hash);
-	memset(&pass->orders, 0, sizeof(pass->orders));
 
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
