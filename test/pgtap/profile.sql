@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(70);
+SELECT plan(71);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -239,6 +239,26 @@ SELECT is((SELECT count(*) FROM incremental), (SELECT count(*) FROM automation.c
           'incremental and full have the same customers');
 SELECT is((SELECT spent_90d FROM automation.customer_profile WHERE customer_key = 110), 700::numeric,
           'orders that aged out of the 90 days are gone from spent_90d');
+-- Categories from order lines: a full refresh reads the lines on their own
+-- and maps each order to its customer; they are those of the counted orders.
+CREATE TABLE pb.products (id integer PRIMARY KEY, name text, category text);
+INSERT INTO pb.products VALUES (1, 'collar', 'dog'), (2, 'tuna', 'cat food'), (3, 'ball', NULL), (4, 'leash', 'dog'),
+                               (5, 'seed', 'bird');
+CREATE TABLE pb.order_lines (order_id bigint, product_id integer, quantity integer);
+INSERT INTO pb.order_lines SELECT o.id, p, 1 FROM pb.orders o, generate_series(1, 4) p WHERE (o.id + p) % 3 = 0;
+INSERT INTO pb.order_lines SELECT o.id, 5, 1 FROM pb.orders o WHERE o.status <> 'paid';
+SELECT automation.bind_order_lines('pb.order_lines', 'order_id', 'product_id', 'quantity');
+SELECT automation.bind_products('pb.products', 'id', 'name', 'category');
+SELECT automation.enable_change_capture();
+SELECT automation.refresh_profiles(true, '2025-05-11 00:00+00');
+SELECT is_empty($$
+    SELECT customer_key, categories FROM automation.customer_profile
+    EXCEPT
+    SELECT o.customer_id, coalesce(array_agg(DISTINCT p.category ORDER BY p.category) FILTER (WHERE p.category IS NOT NULL), '{}')
+      FROM pb.orders o LEFT JOIN pb.order_lines l ON l.order_id = o.id LEFT JOIN pb.products p ON p.id = l.product_id
+     WHERE o.status = 'paid' GROUP BY 1$$,
+    'categories are those of the lines of counted orders, in name order');
+
 -- Later the same day an incremental refresh moves the stored RFM thresholds
 -- by the changed profiles alone and scores only the customers whose scores
 -- can have moved: new orders, a new customer, a customer whose orders are
@@ -246,6 +266,7 @@ SELECT is((SELECT spent_90d FROM automation.customer_profile WHERE customer_key 
 INSERT INTO pb.orders (customer_id, placed_at, total, status) VALUES
     (101, '2025-05-11 02:00+00', 500, 'paid'), (102, '2025-05-11 03:00+00', 1, 'paid'),
     (103, '2025-05-11 03:30+00', 2000, 'paid'), (112, '2025-05-11 04:00+00', 50, 'paid');
+INSERT INTO pb.order_lines SELECT o.id, 5, 1 FROM pb.orders o WHERE o.customer_id IN (101, 112) AND o.placed_at > '2025-05-11';
 DELETE FROM pb.orders WHERE customer_id = 104;
 CREATE TEMP TABLE thresholds_before AS SELECT r, f, m FROM automation.profile_threshold;
 SELECT automation.refresh_profiles(now => '2025-05-11 06:00+00');
