@@ -79,7 +79,7 @@ PG_FUNCTION_INFO_V1(automation_profile_pass);
 PG_FUNCTION_INFO_V1(automation_profile_pass_counts);
 PG_FUNCTION_INFO_V1(automation_profile_pass_thresholds);
 
-#define PROFILE_NATTS		21
+#define PROFILE_NATTS		22
 #define MAX_CATEGORIES		64
 /* the receiver's per-row memory is reset every so many rows */
 #define ROWS_PER_RESET		10000
@@ -109,12 +109,13 @@ typedef union MoneySum
 	Numeric		num;			/* otherwise */
 } MoneySum;
 
-/* Per-customer state: fixed size (104 bytes). */
+/* Per-customer state: fixed size (112 bytes). */
 typedef struct ProfileEntry
 {
 	Datum		key;
 	TimestampTz first_at;
 	TimestampTz last_at;
+	TimestampTz window_at;		/* when an order next enters or leaves a window */
 	double		gap_sq;			/* sum of squared gaps in days */
 	uint64		categories;		/* bit i: category i of the pass */
 	MoneySum	sums[NUM_SUMS];
@@ -181,6 +182,7 @@ typedef struct PendingOrder
 	int64		order_no;
 	uint32		id;
 	bool		counts;			/* not skipped, not after now */
+	bool		future;			/* not skipped, after now */
 	bool		has_order_no;
 } PendingOrder;
 
@@ -430,6 +432,7 @@ new_entry(ProfilePass *pass, Datum key)
 	pass->n++;
 	e = entry_at(pass, id);
 	memset(e, 0, sizeof(ProfileEntry));
+	e->window_at = DT_NOEND;
 	if (pass->zone_by_key != NULL)
 	{
 		int64		k = int_value(key, pass->key_type);
@@ -924,6 +927,7 @@ typedef struct OrderRow
 	TimestampTz at;
 	int64		scaled;
 	Numeric		num;
+	bool		future;			/* placed after now: counts later */
 } OrderRow;
 
 static void flush_orders(ProfilePass *pass);
@@ -936,6 +940,7 @@ read_order(ProfilePass *pass, TupleTableSlot *slot, OrderRow *row, bool count_sk
 	bool		negative = false;
 	Datum		total;
 
+	row->future = false;
 	row->at = DatumGetTimestampTz(slot_getattr(slot, 2, &isnull));
 	if (isnull)
 	{
@@ -1005,7 +1010,12 @@ read_order(ProfilePass *pass, TupleTableSlot *slot, OrderRow *row, bool count_sk
 		return false;
 	}
 	/* orders after now have not happened yet as far as this pass knows */
-	return row->at <= pass->now;
+	if (row->at > pass->now)
+	{
+		row->future = true;
+		return false;
+	}
+	return true;
 }
 
 /* Adds an order's amount to the sums whose windows hold its time. */
@@ -1053,6 +1063,11 @@ add_order(ProfilePass *pass, ProfileEntry *e, OrderRow *row)
 	int			hour;
 
 	pass->orders_read++;
+	/* the order leaves the 90-day and the 365-day windows at these times */
+	if (row->at > pass->since_90d)
+		e->window_at = Min(e->window_at, row->at + (pass->now - pass->since_90d));
+	if (row->at > pass->since_365d)
+		e->window_at = Min(e->window_at, row->at + (pass->now - pass->since_365d));
 	if (e->count == 0)
 		e->first_at = e->last_at = row->at;
 	else if (row->at >= e->last_at)
@@ -1103,7 +1118,7 @@ flush_orders(ProfilePass *pass)
 	{
 		PendingOrder *p = &pass->pending[i];
 
-		p->id = lookup_id(pass, p->key, !pass->gap_mode && (p->counts || pass->map_orders));
+		p->id = lookup_id(pass, p->key, !pass->gap_mode && (p->counts || p->future || pass->map_orders));
 		if (p->id == 0)
 			continue;
 		if (p->has_order_no)
@@ -1116,9 +1131,16 @@ flush_orders(ProfilePass *pass)
 		PendingOrder *p = &pass->pending[i];
 		ProfileEntry *e;
 
-		if (p->id == 0 || !p->counts)
+		if (p->id == 0)
 			continue;
 		e = entry_at(pass, p->id - 1);
+		if (!p->counts)
+		{
+			/* an order still to come enters the windows when it is placed */
+			if (p->future && !pass->gap_mode)
+				e->window_at = Min(e->window_at, p->at);
+			continue;
+		}
 		if (pass->gap_mode)
 		{
 			if (e->unsorted)
@@ -1175,6 +1197,7 @@ order_row(ProfilePass *pass, TupleTableSlot *slot)
 		p->at = row.at;
 		p->scaled = row.scaled;
 		p->counts = counts;
+		p->future = row.future;
 		p->has_order_no = has_order_no;
 		p->order_no = order_no;
 		if (pass->npending == BATCH_SIZE)
@@ -1183,13 +1206,15 @@ order_row(ProfilePass *pass, TupleTableSlot *slot)
 	}
 
 	/* other keys, and sums in numeric: one at a time */
-	if (!counts && !pass->map_orders)
+	if (!counts && !row.future && !pass->map_orders)
 		return;
 	id = lookup_id(pass, row.key, true);
 	if (has_order_no)
 		intmap_set(pass, &pass->orders, order_no, id);
 	if (counts)
 		add_order(pass, entry_at(pass, id - 1), &row);
+	else if (row.future)
+		entry_at(pass, id - 1)->window_at = Min(entry_at(pass, id - 1)->window_at, row.at);
 }
 
 /* the orders again: the times of the customers whose orders came out of order */
@@ -1212,6 +1237,7 @@ gap_row(ProfilePass *pass, TupleTableSlot *slot)
 		p->key = row.key;
 		p->at = row.at;
 		p->counts = counts;
+		p->future = false;
 		p->has_order_no = false;
 		if (pass->npending == BATCH_SIZE)
 			flush_orders(pass);
@@ -1593,6 +1619,8 @@ build_row(ProfilePass *pass, ProfileEntry *e)
 	else
 		nulls[19] = true;
 	values[20] = TimestampTzGetDatum(pass->now);
+	values[21] = TimestampTzGetDatum(e->window_at);
+	nulls[21] = e->window_at == DT_NOEND;
 
 	return heap_form_tuple(pass->tupdesc, values, nulls);
 }
@@ -1806,6 +1834,41 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	}
 
 	SetUserIdAndSecContext(save_userid, save_sec);
+
+	/*
+	 * Customers whose only orders are still to come get no profile; a later
+	 * refresh must look at them again when their first order is placed.
+	 */
+	{
+		Datum	   *pkeys = NULL;
+		int			npending = 0;
+
+		for (uint32 id = 0; id < pass->n; id++)
+		{
+			ProfileEntry *e = entry_at(pass, id);
+
+			if (e->count == 0 && e->window_at != DT_NOEND)
+			{
+				if (pkeys == NULL)
+					pkeys = palloc(sizeof(Datum) * pass->n);
+				pkeys[npending++] = e->key;
+			}
+		}
+		if (npending > 0)
+		{
+			Oid			argtype = get_array_type(pass->key_type);
+			Datum		arg = PointerGetDatum(construct_array(pkeys, npending, pass->key_type, pass->key_len,
+															  pass->key_byval, pass->key_align));
+			int			rc;
+
+			rc = SPI_execute_with_args("INSERT INTO automation.dirty_customer (customer_key) "
+									   "SELECT k FROM pg_catalog.unnest($1) k ON CONFLICT DO NOTHING",
+									   1, &argtype, &arg, NULL, false, 0);
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "cannot record the customers whose orders are still to come: %s",
+					 SPI_result_code_string(rc));
+		}
+	}
 	SPI_finish();
 
 	last_orders_read = pass->orders_read;

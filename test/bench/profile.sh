@@ -11,8 +11,9 @@
 #       (GROUP BY, window functions for the gaps, ntile for RFM)
 #   (c) automation.refresh_profiles(full => true)
 #   (d) automation.refresh_profiles() after 1,000 new orders, with change
-#       capture enabled; once as the demo shop is indexed, once with an
-#       index on orders (placed_at) that lets the window check use it
+#       capture enabled; once as the demo shop is indexed, once more after
+#       an index on orders (placed_at) is added (journeys' triggers use it;
+#       the profiles' window check reads customer_profile, not the orders)
 #
 # For each step the peak private memory (RssAnon) of the backend is sampled
 # from /proc; the baseline is an idle backend's.  Prints c/a, b/c, d/c and

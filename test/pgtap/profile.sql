@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(71);
+SELECT plan(74);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -265,13 +265,19 @@ SELECT is_empty($$
 -- all gone.
 INSERT INTO pb.orders (customer_id, placed_at, total, status) VALUES
     (101, '2025-05-11 02:00+00', 500, 'paid'), (102, '2025-05-11 03:00+00', 1, 'paid'),
-    (103, '2025-05-11 03:30+00', 2000, 'paid'), (112, '2025-05-11 04:00+00', 50, 'paid');
+    (103, '2025-05-11 03:30+00', 2000, 'paid'), (112, '2025-05-11 04:00+00', 50, 'paid'),
+    (105, '2025-05-11 07:00+00', 5, 'paid'), (113, '2025-05-11 08:00+00', 70, 'paid');
 INSERT INTO pb.order_lines SELECT o.id, 5, 1 FROM pb.orders o WHERE o.customer_id IN (101, 112) AND o.placed_at > '2025-05-11';
 DELETE FROM pb.orders WHERE customer_id = 104;
 CREATE TEMP TABLE thresholds_before AS SELECT r, f, m FROM automation.profile_threshold;
 SELECT automation.refresh_profiles(now => '2025-05-11 06:00+00');
 SELECT results_eq($$SELECT full_refresh, rescored, customers FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1$$,
-                  $$VALUES (false, true, 4::bigint)$$, 'within the day the refresh is incremental and rescores');
+                  $$VALUES (false, true, 5::bigint)$$, 'within the day the refresh is incremental and rescores');
+SELECT is((SELECT next_window_change_at FROM automation.customer_profile WHERE customer_key = 105),
+          '2025-05-11 07:00+00'::timestamptz, 'an order placed ahead of now is when the profile changes next');
+SELECT ok(EXISTS (SELECT FROM automation.dirty_customer WHERE customer_key = 113)
+          AND NOT EXISTS (SELECT FROM automation.customer_profile WHERE customer_key = 113),
+          'a customer whose only order is still to come has no profile and is looked at again');
 SELECT isnt((SELECT ROW(r, f, m) FROM automation.profile_threshold), (SELECT ROW(r, f, m) FROM thresholds_before),
             'the changed profiles moved the thresholds');
 CREATE TEMP TABLE same_day AS SELECT * FROM automation.customer_profile;
@@ -280,25 +286,42 @@ SELECT automation.refresh_profiles(true, '2025-05-11 06:00+00');
 SELECT is_empty($$
     (SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
             mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
-            lifecycle_stage, vip_tier, loyalty_points, categories FROM same_day
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_window_change_at FROM same_day
      EXCEPT
      SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
             mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
-            lifecycle_stage, vip_tier, loyalty_points, categories FROM automation.customer_profile)
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_window_change_at FROM automation.customer_profile)
     UNION ALL
     (SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
             mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
-            lifecycle_stage, vip_tier, loyalty_points, categories FROM automation.customer_profile
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_window_change_at FROM automation.customer_profile
      EXCEPT
      SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
             mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
-            lifecycle_stage, vip_tier, loyalty_points, categories FROM same_day)$$,
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_window_change_at FROM same_day)$$,
     'scoring only the changed and the moved agrees with a full refresh');
 SELECT is((SELECT ROW(profiles, r, r_below, r_upto, f, f_below, f_upto, m, m_below, m_upto) FROM same_day_thresholds),
           (SELECT ROW(profiles, r, r_below, r_upto, f, f_below, f_upto, m, m_below, m_upto) FROM automation.profile_threshold),
           'the moved thresholds and their ranks are those of the full pass');
 SELECT is((SELECT scored_at FROM same_day_thresholds), '2025-05-11 00:00+00'::timestamptz,
           'the incremental refresh did not score every profile again');
+-- When the orders placed ahead come due, an incremental refresh takes them in.
+SELECT automation.refresh_profiles(now => '2025-05-11 09:00+00');
+CREATE TEMP TABLE later_that_day AS SELECT * FROM automation.customer_profile;
+SELECT automation.refresh_profiles(true, '2025-05-11 09:00+00');
+SELECT is_empty($$
+    (SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_window_change_at FROM later_that_day
+     EXCEPT
+     SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_window_change_at FROM automation.customer_profile)
+    UNION ALL
+    (SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_window_change_at FROM automation.customer_profile
+     EXCEPT
+     SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_window_change_at FROM later_that_day)$$,
+    'orders that came due are taken in, as a full refresh does');
 -- A new quarter makes the next refresh full.
 SELECT automation.refresh_profiles(now => '2025-07-02 00:00+00');
 SELECT is((SELECT reason FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1),
