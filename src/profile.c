@@ -1619,8 +1619,25 @@ build_row(ProfilePass *pass, ProfileEntry *e)
 	else
 		nulls[19] = true;
 	values[20] = TimestampTzGetDatum(pass->now);
-	values[21] = TimestampTzGetDatum(e->window_at);
-	nulls[21] = e->window_at == DT_NOEND;
+
+	/*
+	 * When the profile next changes with no new order: an order leaves a
+	 * window or comes due, or the lifecycle stage moves on with the days
+	 * (to lapsing, then to lost).
+	 */
+	{
+		TimestampTz next = e->window_at;
+
+		if (strcmp(stage, "lost") != 0)
+		{
+			next = Min(next, e->last_at + (int64) automation_lost_days * USECS_PER_DAY);
+			if (strcmp(stage, "lapsing") != 0)
+				next = Min(next, e->last_at + ((int64) floor(fmax(automation_lapsing_factor * mean_gap,
+																  (double) automation_lapsing_min_days)) + 1) * USECS_PER_DAY);
+		}
+		values[21] = TimestampTzGetDatum(next);
+		nulls[21] = next == DT_NOEND;
+	}
 
 	return heap_form_tuple(pass->tupdesc, values, nulls);
 }

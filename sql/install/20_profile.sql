@@ -31,7 +31,7 @@ CREATE TABLE automation.customer_profile (
     loyalty_points bigint NOT NULL,
     categories text[],
     refreshed_at timestamptz NOT NULL,
-    next_window_change_at timestamptz,
+    next_change_at timestamptz,
     CONSTRAINT customer_profile_pkey PRIMARY KEY (customer_key),
     CONSTRAINT customer_profile_order_count_check CHECK (order_count > 0),
     CONSTRAINT customer_profile_order_span_check CHECK (first_order_at <= last_order_at),
@@ -50,7 +50,7 @@ COMMENT ON TABLE automation.customer_profile IS 'one row per customer with a cou
 COMMENT ON COLUMN automation.customer_profile.spent_90d IS 'spend in the 90 x 24 hours up to the refresh''s now';
 COMMENT ON COLUMN automation.customer_profile.spent_prev_quarter IS 'spend in the previous calendar quarter, quarters taken in automation.default_timezone';
 COMMENT ON COLUMN automation.customer_profile.preferred_hour IS 'the hour of day (customer''s own time zone) the customer most often orders at; ties go to the earliest hour';
-COMMENT ON COLUMN automation.customer_profile.next_window_change_at IS 'when one of the customer''s orders next leaves the 90-day or 365-day window, or an order placed ahead of the refresh''s now comes due; an incremental refresh re-profiles the customer then';
+COMMENT ON COLUMN automation.customer_profile.next_change_at IS 'when the profile next changes with no new order: one of the customer''s orders leaves the 90-day or 365-day window, an order placed ahead of the refresh''s now comes due, or the lifecycle stage moves to lapsing or lost; an incremental refresh re-profiles the customer then';
 COMMENT ON COLUMN automation.customer_profile.timezone IS 'the time zone preferred_hour is in: the bound customers'' time zone column, else automation.default_timezone';
 
 -- Customers whose orders changed since the last refresh, recorded by the
@@ -625,12 +625,12 @@ BEGIN
           FROM automation._profile_pass_thresholds() t;
     ELSE
         -- Customers whose orders changed (and those whose only orders were
-        -- still to come), plus those with an order that moved into or out of
-        -- a spend window since their profile was written: the pass recorded
-        -- when that would happen.
+        -- still to come), plus those whose profile changed with the clock
+        -- since it was written -- an order moved into or out of a spend
+        -- window, the lifecycle stage moved on: the pass recorded when.
         keys_sql := 'WITH d AS (DELETE FROM automation.dirty_customer RETURNING customer_key) '
                     'SELECT array_agg(k) FROM (SELECT customer_key AS k FROM d UNION '
-                    'SELECT p.customer_key FROM automation.customer_profile p WHERE p.next_window_change_at <= $1) x';
+                    'SELECT p.customer_key FROM automation.customer_profile p WHERE p.next_change_at <= $1) x';
         EXECUTE keys_sql INTO counts USING now;
         -- the R, F and M values of the profiles about to be written again
         EXECUTE format('WITH d AS (DELETE FROM automation.customer_profile WHERE customer_key = ANY ($1::%s[]) '
