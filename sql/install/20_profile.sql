@@ -802,7 +802,9 @@ BEGIN
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
     END LOOP;
-    DELETE FROM automation.dirty_customer;
+    -- the customers recorded stay: among them are those whose only orders
+    -- are still to come, which the next refresh must look at (a full
+    -- refresh records them afresh)
 END
 $$;
 COMMENT ON FUNCTION automation.disable_change_capture() IS 'remove the change-capture triggers; profile refreshes are full from then on';

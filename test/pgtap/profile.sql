@@ -307,7 +307,9 @@ SELECT is((SELECT ROW(profiles, r, r_below, r_upto, f, f_below, f_upto, m, m_bel
           'the moved thresholds and their ranks are those of the full pass');
 SELECT is((SELECT scored_at FROM same_day_thresholds), '2025-05-11 00:00+00'::timestamptz,
           'the incremental refresh did not score every profile again');
--- When the orders placed ahead come due, an incremental refresh takes them in.
+-- When the orders placed ahead come due, an incremental refresh takes them
+-- in, also when change capture was enabled again since the full refresh.
+SELECT automation.enable_change_capture();
 SELECT automation.refresh_profiles(now => '2025-05-11 09:00+00');
 CREATE TEMP TABLE later_that_day AS SELECT * FROM automation.customer_profile;
 SELECT automation.refresh_profiles(true, '2025-05-11 09:00+00');
