@@ -5,26 +5,43 @@
  *	  customer profile for every customer who ordered.
  *
  * automation._profile_pass() runs the queries that automation.refresh_profiles()
- * builds from the bindings (sql/install/20_profile.sql) through SPI cursors,
- * fetching in batches, with the privileges of the role that bound the
- * orders.  Rows are folded into a hash table keyed by the shop's customer
- * key type (hashed and compared with the type's default hash opclass), with
- * fixed-size state per customer: first and last order, count, four money
- * sums, an hour-of-day histogram, the sum of squared gaps and a bitmap of
- * categories.  Money stays exact: amounts are accumulated as 128-bit
- * integers scaled to the column's decimal scale, and the pass switches to
- * numeric arithmetic if a value does not fit that scale.
+ * builds from the bindings (sql/install/20_profile.sql) with the privileges
+ * of the role that bound the orders, the rows streamed to a receiver rather
+ * than copied out in batches.  Each customer gets a number, and fixed-size
+ * state in an array of chunks by that number: first and last order, count,
+ * four money sums, an hour-of-day histogram, the sum of squared gaps and a
+ * bitmap of categories.  Integer customer keys are numbered through an
+ * array indexed by the key itself (a hash table takes the few that are
+ * negative or very large); other key types through a hash table that uses
+ * the type's default hash opclass; the time zones of integer keys are kept
+ * by key until their first order, so that customers who never ordered take
+ * no state.  Orders and lines wait in batches of a few hundred, so that the
+ * state of their customers, scattered in memory, is fetched ahead of use.
+ * Money stays exact: amounts are
+ * accumulated as 64-bit integers scaled to the column's decimal scale, and
+ * the pass switches to numeric arithmetic if a value does not fit that scale
+ * or a sum would overflow.  The hour of an order in its customer's time
+ * zone comes from the zone's UTC offset, cached per zone for the span
+ * between two of its transitions.
  *
  * Gaps between orders need each customer's orders in time order.  Orders
- * are usually stored in the order they were placed, so the pass assumes it
- * and marks the customers for whom it was not true; their gap statistics are
- * recomputed afterwards from their orders read again, sorted by time.
+ * are often stored in the order they were placed, so the pass assumes it
+ * and marks the customers for whom it was not true; the orders are then read
+ * a second time, these customers' times kept (the first read counted them)
+ * and sorted per customer, and their gap statistics computed from those.
+ *
+ * Categories come from the order lines.  A full pass over integer order
+ * numbers remembers which customer each order belongs to (an array indexed
+ * by the order number) and then reads the lines once, each with its
+ * product's category number, without joining them to the orders; otherwise
+ * (and for the few customers of an incremental pass, whose lines are reached
+ * through an index) a query joins lines to orders.
  *
  * A full pass also computes the RFM quintile thresholds over the whole
  * population and scores every customer; an incremental pass leaves scores
- * NULL and automation._rescore() derives them set-based with the same rules.
- * The function returns the rows value per call, so that
- * INSERT ... SELECT streams them without materialising the result.
+ * NULL and the SQL side scores the customers it wrote.  The function
+ * returns the rows value per call, so that INSERT ... SELECT streams them
+ * without materialising the result.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,10 +52,13 @@
 #include "access/htup_details.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/params.h"
 #include "pgtime.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -49,7 +69,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/plancache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -58,10 +77,21 @@
 
 PG_FUNCTION_INFO_V1(automation_profile_pass);
 PG_FUNCTION_INFO_V1(automation_profile_pass_counts);
+PG_FUNCTION_INFO_V1(automation_profile_pass_thresholds);
 
-#define PROFILE_BATCH		10000
-#define PROFILE_NATTS		21
+#define PROFILE_NATTS		22
 #define MAX_CATEGORIES		64
+/* the receiver's per-row memory is reset every so many rows */
+#define ROWS_PER_RESET		10000
+/* integer keys and order numbers below this are looked up in an array */
+#define DIRECT_KEYS			(64 * 1024 * 1024)
+/* customers' state is kept in chunks of this many */
+#define CHUNK_BITS			13
+#define CHUNK_SIZE			(1 << CHUNK_BITS)
+/* orders and lines are taken in batches of this many, to fetch state ahead */
+#define BATCH_SIZE			256
+/* at most this many distinct time zones are told apart */
+#define MAX_ZONES			PG_UINT16_MAX
 
 /* which money sum */
 enum
@@ -75,51 +105,155 @@ enum
 
 typedef union MoneySum
 {
-	int128		scaled;			/* amount x 10^scale, while pass->exact */
+	int64		scaled;			/* amount x 10^scale, while pass->exact */
 	Numeric		num;			/* otherwise */
 } MoneySum;
 
-/* Per-customer state: fixed size.  The key must come first (dynahash). */
+/* Per-customer state: fixed size (112 bytes). */
 typedef struct ProfileEntry
 {
 	Datum		key;
-	pg_tz	   *tz;				/* bound time zone, or NULL for the default */
 	TimestampTz first_at;
 	TimestampTz last_at;
+	TimestampTz window_at;		/* when an order next enters or leaves a window */
 	double		gap_sq;			/* sum of squared gaps in days */
 	uint64		categories;		/* bit i: category i of the pass */
-	int32		count;
-	uint8		hours[24];		/* orders by local hour, halved when full */
-	bool		unsorted;		/* an order came before an earlier one */
 	MoneySum	sums[NUM_SUMS];
+	int32		count;
+	uint16		zone;			/* 1 + index in pass->zones; 0: the default */
+	bool		unsorted;		/* an order came before an earlier one */
+	uint8		hours[24];		/* orders by local hour, halved when full */
 } ProfileEntry;
+
+/* A span of time in which a zone's UTC offset holds: from <= t < until. */
+typedef struct ZoneSpan
+{
+	pg_time_t	from;
+	pg_time_t	until;
+	long		gmtoff;
+} ZoneSpan;
+
+/* A time zone, and the spans of it met so far, in time order. */
+typedef struct Zone
+{
+	pg_tz	   *tz;
+	ZoneSpan   *spans;
+	int			nspans;
+	int			last;			/* the span of the previous lookup */
+} Zone;
+
+/*
+ * Numbers by integer: small non-negative integers through an array of
+ * number + 1 (0: none), the others through a hash table.
+ */
+typedef struct IntMap
+{
+	uint32	   *direct;
+	uint64		cap;
+	HTAB	   *hash;
+} IntMap;
+
+typedef struct IntMapEntry
+{
+	int64		key;
+	uint32		value;
+} IntMapEntry;
+
+/* Numbers by key of any hashable type. */
+typedef struct KeyMapEntry
+{
+	Datum		key;
+	uint32		value;
+} KeyMapEntry;
+
+/* Numbers by time zone. */
+typedef struct ZoneMapEntry
+{
+	pg_tz	   *tz;
+	uint16		zone;
+} ZoneMapEntry;
+
+/* an order read and not yet added to its customer */
+typedef struct PendingOrder
+{
+	Datum		key;
+	TimestampTz at;
+	int64		scaled;
+	int64		order_no;
+	uint32		id;
+	bool		counts;			/* not skipped, not after now */
+	bool		future;			/* not skipped, after now */
+	bool		has_order_no;
+} PendingOrder;
+
+/* a line read and not yet added to its customer */
+typedef struct PendingLine
+{
+	ProfileEntry *entry;
+	int32		category;
+} PendingLine;
 
 typedef struct ProfilePass
 {
 	MemoryContext cxt;			/* everything below lives here */
-	MemoryContext row_cxt;		/* reset for every returned row */
-	HTAB	   *hash;
+	MemoryContext row_cxt;		/* reset every so many rows, and per returned row */
+	uint64		rows_since_reset;
+
+	/* the customers: key type, numbers, state */
 	Oid			key_type;
 	int16		key_len;
 	bool		key_byval;
 	char		key_align;
 	Oid			key_collation;
+	bool		key_is_int;
 	FmgrInfo	hash_fn;
 	FmgrInfo	eq_fn;
+	IntMap		int_keys;		/* for integer keys */
+	uint16	   *zone_by_key;	/* integer keys' zones, read before their orders */
+	uint64		zone_by_key_cap;
+	HTAB	   *keys;			/* for the others */
+	ProfileEntry **chunks;
+	uint32		nchunks;
+	uint32		chunks_cap;
+	uint32		n;				/* customers numbered */
+
+	/* the customer of each order (+ 1), when categories come from the lines */
+	bool		map_orders;
+	IntMap		orders;
+	int64		last_order_no;	/* the order of the previous line, and its customer */
+	ProfileEntry *last_order_entry;
+
+	/*
+	 * Orders (with integer keys, while sums are exact) and lines wait in
+	 * batches, so that the state of their customers can be fetched ahead.
+	 */
+	PendingOrder pending[BATCH_SIZE];
+	int			npending;
+	bool		gap_mode;		/* the batch holds orders read again for gaps */
+	PendingLine pending_lines[BATCH_SIZE];
+	int			npending_lines;
+
+	/* the order times of the customers whose orders came out of time order */
+	uint32	   *times_next;		/* by customer: where its next time goes */
+	TimestampTz *times;
 
 	/* money */
+	Oid			total_type;
 	bool		exact;			/* sums are scaled integers */
 	int			scale;			/* their decimal scale */
 	int			max_dscale;		/* largest display scale seen */
 	Numeric		zero;			/* in numeric mode, the value of a NULL sum */
 
-	/* the clock */
+	/* the clock and the time zones */
 	TimestampTz now;
 	TimestampTz since_90d;
 	TimestampTz since_365d;
 	TimestampTz quarter_start;
 	TimestampTz quarter_end;
-	pg_tz	   *default_tz;
+	Zone		default_zone;
+	Zone	   *zones;
+	int			nzones;
+	HTAB	   *zone_map;
 
 	/* categories */
 	int			ncategories;
@@ -127,11 +261,16 @@ typedef struct ProfilePass
 	bool		categories_bound;
 	bool		categories_overflow;
 
+	/* counts */
+	int64		orders_read;
+	int64		skipped_customer;
+	int64		skipped_time;
+	int64		skipped_total;
+
 	/* output */
 	bool		full;
-	ProfileEntry **entries;
-	int64		nentries;
-	int64		next;
+	uint32	   *output;			/* the customers in key order, for integer keys */
+	uint32		next;
 	TimestampTz r_thresholds[4];
 	int32		f_thresholds[4];
 	MoneySum	m_thresholds[4];
@@ -153,11 +292,31 @@ static int64 last_skipped_total = 0;
 static const double quintiles[4] = {0.2, 0.4, 0.6, 0.8};
 
 /*
+ * The RFM thresholds of the last full pass in this session, and where each
+ * falls among the profiles (how many values are below it, how many up to
+ * it), for automation._profile_pass_thresholds().
+ */
+enum
+{
+	MEASURE_R,
+	MEASURE_F,
+	MEASURE_M,
+	NUM_MEASURES
+};
+static bool last_thresholds_valid = false;
+static int64 last_profiles = 0;
+static TimestampTz last_r[4];
+static int32 last_f[4];
+static Numeric last_m[4];
+static int64 last_below[NUM_MEASURES][4];
+static int64 last_upto[NUM_MEASURES][4];
+
+/*
  * Hash and match callbacks for dynahash: the key is a Datum of the shop's
  * customer key type, hashed and compared through its default hash opclass.
  */
 static uint32
-entry_hash(const void *key, Size keysize)
+key_hash(const void *key, Size keysize)
 {
 	return DatumGetUInt32(FunctionCall1Coll(&current_pass->hash_fn,
 											current_pass->key_collation,
@@ -165,7 +324,7 @@ entry_hash(const void *key, Size keysize)
 }
 
 static int
-entry_match(const void *key1, const void *key2, Size keysize)
+key_match(const void *key1, const void *key2, Size keysize)
 {
 	Datum		a = *(const Datum *) key1;
 	Datum		b = *(const Datum *) key2;
@@ -177,39 +336,175 @@ entry_match(const void *key1, const void *key2, Size keysize)
 										  a, b)) ? 0 : 1;
 }
 
-/*
- * Finds the entry of a customer, creating it when create is true (and
- * returning NULL for an unknown customer otherwise).
- */
-static ProfileEntry *
-lookup_entry(ProfilePass *pass, Datum key, bool create)
+static bool
+is_int_type(Oid type)
 {
+	return type == INT8OID || type == INT4OID || type == INT2OID;
+}
+
+static int64
+int_value(Datum value, Oid type)
+{
+	return type == INT8OID ? DatumGetInt64(value) : type == INT4OID ? DatumGetInt32(value) : DatumGetInt16(value);
+}
+
+/* The number + 1 an integer is mapped to, or 0. */
+static inline uint32
+intmap_get(IntMap *m, int64 k)
+{
+	if (k >= 0 && (uint64) k < m->cap)
+		return m->direct[k];
+	if (m->hash != NULL && (k < 0 || k >= DIRECT_KEYS))
+	{
+		IntMapEntry *e = hash_search(m->hash, &k, HASH_FIND, NULL);
+
+		return e ? e->value : 0;
+	}
+	return 0;
+}
+
+/* Maps an integer to value (a number + 1). */
+static void
+intmap_set(ProfilePass *pass, IntMap *m, int64 k, uint32 value)
+{
+	if (k >= 0 && k < DIRECT_KEYS)
+	{
+		if ((uint64) k >= m->cap)
+		{
+			/* grow by a quarter at least: keys are usually dense */
+			uint64		newcap = Min(Max((uint64) k + 1, m->cap + m->cap / 4 + 1024), DIRECT_KEYS);
+
+			m->direct = m->direct == NULL ? MemoryContextAllocHuge(pass->cxt, newcap * sizeof(uint32))
+				: repalloc_huge(m->direct, newcap * sizeof(uint32));
+			memset(m->direct + m->cap, 0, (newcap - m->cap) * sizeof(uint32));
+			m->cap = newcap;
+		}
+		m->direct[k] = value;
+	}
+	else
+	{
+		IntMapEntry *e;
+
+		if (m->hash == NULL)
+		{
+			HASHCTL		ctl;
+
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(int64);
+			ctl.entrysize = sizeof(IntMapEntry);
+			ctl.hcxt = pass->cxt;
+			m->hash = hash_create("automation profile numbers", 1024, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		e = hash_search(m->hash, &k, HASH_ENTER, NULL);
+		e->value = value;
+	}
+}
+
+static inline ProfileEntry *
+entry_at(ProfilePass *pass, uint32 id)
+{
+	return &pass->chunks[id >> CHUNK_BITS][id & (CHUNK_SIZE - 1)];
+}
+
+/* Numbers a new customer and gives it empty state. */
+static uint32
+new_entry(ProfilePass *pass, Datum key)
+{
+	uint32		id = pass->n;
 	ProfileEntry *e;
-	bool		found;
 
-	e = hash_search(pass->hash, &key, create ? HASH_ENTER : HASH_FIND, &found);
-	if (e == NULL || found)
-		return e;
+	if (id == PG_UINT32_MAX - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many customers for the profile pass")));
+	if ((id >> CHUNK_BITS) >= pass->nchunks)
+	{
+		if (pass->nchunks == pass->chunks_cap)
+		{
+			pass->chunks_cap = Max(pass->chunks_cap * 2, 64);
+			pass->chunks = pass->chunks == NULL
+				? MemoryContextAlloc(pass->cxt, sizeof(ProfileEntry *) * pass->chunks_cap)
+				: repalloc(pass->chunks, sizeof(ProfileEntry *) * pass->chunks_cap);
+		}
+		pass->chunks[pass->nchunks++] = MemoryContextAllocHuge(pass->cxt, sizeof(ProfileEntry) * CHUNK_SIZE);
+	}
+	pass->n++;
+	e = entry_at(pass, id);
+	memset(e, 0, sizeof(ProfileEntry));
+	e->window_at = DT_NOEND;
+	if (pass->zone_by_key != NULL)
+	{
+		int64		k = int_value(key, pass->key_type);
 
-	/* a new entry: own a copy of the key, start empty */
-	memset(((char *) e) + sizeof(Datum), 0, sizeof(ProfileEntry) - sizeof(Datum));
-	if (!pass->key_byval)
+		if (k >= 0 && (uint64) k < pass->zone_by_key_cap)
+			e->zone = pass->zone_by_key[k];
+	}
+	if (pass->key_byval)
+		e->key = key;
+	else
 	{
 		MemoryContext old = MemoryContextSwitchTo(pass->cxt);
 
 		e->key = datumCopy(key, false, pass->key_len);
 		MemoryContextSwitchTo(old);
 	}
-	return e;
+	return id;
+}
+
+/*
+ * The number + 1 of a customer, numbering it when create is true (0 for an
+ * unknown customer otherwise).
+ */
+static uint32
+lookup_id(ProfilePass *pass, Datum key, bool create)
+{
+	uint32		id;
+
+	if (pass->key_is_int)
+	{
+		int64		k = int_value(key, pass->key_type);
+
+		id = intmap_get(&pass->int_keys, k);
+		if (id == 0 && create)
+		{
+			id = new_entry(pass, key) + 1;
+			intmap_set(pass, &pass->int_keys, k, id);
+		}
+	}
+	else
+	{
+		KeyMapEntry *m;
+		bool		found;
+
+		m = hash_search(pass->keys, &key, create ? HASH_ENTER : HASH_FIND, &found);
+		if (m == NULL)
+			return 0;
+		if (!found)
+		{
+			m->value = new_entry(pass, key) + 1;
+			m->key = entry_at(pass, m->value - 1)->key;	/* the entry's own copy */
+		}
+		id = m->value;
+	}
+	return id;
+}
+
+static inline ProfileEntry *
+lookup_entry(ProfilePass *pass, Datum key, bool create)
+{
+	uint32		id = lookup_id(pass, key, create);
+
+	return id == 0 ? NULL : entry_at(pass, id - 1);
 }
 
 /*
  * Reads a numeric as an integer scaled by 10^scale, straight from its stored
  * form (base-10000 digits, a weight and a sign).  Returns false when it is
- * NaN or infinite (*special set), or does not fit the scale or 128 bits.
+ * NaN or infinite (*special set), or does not fit the scale or 64 bits.
  */
 static bool
-numeric_to_scaled(Datum d, int scale, int128 *out, int *dscale, bool *special)
+numeric_to_scaled(Datum d, int scale, int64 *out, int *dscale, bool *special)
 {
 	struct varlena *v = (struct varlena *) PG_DETOAST_DATUM_PACKED(d);
 	const char *data = VARDATA_ANY(v);
@@ -262,11 +557,13 @@ numeric_to_scaled(Datum d, int scale, int128 *out, int *dscale, bool *special)
 		{
 			int128		term = digit;
 
-			if (p10 > 32)
+			if (p10 > 18)
 				return false;
 			for (int k = 0; k < p10; k++)
 				term *= 10;
 			value += term;
+			if (value > PG_INT64_MAX)
+				return false;
 		}
 		else
 		{
@@ -275,7 +572,9 @@ numeric_to_scaled(Datum d, int scale, int128 *out, int *dscale, bool *special)
 			value += digit / pow10[-p10];
 		}
 	}
-	*out = negative ? -value : value;
+	if (value > PG_INT64_MAX)
+		return false;
+	*out = negative ? -(int64) value : (int64) value;
 	return true;
 }
 
@@ -310,32 +609,11 @@ numeric_is_negative(Datum d)
 
 /* Converts a scaled integer to a numeric with the given display scale. */
 static Numeric
-scaled_to_numeric(int128 value, int scale, int dscale)
+scaled_to_numeric(int64 value, int scale, int dscale)
 {
-	char		buf[64];
-	char	   *p = buf + sizeof(buf) - 1;
-	bool		negative = value < 0;
-	uint128		u;
-
 	for (int k = dscale; k < scale; k++)
 		value /= 10;			/* exact: no value had digits there */
-	if (value >= PG_INT64_MIN && value <= PG_INT64_MAX)
-		return int64_div_fast_to_numeric((int64) value, dscale);
-
-	u = negative ? -(uint128) value : (uint128) value;
-	*p = '\0';
-	for (int k = 0; u > 0 || k <= dscale; k++)
-	{
-		if (k == dscale && k > 0)
-			*--p = '.';
-		*--p = '0' + (int) (u % 10);
-		u /= 10;
-	}
-	if (negative)
-		*--p = '-';
-	return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(p),
-											   ObjectIdGetDatum(InvalidOid),
-											   Int32GetDatum(-1)));
+	return int64_div_fast_to_numeric(value, dscale);
 }
 
 /* A sum as a numeric; in numeric mode an untouched sum (NULL) is zero. */
@@ -349,19 +627,19 @@ sum_to_numeric(ProfilePass *pass, MoneySum *s)
 
 /*
  * Switches the pass from scaled integers to numeric arithmetic, converting
- * every sum so far: a value came that does not fit the scale.
+ * every sum so far: a value came that does not fit the scale, or a sum
+ * would not fit 64 bits.
  */
 static void
 switch_to_numeric(ProfilePass *pass)
 {
-	HASH_SEQ_STATUS seq;
-	ProfileEntry *e;
 	MemoryContext old = MemoryContextSwitchTo(pass->cxt);
 
 	pass->zero = int64_to_numeric(0);
-	hash_seq_init(&seq, pass->hash);
-	while ((e = hash_seq_search(&seq)) != NULL)
+	for (uint32 id = 0; id < pass->n; id++)
 	{
+		ProfileEntry *e = entry_at(pass, id);
+
 		for (int i = 0; i < NUM_SUMS; i++)
 			e->sums[i].num = e->sums[i].scaled == 0 ? NULL :
 				scaled_to_numeric(e->sums[i].scaled, pass->scale, pass->scale);
@@ -371,92 +649,275 @@ switch_to_numeric(ProfilePass *pass)
 }
 
 static void
-add_money(ProfilePass *pass, MoneySum *s, int128 scaled, Numeric num)
+add_numeric(ProfilePass *pass, MoneySum *s, Numeric num)
 {
-	if (pass->exact)
-		s->scaled += scaled;
+	Numeric		old = s->num;
+	MemoryContext oldcxt = MemoryContextSwitchTo(pass->cxt);
+
+	if (old == NULL)
+		s->num = DatumGetNumericCopy(NumericGetDatum(num));
 	else
 	{
-		Numeric		old = s->num;
-		MemoryContext oldcxt = MemoryContextSwitchTo(pass->cxt);
-
-		if (old == NULL)
-			s->num = DatumGetNumericCopy(NumericGetDatum(num));
-		else
-		{
-			s->num = numeric_add_opt_error(old, num, NULL);
-			pfree(old);
-		}
-		MemoryContextSwitchTo(oldcxt);
+		s->num = numeric_add_opt_error(old, num, NULL);
+		pfree(old);
 	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * The UTC offset of a zone at a moment.  The zone's transitions split time
+ * into spans of one offset; each span met is kept, from the earliest moment
+ * looked up in it to its end, so that most lookups find one.
+ */
+static bool
+zone_offset(ProfilePass *pass, Zone *z, pg_time_t secs, long *gmtoff)
+{
+	int			lo = 0,
+				hi = z->nspans;
+	long		before_gmtoff,
+				after_gmtoff;
+	int			before_isdst,
+				after_isdst;
+	pg_time_t	boundary = 0;
+	pg_time_t	until;
+	int			r;
+	struct pg_tm *tm;
+
+	if (z->last < z->nspans && secs >= z->spans[z->last].from && secs < z->spans[z->last].until)
+	{
+		*gmtoff = z->spans[z->last].gmtoff;
+		return true;
+	}
+	/* the first span that ends after secs */
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (z->spans[mid].until <= secs)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < z->nspans && secs >= z->spans[lo].from)
+	{
+		z->last = lo;
+		*gmtoff = z->spans[lo].gmtoff;
+		return true;
+	}
+
+	r = pg_next_dst_boundary(&secs, &before_gmtoff, &before_isdst, &boundary,
+							 &after_gmtoff, &after_isdst, z->tz);
+	if (r < 0 || (r == 1 && boundary <= secs))
+		return false;
+	/* take the span only when it agrees with the zone's local time here */
+	tm = pg_localtime(&secs, z->tz);
+	if (tm == NULL || tm->tm_gmtoff != before_gmtoff)
+		return false;
+	until = r == 1 ? boundary : PG_INT64_MAX;
+	if (lo < z->nspans && z->spans[lo].until == until)
+		z->spans[lo].from = secs;	/* the same span, met earlier */
+	else
+	{
+		if ((z->nspans & 7) == 0)
+			z->spans = z->spans == NULL ? MemoryContextAlloc(pass->cxt, sizeof(ZoneSpan) * 8)
+				: repalloc(z->spans, sizeof(ZoneSpan) * (z->nspans + 8));
+		memmove(z->spans + lo + 1, z->spans + lo, sizeof(ZoneSpan) * (z->nspans - lo));
+		z->spans[lo].from = secs;
+		z->spans[lo].until = until;
+		z->spans[lo].gmtoff = before_gmtoff;
+		z->nspans++;
+	}
+	z->last = lo;
+	*gmtoff = before_gmtoff;
+	return true;
 }
 
 /* The hour of day of a moment in a time zone. */
 static int
-local_hour(TimestampTz t, pg_tz *tz)
+local_hour(ProfilePass *pass, Zone *z, TimestampTz t)
 {
+	pg_time_t	secs;
+	long		gmtoff;
 	struct pg_tm tm;
 	fsec_t		fsec;
 	int			tzoff;
 
-	if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
+	/* whole seconds since the Unix epoch, rounded down */
+	secs = t / USECS_PER_SEC - (t % USECS_PER_SEC < 0 ? 1 : 0)
+		+ (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+	if (zone_offset(pass, z, secs, &gmtoff))
+	{
+		int64		local = (secs + gmtoff) % SECS_PER_DAY;
+
+		if (local < 0)
+			local += SECS_PER_DAY;
+		return (int) (local / SECS_PER_HOUR);
+	}
+	if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, z->tz) != 0)
 		return 0;
 	return tm.tm_hour;
 }
 
+/* The number of a time zone, adding it to the pass's list. */
+static uint16
+zone_number(ProfilePass *pass, pg_tz *tz)
+{
+	ZoneMapEntry *m;
+	bool		found;
+
+	if (pass->zone_map == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(pg_tz *);
+		ctl.entrysize = sizeof(ZoneMapEntry);
+		ctl.hcxt = pass->cxt;
+		pass->zone_map = hash_create("automation profile zones", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		pass->zones = MemoryContextAllocZero(pass->cxt, sizeof(Zone) * 64);
+	}
+	m = hash_search(pass->zone_map, &tz, HASH_ENTER, &found);
+	if (!found)
+	{
+		if (pass->nzones == MAX_ZONES)
+		{
+			hash_search(pass->zone_map, &tz, HASH_REMOVE, NULL);
+			return 0;
+		}
+		if (pass->nzones >= 64 && (pass->nzones & (pass->nzones - 1)) == 0)
+		{
+			pass->zones = repalloc(pass->zones, sizeof(Zone) * pass->nzones * 2);
+			memset(pass->zones + pass->nzones, 0, sizeof(Zone) * pass->nzones);
+		}
+		pass->zones[pass->nzones].tz = tz;
+		m->zone = ++pass->nzones;
+	}
+	return m->zone;
+}
+
+static inline Zone *
+entry_zone(ProfilePass *pass, ProfileEntry *e)
+{
+	return e->zone == 0 ? &pass->default_zone : &pass->zones[e->zone - 1];
+}
+
 /*
- * Opens a cursor over one of the pass's queries with the customer keys
- * (or NULL) as $1, and calls fn for every row, fetching in batches.
+ * Runs one of the pass's queries with the customer keys (or NULL) as $1,
+ * streaming every row to fn.
  */
-typedef void (*row_fn) (ProfilePass *pass, HeapTuple tuple, TupleDesc desc);
+typedef void (*row_fn) (ProfilePass *pass, TupleTableSlot *slot);
+
+typedef struct PassReceiver
+{
+	DestReceiver pub;
+	ProfilePass *pass;
+	row_fn		fn;
+} PassReceiver;
+
+static bool
+receiver_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	PassReceiver *r = (PassReceiver *) self;
+	ProfilePass *pass = r->pass;
+	MemoryContext old = MemoryContextSwitchTo(pass->row_cxt);
+
+	r->fn(pass, slot);
+	MemoryContextSwitchTo(old);
+	if (++pass->rows_since_reset == ROWS_PER_RESET)
+	{
+		MemoryContextReset(pass->row_cxt);
+		pass->rows_since_reset = 0;
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+static void
+receiver_startup(DestReceiver *self, int operation, TupleDesc desc)
+{
+}
+
+static void
+receiver_noop(DestReceiver *self)
+{
+}
 
 static void
 for_each_row(ProfilePass *pass, const char *query, Datum keys, bool keys_null, Oid keys_type, row_fn fn)
 {
-	Portal		portal;
-	Oid			argtypes[1] = {keys_type};
-	Datum		values[1] = {keys};
-	char		nulls[1] = {keys_null ? 'n' : ' '};
+	PassReceiver receiver;
+	SPIExecuteOptions options;
+	ParamListInfo params = makeParamList(1);
+	int			rc;
 
-	portal = SPI_cursor_open_with_args(NULL, query, 1, argtypes, values, nulls, true, 0);
-	for (;;)
-	{
-		MemoryContext old;
+	params->params[0].value = keys;
+	params->params[0].isnull = keys_null;
+	params->params[0].pflags = PARAM_FLAG_CONST;
+	params->params[0].ptype = keys_type;
 
-		SPI_cursor_fetch(portal, true, PROFILE_BATCH);
-		if (SPI_processed == 0)
-			break;
-		old = MemoryContextSwitchTo(pass->row_cxt);
-
-		for (uint64 i = 0; i < SPI_processed; i++)
-			fn(pass, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(pass->row_cxt);
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-	}
-	SPI_freetuptable(SPI_tuptable);
-	SPI_cursor_close(portal);
+	memset(&receiver, 0, sizeof(receiver));
+	receiver.pub.receiveSlot = receiver_receive;
+	receiver.pub.rStartup = receiver_startup;
+	receiver.pub.rShutdown = receiver_noop;
+	receiver.pub.rDestroy = receiver_noop;
+	receiver.pub.mydest = DestNone;
+	receiver.pass = pass;
+	receiver.fn = fn;
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = true;
+	options.dest = (DestReceiver *) &receiver;
+	rc = SPI_execute_extended(query, &options);
+	if (rc < 0)
+		elog(ERROR, "a profile query failed: %s", SPI_result_code_string(rc));
+	MemoryContextReset(pass->row_cxt);
+	pass->rows_since_reset = 0;
 }
 
 /* zones: customer, time zone name */
 static void
-zone_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
+zone_row(ProfilePass *pass, TupleTableSlot *slot)
 {
 	bool		isnull;
-	Datum		key = SPI_getbinval(tuple, desc, 1, &isnull);
-	char	   *name;
+	Datum		key = slot_getattr(slot, 1, &isnull);
+	Datum		name;
 	pg_tz	   *tz;
+	uint16		zone;
 
 	if (isnull)
 		return;
-	name = SPI_getvalue(tuple, desc, 2);
-	if (name == NULL)
+	name = slot_getattr(slot, 2, &isnull);
+	if (isnull)
 		return;
-	tz = pg_tzset(name);
-	pfree(name);
-	if (tz != NULL)
-		lookup_entry(pass, key, true)->tz = tz;
+	tz = pg_tzset(TextDatumGetCString(name));
+	if (tz == NULL)
+		return;
+	zone = zone_number(pass, tz);
+	if (zone == 0)
+		return;
+	if (pass->key_is_int)
+	{
+		/* kept by key, so that customers who never ordered take no state */
+		int64		k = int_value(key, pass->key_type);
+
+		if (k >= 0 && k < DIRECT_KEYS)
+		{
+			if ((uint64) k >= pass->zone_by_key_cap)
+			{
+				uint64		newcap = Min(Max((uint64) k + 1, pass->zone_by_key_cap + pass->zone_by_key_cap / 4 + 1024), DIRECT_KEYS);
+
+				pass->zone_by_key = pass->zone_by_key == NULL
+					? MemoryContextAllocHuge(pass->cxt, newcap * sizeof(uint16))
+					: repalloc_huge(pass->zone_by_key, newcap * sizeof(uint16));
+				memset(pass->zone_by_key + pass->zone_by_key_cap, 0, (newcap - pass->zone_by_key_cap) * sizeof(uint16));
+				pass->zone_by_key_cap = newcap;
+			}
+			pass->zone_by_key[k] = zone;
+			return;
+		}
+	}
+	lookup_entry(pass, key, true)->zone = zone;
 }
 
 /* what an order row says, or why it does not count */
@@ -464,39 +925,35 @@ typedef struct OrderRow
 {
 	Datum		key;
 	TimestampTz at;
-	int128		scaled;
+	int64		scaled;
 	Numeric		num;
+	bool		future;			/* placed after now: counts later */
 } OrderRow;
 
-static Oid	order_total_type;
+static void flush_orders(ProfilePass *pass);
 
+/* Reads customer, time and total; false when the order does not count. */
 static bool
-read_order(ProfilePass *pass, HeapTuple tuple, TupleDesc desc, OrderRow *row, bool count_skips)
+read_order(ProfilePass *pass, TupleTableSlot *slot, OrderRow *row, bool count_skips)
 {
 	bool		isnull;
 	bool		negative = false;
 	Datum		total;
 
-	row->key = SPI_getbinval(tuple, desc, 1, &isnull);
+	row->future = false;
+	row->at = DatumGetTimestampTz(slot_getattr(slot, 2, &isnull));
 	if (isnull)
 	{
 		if (count_skips)
-			last_skipped_customer++;
+			pass->skipped_time++;
 		return false;
 	}
-	row->at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 2, &isnull));
-	if (isnull)
-	{
-		if (count_skips)
-			last_skipped_time++;
-		return false;
-	}
-	total = SPI_getbinval(tuple, desc, 3, &isnull);
+	total = slot_getattr(slot, 3, &isnull);
 	row->num = NULL;
 	row->scaled = 0;
 	if (!isnull)
 	{
-		switch (order_total_type)
+		switch (pass->total_type)
 		{
 			case INT2OID:
 				row->scaled = DatumGetInt16(total);
@@ -510,7 +967,7 @@ read_order(ProfilePass *pass, HeapTuple tuple, TupleDesc desc, OrderRow *row, bo
 			case FLOAT4OID:
 			case FLOAT8OID:
 				{
-					double		f = order_total_type == FLOAT4OID ? DatumGetFloat4(total) : DatumGetFloat8(total);
+					double		f = pass->total_type == FLOAT4OID ? DatumGetFloat4(total) : DatumGetFloat8(total);
 
 					if (isnan(f) || isinf(f))
 						isnull = true;
@@ -534,7 +991,11 @@ read_order(ProfilePass *pass, HeapTuple tuple, TupleDesc desc, OrderRow *row, bo
 					else
 					{
 						if (pass->exact)
+						{
+							/* the waiting orders are added as they were read */
+							flush_orders(pass);
 							switch_to_numeric(pass);
+						}
 						row->scaled = 0;
 						row->num = DatumGetNumeric(total);
 					}
@@ -545,44 +1006,86 @@ read_order(ProfilePass *pass, HeapTuple tuple, TupleDesc desc, OrderRow *row, bo
 	if (isnull || negative || row->scaled < 0)
 	{
 		if (count_skips)
-			last_skipped_total++;
+			pass->skipped_total++;
 		return false;
 	}
 	/* orders after now have not happened yet as far as this pass knows */
-	return row->at <= pass->now;
+	if (row->at > pass->now)
+	{
+		row->future = true;
+		return false;
+	}
+	return true;
 }
 
-/* orders: customer, placed_at, total */
+/* Adds an order's amount to the sums whose windows hold its time. */
 static void
-order_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
+add_amount(ProfilePass *pass, ProfileEntry *e, OrderRow *row)
 {
-	OrderRow	row;
-	ProfileEntry *e;
+	bool		in[NUM_SUMS];
+
+	in[SUM_TOTAL] = true;
+	in[SUM_90D] = row->at > pass->since_90d;
+	in[SUM_365D] = row->at > pass->since_365d;
+	in[SUM_PREV_QUARTER] = row->at >= pass->quarter_start && row->at < pass->quarter_end;
+
+	if (pass->exact)
+	{
+		int64		sums[NUM_SUMS];
+		bool		overflow = false;
+
+		for (int i = 0; i < NUM_SUMS; i++)
+		{
+			sums[i] = e->sums[i].scaled;
+			if (in[i])
+				overflow |= pg_add_s64_overflow(sums[i], row->scaled, &sums[i]);
+		}
+		if (!overflow)
+		{
+			for (int i = 0; i < NUM_SUMS; i++)
+				e->sums[i].scaled = sums[i];
+			return;
+		}
+		switch_to_numeric(pass);
+	}
+	/* an order read while the sums were still exact */
+	if (row->num == NULL)
+		row->num = scaled_to_numeric(row->scaled, pass->scale, pass->scale);
+	for (int i = 0; i < NUM_SUMS; i++)
+		if (in[i])
+			add_numeric(pass, &e->sums[i], row->num);
+}
+
+/* Adds a counted order to its customer. */
+static void
+add_order(ProfilePass *pass, ProfileEntry *e, OrderRow *row)
+{
 	int			hour;
 
-	if (!read_order(pass, tuple, desc, &row, true))
-		return;
-	last_orders_read++;
-	e = lookup_entry(pass, row.key, true);
-
+	pass->orders_read++;
+	/* the order leaves the 90-day and the 365-day windows at these times */
+	if (row->at > pass->since_90d)
+		e->window_at = Min(e->window_at, row->at + (pass->now - pass->since_90d));
+	if (row->at > pass->since_365d)
+		e->window_at = Min(e->window_at, row->at + (pass->now - pass->since_365d));
 	if (e->count == 0)
-		e->first_at = e->last_at = row.at;
-	else if (row.at >= e->last_at)
+		e->first_at = e->last_at = row->at;
+	else if (row->at >= e->last_at)
 	{
-		double		gap = (double) (row.at - e->last_at) / USECS_PER_DAY;
+		double		gap = (double) (row->at - e->last_at) / USECS_PER_DAY;
 
 		e->gap_sq += gap * gap;
-		e->last_at = row.at;
+		e->last_at = row->at;
 	}
 	else
 	{
 		e->unsorted = true;
-		if (row.at < e->first_at)
-			e->first_at = row.at;
+		if (row->at < e->first_at)
+			e->first_at = row->at;
 	}
 	e->count++;
 
-	hour = local_hour(row.at, e->tz ? e->tz : pass->default_tz);
+	hour = local_hour(pass, entry_zone(pass, e), row->at);
 	if (e->hours[hour] == PG_UINT8_MAX)
 	{
 		for (int h = 0; h < 24; h++)
@@ -590,87 +1093,254 @@ order_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
 	}
 	e->hours[hour]++;
 
-	add_money(pass, &e->sums[SUM_TOTAL], row.scaled, row.num);
-	if (row.at > pass->since_90d)
-		add_money(pass, &e->sums[SUM_90D], row.scaled, row.num);
-	if (row.at > pass->since_365d)
-		add_money(pass, &e->sums[SUM_365D], row.scaled, row.num);
-	if (row.at >= pass->quarter_start && row.at < pass->quarter_end)
-		add_money(pass, &e->sums[SUM_PREV_QUARTER], row.scaled, row.num);
+	add_amount(pass, e, row);
 }
 
-/* the orders of customers read out of order, again, sorted by time */
+/*
+ * Adds the waiting orders to their customers: first the customers' numbers
+ * are fetched ahead, then their state, then the orders are added in the
+ * order they were read.
+ */
 static void
-gap_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
+flush_orders(ProfilePass *pass)
+{
+	int			n = pass->npending;
+
+	pass->npending = 0;
+	for (int i = 0; i < n; i++)
+	{
+		int64		k = int_value(pass->pending[i].key, pass->key_type);
+
+		if (k >= 0 && (uint64) k < pass->int_keys.cap)
+			__builtin_prefetch(&pass->int_keys.direct[k]);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		PendingOrder *p = &pass->pending[i];
+
+		p->id = lookup_id(pass, p->key, !pass->gap_mode && (p->counts || p->future || pass->map_orders));
+		if (p->id == 0)
+			continue;
+		if (p->has_order_no)
+			intmap_set(pass, &pass->orders, p->order_no, p->id);
+		__builtin_prefetch(entry_at(pass, p->id - 1));
+		__builtin_prefetch((char *) entry_at(pass, p->id - 1) + 64);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		PendingOrder *p = &pass->pending[i];
+		ProfileEntry *e;
+
+		if (p->id == 0)
+			continue;
+		e = entry_at(pass, p->id - 1);
+		if (!p->counts)
+		{
+			/* an order still to come enters the windows when it is placed */
+			if (p->future && !pass->gap_mode)
+				e->window_at = Min(e->window_at, p->at);
+			continue;
+		}
+		if (pass->gap_mode)
+		{
+			if (e->unsorted)
+				pass->times[pass->times_next[p->id - 1]++] = p->at;
+		}
+		else
+		{
+			OrderRow	row;
+
+			row.key = p->key;
+			row.at = p->at;
+			row.scaled = p->scaled;
+			row.num = NULL;
+			add_order(pass, e, &row);
+		}
+	}
+}
+
+/* orders: customer, placed_at, total, and the order number when mapped */
+static void
+order_row(ProfilePass *pass, TupleTableSlot *slot)
 {
 	OrderRow	row;
-	ProfileEntry *e;
+	uint32		id;
+	bool		isnull;
+	bool		has_order_no = false;
+	int64		order_no = 0;
+	bool		counts;
 
-	if (!read_order(pass, tuple, desc, &row, false))
-		return;
-	e = lookup_entry(pass, row.key, false);
-	if (e == NULL || !e->unsorted)
-		return;
-	if (e->last_at != PG_INT64_MIN)
+	row.key = slot_getattr(slot, 1, &isnull);
+	if (isnull)
 	{
-		double		gap = (double) (row.at - e->last_at) / USECS_PER_DAY;
-
-		e->gap_sq += gap * gap;
+		pass->skipped_customer++;
+		return;
 	}
-	e->last_at = row.at;
+	if (pass->map_orders)
+	{
+		/* the lines of every order of the customer count, as the join would */
+		Datum		d = slot_getattr(slot, 4, &isnull);
+
+		if (!isnull)
+		{
+			has_order_no = true;
+			order_no = int_value(d, TupleDescAttr(slot->tts_tupleDescriptor, 3)->atttypid);
+		}
+	}
+	counts = read_order(pass, slot, &row, true);
+
+	if (pass->key_is_int && pass->exact)
+	{
+		PendingOrder *p = &pass->pending[pass->npending++];
+
+		p->key = row.key;
+		p->at = row.at;
+		p->scaled = row.scaled;
+		p->counts = counts;
+		p->future = row.future;
+		p->has_order_no = has_order_no;
+		p->order_no = order_no;
+		if (pass->npending == BATCH_SIZE)
+			flush_orders(pass);
+		return;
+	}
+
+	/* other keys, and sums in numeric: one at a time */
+	if (!counts && !row.future && !pass->map_orders)
+		return;
+	id = lookup_id(pass, row.key, true);
+	if (has_order_no)
+		intmap_set(pass, &pass->orders, order_no, id);
+	if (counts)
+		add_order(pass, entry_at(pass, id - 1), &row);
+	else if (row.future)
+		entry_at(pass, id - 1)->window_at = Min(entry_at(pass, id - 1)->window_at, row.at);
 }
 
-/* categories: customer, category number */
+/* the orders again: the times of the customers whose orders came out of order */
 static void
-category_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
+gap_row(ProfilePass *pass, TupleTableSlot *slot)
 {
+	OrderRow	row;
+	uint32		id;
 	bool		isnull;
-	Datum		key = SPI_getbinval(tuple, desc, 1, &isnull);
-	ProfileEntry *e;
-	int32		no;
+	bool		counts;
 
+	row.key = slot_getattr(slot, 1, &isnull);
 	if (isnull)
 		return;
-	no = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
-	if (isnull || no < 0)
+	counts = read_order(pass, slot, &row, false);
+	if (pass->key_is_int && pass->exact)
+	{
+		PendingOrder *p = &pass->pending[pass->npending++];
+
+		p->key = row.key;
+		p->at = row.at;
+		p->counts = counts;
+		p->future = false;
+		p->has_order_no = false;
+		if (pass->npending == BATCH_SIZE)
+			flush_orders(pass);
+		return;
+	}
+	if (!counts)
+		return;
+	id = lookup_id(pass, row.key, false);
+	if (id != 0 && entry_at(pass, id - 1)->unsorted)
+		pass->times[pass->times_next[id - 1]++] = row.at;
+}
+
+static void
+set_category(ProfilePass *pass, ProfileEntry *e, int32 no)
+{
+	if (no < 0)
 		return;
 	if (no >= MAX_CATEGORIES)
 	{
 		pass->categories_overflow = true;
 		return;
 	}
-	e = lookup_entry(pass, key, false);
 	if (e != NULL && e->count > 0)
 		e->categories |= UINT64CONST(1) << no;
 }
 
+/* categories: customer, category number */
+static void
+category_row(ProfilePass *pass, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		key = slot_getattr(slot, 1, &isnull);
+	Datum		no;
+
+	if (isnull)
+		return;
+	no = slot_getattr(slot, 2, &isnull);
+	if (isnull)
+		return;
+	set_category(pass, lookup_entry(pass, key, false), DatumGetInt32(no));
+}
+
+/* Adds the waiting lines' categories to their customers, fetched ahead. */
+static void
+flush_lines(ProfilePass *pass)
+{
+	for (int i = 0; i < pass->npending_lines; i++)
+		set_category(pass, pass->pending_lines[i].entry, pass->pending_lines[i].category);
+	pass->npending_lines = 0;
+}
+
+/* lines: order number, category number (the orders mapped to customers) */
+static void
+line_row(ProfilePass *pass, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		order_no = slot_getattr(slot, 1, &isnull);
+	Datum		no;
+	uint32		id;
+	int64		k;
+
+	if (isnull)
+		return;
+	no = slot_getattr(slot, 2, &isnull);
+	if (isnull)
+		return;
+	k = int_value(order_no, TupleDescAttr(slot->tts_tupleDescriptor, 0)->atttypid);
+	/* the lines of one order usually come together */
+	if (pass->last_order_entry == NULL || k != pass->last_order_no)
+	{
+		id = intmap_get(&pass->orders, k);
+		if (id == 0)
+			return;
+		pass->last_order_no = k;
+		pass->last_order_entry = entry_at(pass, id - 1);
+		__builtin_prefetch(pass->last_order_entry);
+		__builtin_prefetch((char *) pass->last_order_entry + 64);
+	}
+	pass->pending_lines[pass->npending_lines].entry = pass->last_order_entry;
+	pass->pending_lines[pass->npending_lines].category = DatumGetInt32(no);
+	if (++pass->npending_lines == BATCH_SIZE)
+		flush_lines(pass);
+}
+
 /* category names, in number order */
 static void
-category_name_row(ProfilePass *pass, HeapTuple tuple, TupleDesc desc)
+category_name_row(ProfilePass *pass, TupleTableSlot *slot)
 {
-	char	   *name = SPI_getvalue(tuple, desc, 1);
+	bool		isnull;
+	Datum		name = slot_getattr(slot, 1, &isnull);
 
-	if (name != NULL && pass->ncategories < MAX_CATEGORIES)
-		pass->category_names[pass->ncategories++] = MemoryContextStrdup(pass->cxt, name);
+	if (!isnull && pass->ncategories < MAX_CATEGORIES)
+		pass->category_names[pass->ncategories++] = MemoryContextStrdup(pass->cxt, TextDatumGetCString(name));
 }
 
 /* comparators for the quintile thresholds */
 static ProfilePass *sort_pass;
 
 static int
-cmp_recency(const void *a, const void *b)
+cmp_int64(const void *a, const void *b)
 {
-	TimestampTz x = (*(ProfileEntry *const *) a)->last_at;
-	TimestampTz y = (*(ProfileEntry *const *) b)->last_at;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
-static int
-cmp_frequency(const void *a, const void *b)
-{
-	int32		x = (*(ProfileEntry *const *) a)->count;
-	int32		y = (*(ProfileEntry *const *) b)->count;
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
 
 	return x < y ? -1 : x > y ? 1 : 0;
 }
@@ -686,10 +1356,9 @@ cmp_money(const MoneySum *x, const MoneySum *y)
 }
 
 static int
-cmp_monetary(const void *a, const void *b)
+cmp_money_ptr(const void *a, const void *b)
 {
-	return cmp_money(&(*(ProfileEntry *const *) a)->sums[SUM_TOTAL],
-					 &(*(ProfileEntry *const *) b)->sums[SUM_TOTAL]);
+	return cmp_money(*(MoneySum *const *) a, *(MoneySum *const *) b);
 }
 
 /*
@@ -704,20 +1373,120 @@ percentile_index(double p, int64 n)
 	return rownum > 1 ? rownum - 1 : 0;
 }
 
-/* Sorts the entries three ways and keeps the quintile thresholds. */
+/*
+ * Where the value at index idx of n sorted values falls among them: the
+ * count of values below it and up to it.
+ */
 static void
-compute_thresholds(ProfilePass *pass)
+rank_counts(ProfilePass *pass, const void *v, bool money_ptrs, uint32 n, int64 idx, int64 *below, int64 *upto)
 {
+	int64		lo = idx;
+	int64		hi = idx + 1;
+
+	if (money_ptrs)
+	{
+		MoneySum  *const *p = (MoneySum *const *) v;
+
+		while (lo > 0 && cmp_money(p[lo - 1], p[idx]) == 0)
+			lo--;
+		while (hi < n && cmp_money(p[hi], p[idx]) == 0)
+			hi++;
+	}
+	else
+	{
+		const int64 *x = (const int64 *) v;
+
+		while (lo > 0 && x[lo - 1] == x[idx])
+			lo--;
+		while (hi < n && x[hi] == x[idx])
+			hi++;
+	}
+	*below = lo;
+	*upto = hi;
+}
+
+/*
+ * The quintile thresholds of recency, frequency and money over the
+ * customers who ordered, from their values sorted one measure at a time;
+ * kept with their ranks for automation._profile_pass_thresholds().
+ */
+static void
+compute_thresholds(ProfilePass *pass, uint32 nentries)
+{
+	int64	   *v = MemoryContextAllocHuge(pass->cxt, sizeof(int64) * nentries);
+	uint32		n;
+	int64		idx[4];
+	MemoryContext old;
+
 	sort_pass = pass;
-	qsort(pass->entries, pass->nentries, sizeof(ProfileEntry *), cmp_recency);
 	for (int k = 0; k < 4; k++)
-		pass->r_thresholds[k] = pass->entries[percentile_index(quintiles[k], pass->nentries)]->last_at;
-	qsort(pass->entries, pass->nentries, sizeof(ProfileEntry *), cmp_frequency);
+		idx[k] = percentile_index(quintiles[k], nentries);
+
+	n = 0;
+	for (uint32 id = 0; id < pass->n; id++)
+		if (entry_at(pass, id)->count > 0)
+			v[n++] = entry_at(pass, id)->last_at;
+	qsort(v, n, sizeof(int64), cmp_int64);
 	for (int k = 0; k < 4; k++)
-		pass->f_thresholds[k] = pass->entries[percentile_index(quintiles[k], pass->nentries)]->count;
-	qsort(pass->entries, pass->nentries, sizeof(ProfileEntry *), cmp_monetary);
+	{
+		pass->r_thresholds[k] = v[idx[k]];
+		rank_counts(pass, v, false, n, idx[k], &last_below[MEASURE_R][k], &last_upto[MEASURE_R][k]);
+	}
+
+	n = 0;
+	for (uint32 id = 0; id < pass->n; id++)
+		if (entry_at(pass, id)->count > 0)
+			v[n++] = entry_at(pass, id)->count;
+	qsort(v, n, sizeof(int64), cmp_int64);
 	for (int k = 0; k < 4; k++)
-		pass->m_thresholds[k] = pass->entries[percentile_index(quintiles[k], pass->nentries)]->sums[SUM_TOTAL];
+	{
+		pass->f_thresholds[k] = (int32) v[idx[k]];
+		rank_counts(pass, v, false, n, idx[k], &last_below[MEASURE_F][k], &last_upto[MEASURE_F][k]);
+	}
+
+	if (pass->exact)
+	{
+		n = 0;
+		for (uint32 id = 0; id < pass->n; id++)
+			if (entry_at(pass, id)->count > 0)
+				v[n++] = entry_at(pass, id)->sums[SUM_TOTAL].scaled;
+		qsort(v, n, sizeof(int64), cmp_int64);
+		for (int k = 0; k < 4; k++)
+		{
+			pass->m_thresholds[k].scaled = v[idx[k]];
+			rank_counts(pass, v, false, n, idx[k], &last_below[MEASURE_M][k], &last_upto[MEASURE_M][k]);
+		}
+	}
+	else
+	{
+		MoneySum  **p = (MoneySum **) v;
+
+		n = 0;
+		for (uint32 id = 0; id < pass->n; id++)
+			if (entry_at(pass, id)->count > 0)
+				p[n++] = &entry_at(pass, id)->sums[SUM_TOTAL];
+		qsort(p, n, sizeof(MoneySum *), cmp_money_ptr);
+		for (int k = 0; k < 4; k++)
+		{
+			pass->m_thresholds[k] = *p[idx[k]];
+			rank_counts(pass, p, true, n, idx[k], &last_below[MEASURE_M][k], &last_upto[MEASURE_M][k]);
+		}
+	}
+	pfree(v);
+
+	/* keep them for the session, in the form the profiles store them */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	for (int k = 0; k < 4; k++)
+	{
+		if (last_m[k] != NULL)
+			pfree(last_m[k]);
+		last_r[k] = pass->r_thresholds[k];
+		last_f[k] = pass->f_thresholds[k];
+		last_m[k] = DatumGetNumericCopy(NumericGetDatum(sum_to_numeric(pass, &pass->m_thresholds[k])));
+	}
+	MemoryContextSwitchTo(old);
+	last_profiles = nentries;
+	last_thresholds_valid = true;
 }
 
 /* The RFM group of a recency and a frequency score: see automation._rfm_group(). */
@@ -787,7 +1556,7 @@ build_row(ProfilePass *pass, ProfileEntry *e)
 	else
 		nulls[8] = nulls[9] = true;
 	values[10] = Int16GetDatum(best);
-	values[11] = CStringGetTextDatum(pg_get_timezone_name(e->tz ? e->tz : pass->default_tz));
+	values[11] = CStringGetTextDatum(pg_get_timezone_name(entry_zone(pass, e)->tz));
 
 	if (pass->full)
 	{
@@ -851,12 +1620,31 @@ build_row(ProfilePass *pass, ProfileEntry *e)
 		nulls[19] = true;
 	values[20] = TimestampTzGetDatum(pass->now);
 
+	/*
+	 * When the profile next changes with no new order: an order leaves a
+	 * window or comes due, or the lifecycle stage moves on with the days
+	 * (to lapsing, then to lost).
+	 */
+	{
+		TimestampTz next = e->window_at;
+
+		if (strcmp(stage, "lost") != 0)
+		{
+			next = Min(next, e->last_at + (int64) automation_lost_days * USECS_PER_DAY);
+			if (strcmp(stage, "lapsing") != 0)
+				next = Min(next, e->last_at + ((int64) floor(fmax(automation_lapsing_factor * mean_gap,
+																  (double) automation_lapsing_min_days)) + 1) * USECS_PER_DAY);
+		}
+		values[21] = TimestampTzGetDatum(next);
+		nulls[21] = next == DT_NOEND;
+	}
+
 	return heap_form_tuple(pass->tupdesc, values, nulls);
 }
 
 /*
- * Runs the pass: zones, orders, the gap fix-up, categories; then collects
- * the customers who ordered and, for a full pass, the RFM thresholds.
+ * Runs the pass: zones, orders, the gap fix-up, categories; then, for a
+ * full pass, the RFM thresholds.
  */
 static void
 run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
@@ -869,18 +1657,16 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	Datum		keys = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
 	ArrayType  *windows = PG_GETARG_ARRAYTYPE_P(7);
 	char	   *bound_by = NameStr(*PG_GETARG_NAME(8));
+	char	   *lines_query = PG_NARGS() > 9 && !PG_ARGISNULL(9) ? text_to_cstring(PG_GETARG_TEXT_PP(9)) : NULL;
 	Datum	   *w;
 	bool	   *wnulls;
 	int			nw;
 	Oid			save_userid;
 	int			save_sec;
-	HASHCTL		ctl;
 	SPIPlanPtr	plan;
-	TypeCacheEntry *tce;
 	TupleDesc	desc;
 	int64		unsorted = 0;
-	HASH_SEQ_STATUS seq;
-	ProfileEntry *e;
+	uint32		nentries = 0;
 
 	sort_pass = pass;
 	deconstruct_array(windows, TIMESTAMPTZOID, sizeof(TimestampTz), true, TYPALIGN_DOUBLE, &w, &wnulls, &nw);
@@ -890,19 +1676,17 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	pass->since_365d = DatumGetTimestampTz(w[1]);
 	pass->quarter_start = DatumGetTimestampTz(w[2]);
 	pass->quarter_end = DatumGetTimestampTz(w[3]);
-	pass->default_tz = pg_tzset(automation_default_timezone);
-	if (pass->default_tz == NULL)
-		pass->default_tz = pg_tzset("UTC");
+	pass->default_zone.tz = pg_tzset(automation_default_timezone);
+	if (pass->default_zone.tz == NULL)
+		pass->default_zone.tz = pg_tzset("UTC");
 	pass->vip_threshold = setting_numeric(automation_vip_threshold);
 	pass->gold_threshold = setting_numeric(automation_vip_gold_threshold);
 	pass->points_per_unit = setting_numeric(automation_points_per_unit);
 
-	last_orders_read = last_skipped_customer = last_skipped_time = last_skipped_total = 0;
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* learn the key and amount types from the orders query itself */
+	/* learn the key, amount and order number types from the orders query itself */
 	plan = SPI_prepare(orders_query, 1, &keys_type);
 	if (plan == NULL)
 		elog(ERROR, "cannot prepare the orders query: %s", SPI_result_code_string(SPI_result));
@@ -910,13 +1694,14 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 		List	   *sources = SPI_plan_get_plan_sources(plan);
 		CachedPlanSource *src = (CachedPlanSource *) linitial(sources);
 
-		desc = src->resultDesc;
+		desc = CreateTupleDescCopy(src->resultDesc);
 	}
+	SPI_freeplan(plan);
 	pass->key_type = TupleDescAttr(desc, 0)->atttypid;
-	order_total_type = getBaseType(TupleDescAttr(desc, 2)->atttypid);
-	if (order_total_type == NUMERICOID && TupleDescAttr(desc, 2)->atttypmod >= (int32) VARHDRSZ)
+	pass->total_type = getBaseType(TupleDescAttr(desc, 2)->atttypid);
+	if (pass->total_type == NUMERICOID && TupleDescAttr(desc, 2)->atttypmod >= (int32) VARHDRSZ)
 		pass->scale = Max(0, (int) (((TupleDescAttr(desc, 2)->atttypmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024);
-	else if (order_total_type == INT2OID || order_total_type == INT4OID || order_total_type == INT8OID)
+	else if (is_int_type(pass->total_type))
 		pass->scale = 0;
 	else
 		pass->scale = 6;		/* unconstrained numeric, floats: switch if needed */
@@ -924,24 +1709,53 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	pass->max_dscale = 0;
 
 	get_typlenbyvalalign(pass->key_type, &pass->key_len, &pass->key_byval, &pass->key_align);
-	tce = lookup_type_cache(getBaseType(pass->key_type), TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
-	if (!OidIsValid(tce->hash_proc) || !OidIsValid(tce->eq_opr))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("customer key type %s cannot be hashed", format_type_be(pass->key_type))));
-	fmgr_info_copy(&pass->hash_fn, &tce->hash_proc_finfo, pass->cxt);
-	fmgr_info_copy(&pass->eq_fn, &tce->eq_opr_finfo, pass->cxt);
-	pass->key_collation = type_is_collatable(pass->key_type) ? DEFAULT_COLLATION_OID : InvalidOid;
+	pass->key_is_int = is_int_type(pass->key_type);
+	if (!pass->key_is_int)
+	{
+		TypeCacheEntry *tce;
+		HASHCTL		ctl;
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(Datum);
-	ctl.entrysize = sizeof(ProfileEntry);
-	ctl.hash = entry_hash;
-	ctl.match = entry_match;
-	ctl.hcxt = pass->cxt;
-	current_pass = pass;
-	pass->hash = hash_create("automation profiles", 1024, &ctl,
-							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+		tce = lookup_type_cache(getBaseType(pass->key_type), TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
+		if (!OidIsValid(tce->hash_proc) || !OidIsValid(tce->eq_opr))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("customer key type %s cannot be hashed", format_type_be(pass->key_type))));
+		fmgr_info_copy(&pass->hash_fn, &tce->hash_proc_finfo, pass->cxt);
+		fmgr_info_copy(&pass->eq_fn, &tce->eq_opr_finfo, pass->cxt);
+		pass->key_collation = type_is_collatable(pass->key_type) ? DEFAULT_COLLATION_OID : InvalidOid;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Datum);
+		ctl.entrysize = sizeof(KeyMapEntry);
+		ctl.hash = key_hash;
+		ctl.match = key_match;
+		ctl.hcxt = pass->cxt;
+		current_pass = pass;
+		pass->keys = hash_create("automation profiles", 1024, &ctl,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+
+	/*
+	 * A full pass reads the lines on their own when the orders query gives
+	 * integer order numbers; otherwise categories come from the join.
+	 */
+	pass->categories_bound = category_names_query != NULL && (categories_query != NULL || lines_query != NULL);
+	pass->map_orders = pass->categories_bound && lines_query != NULL && PG_ARGISNULL(4)
+		&& desc->natts >= 4 && is_int_type(TupleDescAttr(desc, 3)->atttypid);
+	if (pass->map_orders)
+	{
+		/* the lines' order numbers must be integers too */
+		SPIPlanPtr	lines_plan = SPI_prepare(lines_query, 0, NULL);
+		List	   *sources;
+
+		if (lines_plan == NULL)
+			elog(ERROR, "cannot prepare the lines query: %s", SPI_result_code_string(SPI_result));
+		sources = SPI_plan_get_plan_sources(lines_plan);
+		pass->map_orders = is_int_type(TupleDescAttr(((CachedPlanSource *) linitial(sources))->resultDesc, 0)->atttypid);
+		SPI_freeplan(lines_plan);
+	}
+	if (pass->categories_bound && !pass->map_orders && categories_query == NULL)
+		elog(ERROR, "automation._profile_pass needs a categories query");
 
 	/* read the shop with the privileges of the role that bound it */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
@@ -950,49 +1764,134 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	if (zones_query)
 		for_each_row(pass, zones_query, keys, PG_ARGISNULL(4), keys_type, zone_row);
 	for_each_row(pass, orders_query, keys, PG_ARGISNULL(4), keys_type, order_row);
+	flush_orders(pass);
+	if (pass->zone_by_key != NULL)
+		pfree(pass->zone_by_key);
+	pass->zone_by_key = NULL;
+	pass->zone_by_key_cap = 0;
 
-	/* customers whose orders came out of time order: read them again, sorted */
-	hash_seq_init(&seq, pass->hash);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		if (e->unsorted)
-			unsorted++;
-	if (unsorted > 0)
+	if (pass->categories_bound)
 	{
-		Datum	   *ukeys = MemoryContextAllocHuge(pass->cxt, sizeof(Datum) * unsorted);
-		int64		n = 0;
-		ArrayType  *arr;
-		MemoryContext old = MemoryContextSwitchTo(pass->cxt);
-
-		hash_seq_init(&seq, pass->hash);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			if (e->unsorted)
-			{
-				ukeys[n++] = e->key;
-				e->gap_sq = 0;
-				e->last_at = PG_INT64_MIN;
-			}
-		arr = construct_array(ukeys, n, pass->key_type, pass->key_len, pass->key_byval, pass->key_align);
-		MemoryContextSwitchTo(old);
-		for_each_row(pass, psprintf("SELECT * FROM (%s) q ORDER BY 2", orders_query),
-					 PointerGetDatum(arr), false, keys_type, gap_row);
-		pfree(arr);
-		pfree(ukeys);
-	}
-
-	if (categories_query && category_names_query)
-	{
-		pass->categories_bound = true;
 		for_each_row(pass, category_names_query, (Datum) 0, true, keys_type, category_name_row);
-		for_each_row(pass, categories_query, keys, PG_ARGISNULL(4), keys_type, category_row);
+		if (pass->map_orders)
+		{
+			for_each_row(pass, lines_query, (Datum) 0, true, keys_type, line_row);
+			flush_lines(pass);
+		}
+		else
+			for_each_row(pass, categories_query, keys, PG_ARGISNULL(4), keys_type, category_row);
 		if (pass->categories_overflow)
 			ereport(WARNING,
 					(errmsg("customer profiles record only the first %d product categories", MAX_CATEGORIES),
 					 errdetail("The shop's products have more categories than that; the others are left out of customer_profile.categories.")));
 	}
+	/* the order map is no longer needed */
+	if (pass->orders.direct != NULL)
+		pfree(pass->orders.direct);
+	if (pass->orders.hash != NULL)
+		hash_destroy(pass->orders.hash);
+	memset(&pass->orders, 0, sizeof(pass->orders));
+
+	/*
+	 * Customers whose orders came out of time order: read the orders again,
+	 * keep these customers' times (the pass knows how many each has), and
+	 * sort each one's to compute the gaps.
+	 */
+	for (uint32 id = 0; id < pass->n; id++)
+		if (entry_at(pass, id)->unsorted)
+			unsorted += entry_at(pass, id)->count;
+	if (unsorted > 0)
+	{
+		uint64		pos = 0;
+
+		pass->times_next = MemoryContextAllocHuge(pass->cxt, sizeof(uint32) * pass->n);
+		pass->times = MemoryContextAllocHuge(pass->cxt, sizeof(TimestampTz) * unsorted);
+		for (uint32 id = 0; id < pass->n; id++)
+		{
+			pass->times_next[id] = (uint32) pos;
+			if (entry_at(pass, id)->unsorted)
+				pos += entry_at(pass, id)->count;
+		}
+		if (pos > PG_UINT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many orders out of time order for the profile pass")));
+		pass->gap_mode = true;
+		for_each_row(pass, orders_query, keys, PG_ARGISNULL(4), keys_type, gap_row);
+		flush_orders(pass);
+		pass->gap_mode = false;
+		pos = 0;
+		for (uint32 id = 0; id < pass->n; id++)
+		{
+			ProfileEntry *e = entry_at(pass, id);
+			TimestampTz *t;
+
+			if (!e->unsorted)
+				continue;
+			/* times_next has moved past this customer's times */
+			t = pass->times + pos;
+			pos += e->count;
+			if (pass->times_next[id] != pos)
+				elog(ERROR, "the orders changed while the profile pass read them");
+			qsort(t, e->count, sizeof(TimestampTz), cmp_int64);
+			e->gap_sq = 0;
+			for (int32 i = 1; i < e->count; i++)
+			{
+				double		gap = (double) (t[i] - t[i - 1]) / USECS_PER_DAY;
+
+				e->gap_sq += gap * gap;
+			}
+			if ((id & 0xffff) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+		pfree(pass->times);
+		pfree(pass->times_next);
+		pass->times = NULL;
+		pass->times_next = NULL;
+	}
 
 	SetUserIdAndSecContext(save_userid, save_sec);
+
+	/*
+	 * Customers whose only orders are still to come get no profile; a later
+	 * refresh must look at them again when their first order is placed.
+	 */
+	{
+		Datum	   *pkeys = NULL;
+		int			npending = 0;
+
+		for (uint32 id = 0; id < pass->n; id++)
+		{
+			ProfileEntry *e = entry_at(pass, id);
+
+			if (e->count == 0 && e->window_at != DT_NOEND)
+			{
+				if (pkeys == NULL)
+					pkeys = palloc(sizeof(Datum) * pass->n);
+				pkeys[npending++] = e->key;
+			}
+		}
+		if (npending > 0)
+		{
+			Oid			argtype = get_array_type(pass->key_type);
+			Datum		arg = PointerGetDatum(construct_array(pkeys, npending, pass->key_type, pass->key_len,
+															  pass->key_byval, pass->key_align));
+			int			rc;
+
+			rc = SPI_execute_with_args("INSERT INTO automation.dirty_customer (customer_key) "
+									   "SELECT k FROM pg_catalog.unnest($1) k ON CONFLICT DO NOTHING",
+									   1, &argtype, &arg, NULL, false, 0);
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "cannot record the customers whose orders are still to come: %s",
+					 SPI_result_code_string(rc));
+		}
+	}
 	SPI_finish();
 
+	last_orders_read = pass->orders_read;
+	last_skipped_customer = pass->skipped_customer;
+	last_skipped_time = pass->skipped_time;
+	last_skipped_total = pass->skipped_total;
 	if (last_skipped_customer + last_skipped_time + last_skipped_total > 0)
 		ereport(NOTICE,
 				(errmsg("skipped %lld orders: %lld without a customer, %lld without a time, %lld with a missing or negative total",
@@ -1000,20 +1899,61 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 						(long long) last_skipped_customer, (long long) last_skipped_time,
 						(long long) last_skipped_total)));
 
-	/* the customers who ordered */
-	pass->entries = MemoryContextAllocHuge(pass->cxt, sizeof(ProfileEntry *) * Max(hash_get_num_entries(pass->hash), 1));
-	hash_seq_init(&seq, pass->hash);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		if (e->count > 0)
-			pass->entries[pass->nentries++] = e;
-	if (pass->full && pass->nentries > 0)
-		compute_thresholds(pass);
+	/*
+	 * Integer keys go out in key order, which the profiles' primary key
+	 * takes in faster than any other; the array of numbers by key is not
+	 * needed after that.
+	 */
+	if (pass->key_is_int && pass->n > 0)
+	{
+		uint32		n = 0;
+
+		pass->output = MemoryContextAllocHuge(pass->cxt, sizeof(uint32) * pass->n);
+		if (pass->int_keys.hash != NULL)
+		{
+			HASH_SEQ_STATUS seq;
+			IntMapEntry *m;
+
+			hash_seq_init(&seq, pass->int_keys.hash);
+			while ((m = hash_seq_search(&seq)) != NULL)
+				if (m->key < 0)
+					pass->output[n++] = m->value - 1;
+		}
+		for (uint64 k = 0; k < pass->int_keys.cap; k++)
+			if (pass->int_keys.direct[k] != 0)
+				pass->output[n++] = pass->int_keys.direct[k] - 1;
+		if (pass->int_keys.hash != NULL)
+		{
+			HASH_SEQ_STATUS seq;
+			IntMapEntry *m;
+
+			hash_seq_init(&seq, pass->int_keys.hash);
+			while ((m = hash_seq_search(&seq)) != NULL)
+				if (m->key >= 0)
+					pass->output[n++] = m->value - 1;
+		}
+		Assert(n == pass->n);
+		if (pass->int_keys.direct != NULL)
+			pfree(pass->int_keys.direct);
+		memset(&pass->int_keys, 0, sizeof(pass->int_keys));
+	}
+
+	for (uint32 id = 0; id < pass->n; id++)
+		if (entry_at(pass, id)->count > 0)
+			nentries++;
+	if (pass->full)
+	{
+		last_thresholds_valid = false;
+		last_profiles = 0;
+		if (nentries > 0)
+			compute_thresholds(pass, nentries);
+	}
 }
 
 /*
  * automation._profile_pass(orders_query, zones_query, categories_query,
  *                          category_names_query, keys, now, full_refresh,
- *                          windows, bound_by)
+ *                          windows, bound_by, lines_query)
  *
  * Returns one automation.customer_profile row per customer with a counted
  * order.  windows: the start of the 90-day and 365-day windows and the
@@ -1033,6 +1973,7 @@ automation_profile_pass(PG_FUNCTION_ARGS)
 		if (PG_ARGISNULL(0) || PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7) || PG_ARGISNULL(8))
 			elog(ERROR, "automation._profile_pass called with a NULL argument");
 
+		last_orders_read = last_skipped_customer = last_skipped_time = last_skipped_total = 0;
 		funcctx = SRF_FIRSTCALL_INIT();
 		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
 		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -1057,20 +1998,28 @@ automation_profile_pass(PG_FUNCTION_ARGS)
 	funcctx = SRF_PERCALL_SETUP();
 	pass = funcctx->user_fctx;
 	current_pass = pass;
-	if (pass->next < pass->nentries)
+	sort_pass = pass;
+	while (pass->next < pass->n)
 	{
+		uint32		id = pass->output ? pass->output[pass->next] : pass->next;
+		ProfileEntry *e = entry_at(pass, id);
 		MemoryContext old;
 		HeapTuple	tuple;
 
+		pass->next++;
+
+		if (e->count == 0)
+			continue;
 		MemoryContextReset(pass->row_cxt);
 		old = MemoryContextSwitchTo(pass->row_cxt);
-		tuple = build_row(pass, pass->entries[pass->next++]);
+		tuple = build_row(pass, e);
 		MemoryContextSwitchTo(old);
 		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(tuple));
 	}
 	MemoryContextDelete(pass->cxt);
 	MemoryContextDelete(pass->row_cxt);
 	current_pass = NULL;
+	sort_pass = NULL;
 	SRF_RETURN_DONE(funcctx);
 }
 
@@ -1092,5 +2041,53 @@ automation_profile_pass_counts(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(last_skipped_time);
 	values[3] = Int64GetDatum(last_skipped_total);
 	last_orders_read = last_skipped_customer = last_skipped_time = last_skipped_total = 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+static Datum
+int64_array(const int64 *v)
+{
+	Datum		d[4];
+
+	for (int k = 0; k < 4; k++)
+		d[k] = Int64GetDatum(v[k]);
+	return PointerGetDatum(construct_array(d, 4, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * automation._profile_pass_thresholds(): the RFM thresholds of the last
+ * full pass of this session, each with the count of profiles whose value is
+ * below it and up to it; NULLs when there was none or it found no profile.
+ */
+Datum
+automation_profile_pass_thresholds(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[10];
+	bool		nulls[10];
+	Datum		d[4];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE || tupdesc->natts != 10)
+		elog(ERROR, "return type must be a row type of 10 columns");
+	memset(nulls, !last_thresholds_valid, sizeof(nulls));
+	if (last_thresholds_valid)
+	{
+		values[0] = Int64GetDatum(last_profiles);
+		for (int k = 0; k < 4; k++)
+			d[k] = TimestampTzGetDatum(last_r[k]);
+		values[1] = PointerGetDatum(construct_array(d, 4, TIMESTAMPTZOID, sizeof(TimestampTz), true, TYPALIGN_DOUBLE));
+		values[2] = int64_array(last_below[MEASURE_R]);
+		values[3] = int64_array(last_upto[MEASURE_R]);
+		for (int k = 0; k < 4; k++)
+			d[k] = Int32GetDatum(last_f[k]);
+		values[4] = PointerGetDatum(construct_array(d, 4, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		values[5] = int64_array(last_below[MEASURE_F]);
+		values[6] = int64_array(last_upto[MEASURE_F]);
+		for (int k = 0; k < 4; k++)
+			d[k] = NumericGetDatum(last_m[k]);
+		values[7] = PointerGetDatum(construct_array(d, 4, NUMERICOID, -1, false, TYPALIGN_INT));
+		values[8] = int64_array(last_below[MEASURE_M]);
+		values[9] = int64_array(last_upto[MEASURE_M]);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

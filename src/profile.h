@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * profile.h
- *	  The profile pass (profile.c): automation._profile_pass() and the
- *	  counts of its last run.
+ *	  The profile pass (profile.c): automation._profile_pass(), and the
+ *	  counts and RFM thresholds of its last run.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,5 +13,6 @@
 
 extern Datum automation_profile_pass(PG_FUNCTION_ARGS);
 extern Datum automation_profile_pass_counts(PG_FUNCTION_ARGS);
+extern Datum automation_profile_pass_thresholds(PG_FUNCTION_ARGS);
 
 #endif							/* AUTOMATION_PROFILE_H */

@@ -31,6 +31,7 @@ CREATE TABLE automation.customer_profile (
     loyalty_points bigint NOT NULL,
     categories text[],
     refreshed_at timestamptz NOT NULL,
+    next_change_at timestamptz,
     CONSTRAINT customer_profile_pkey PRIMARY KEY (customer_key),
     CONSTRAINT customer_profile_order_count_check CHECK (order_count > 0),
     CONSTRAINT customer_profile_order_span_check CHECK (first_order_at <= last_order_at),
@@ -40,16 +41,22 @@ CREATE TABLE automation.customer_profile (
     CONSTRAINT customer_profile_lifecycle_stage_check CHECK (lifecycle_stage IN ('new', 'returning', 'loyal', 'lapsing', 'lost')),
     CONSTRAINT customer_profile_vip_tier_check CHECK (vip_tier IN ('vip', 'gold'))
 );
--- win-back journeys (the inactivity trigger) look for last orders by time
+-- win-back journeys (the inactivity trigger) look for last orders by time;
+-- an incremental refresh moves the RFM thresholds along all three measures
 CREATE INDEX customer_profile_last_order_at_idx ON automation.customer_profile (last_order_at);
+CREATE INDEX customer_profile_order_count_idx ON automation.customer_profile (order_count);
+CREATE INDEX customer_profile_total_spent_idx ON automation.customer_profile (total_spent);
 COMMENT ON TABLE automation.customer_profile IS 'one row per customer with a counted order, written by automation.refresh_profiles()';
 COMMENT ON COLUMN automation.customer_profile.spent_90d IS 'spend in the 90 x 24 hours up to the refresh''s now';
 COMMENT ON COLUMN automation.customer_profile.spent_prev_quarter IS 'spend in the previous calendar quarter, quarters taken in automation.default_timezone';
 COMMENT ON COLUMN automation.customer_profile.preferred_hour IS 'the hour of day (customer''s own time zone) the customer most often orders at; ties go to the earliest hour';
+COMMENT ON COLUMN automation.customer_profile.next_change_at IS 'when the profile next changes with no new order: one of the customer''s orders leaves the 90-day or 365-day window, an order placed ahead of the refresh''s now comes due, or the lifecycle stage moves to lapsing or lost; an incremental refresh re-profiles the customer then';
 COMMENT ON COLUMN automation.customer_profile.timezone IS 'the time zone preferred_hour is in: the bound customers'' time zone column, else automation.default_timezone';
 
 -- Customers whose orders changed since the last refresh, recorded by the
--- change-capture triggers.  Drained by refresh_profiles().
+-- change-capture triggers, and customers whose only orders were placed
+-- ahead of the last refresh's now, recorded by the pass.  Drained by
+-- refresh_profiles().
 CREATE TABLE automation.dirty_customer (
     customer_key text NOT NULL,
     CONSTRAINT dirty_customer_pkey PRIMARY KEY (customer_key)
@@ -75,9 +82,34 @@ CREATE TABLE automation.profile_refresh (
 COMMENT ON TABLE automation.profile_refresh IS 'log of profile refreshes: mode, customers written, orders read and bad orders skipped';
 COMMENT ON COLUMN automation.profile_refresh.rescored IS 'whether the population-wide columns were derived again (an incremental refresh that changed no profile skips it within the day of the last one)';
 
+-- The RFM thresholds the profiles were last scored with, and where each
+-- falls among the profiles: how many have a value below it, how many up to
+-- it.  With these an incremental refresh finds the new thresholds from the
+-- changed profiles alone (automation._rescore_changed).  One row, written
+-- whenever every profile is scored (scored_at: that refresh's now); the
+-- thresholds are NULL when there were no profiles.
+CREATE TABLE automation.profile_threshold (
+    singleton boolean NOT NULL DEFAULT true,
+    scored_at timestamptz NOT NULL,
+    profiles bigint NOT NULL,
+    r timestamptz[],
+    r_below bigint[],
+    r_upto bigint[],
+    f integer[],
+    f_below bigint[],
+    f_upto bigint[],
+    m numeric[],
+    m_below bigint[],
+    m_upto bigint[],
+    CONSTRAINT profile_threshold_pkey PRIMARY KEY (singleton),
+    CONSTRAINT profile_threshold_singleton_check CHECK (singleton),
+    CONSTRAINT profile_threshold_size_check CHECK (cardinality(r) = 4 AND cardinality(f) = 4 AND cardinality(m) = 4)
+);
+COMMENT ON TABLE automation.profile_threshold IS 'the RFM quintile thresholds of the profiles, with the count of profiles below and up to each, and when every profile was last scored';
+
 CREATE FUNCTION automation._profile_pass(orders_query text, zones_query text, categories_query text,
                                          category_names_query text, keys anyarray, now timestamptz, full_refresh boolean,
-                                         windows timestamptz[], bound_by name)
+                                         windows timestamptz[], bound_by name, lines_query text DEFAULT NULL)
 RETURNS SETOF automation.customer_profile
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_profile_pass';
@@ -90,6 +122,14 @@ AS 'MODULE_PATHNAME', 'automation_profile_pass_counts';
 
 -- _setting(name, default): an automation.* setting as text, also before the
 -- library is loaded in this session.
+CREATE FUNCTION automation._profile_pass_thresholds(OUT profiles bigint,
+                                                    OUT r timestamptz[], OUT r_below bigint[], OUT r_upto bigint[],
+                                                    OUT f integer[], OUT f_below bigint[], OUT f_upto bigint[],
+                                                    OUT m numeric[], OUT m_below bigint[], OUT m_upto bigint[])
+RETURNS record
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'automation_profile_pass_thresholds';
+
 CREATE FUNCTION automation._setting(name text, fallback text)
 RETURNS text
 LANGUAGE sql STABLE
@@ -117,10 +157,11 @@ AS $$
     END
 $$;
 
--- _rescore(now): re-derives the columns that depend on the whole population,
--- on the clock or on settings -- RFM scores and group, lifecycle stage, VIP
--- tier, loyalty points -- for every profile, writing only the rows that
--- change.  The rules are those of the C pass (src/profile.c):
+-- _score_rows(now, r, f, m, scope, keys, old_r, old_f, old_m): derives the
+-- columns that depend on the whole population, on the clock or on settings
+-- -- RFM scores and group, lifecycle stage, VIP tier, loyalty points -- with
+-- the RFM thresholds r, f and m, writing only the rows that change.  The
+-- rules are those of the C pass (src/profile.c):
 --   thresholds  percentile_disc(0.2, 0.4, 0.6, 0.8) of last_order_at (R),
 --               order_count (F) and total_spent (M) over all profiles;
 --   score       1 + the number of thresholds the value is strictly above,
@@ -130,21 +171,26 @@ $$;
 --               lapsing_min_days), else new / returning / loyal by count;
 --   VIP tier    gold when spent_prev_quarter >= vip_gold_threshold, vip when
 --               >= vip_threshold.
-CREATE FUNCTION automation._rescore(now timestamptz)
+-- With scope 'all' every profile is considered; with 'some', the customers
+-- in keys and those whose value lies between an old threshold (old_r,
+-- old_f, old_m) and its new one: the only ones whose scores can have moved.
+CREATE FUNCTION automation._score_rows(now timestamptz, r timestamptz[], f integer[], m numeric[],
+                                       scope text, keys anyarray,
+                                       old_r timestamptz[], old_f integer[], old_m numeric[])
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t record;
     n bigint;
-    r text;
-    f text;
-    m text;
+    rs text;
+    fs text;
+    ms text;
     grp text;
     stage text;
     tier text;
     points text;
+    which text := 'true';
     lost_days int := automation._setting('lost_days', '365')::int;
     lapsing_factor float8 := automation._setting('lapsing_factor', '2')::float8;
     lapsing_min float8 := automation._setting('lapsing_min_days', '30')::float8;
@@ -153,20 +199,31 @@ DECLARE
     gold numeric := automation._setting('vip_gold_threshold', '750')::float8::numeric;
     ppu numeric := automation._setting('points_per_unit', '1')::float8::numeric;
 BEGIN
-    SELECT percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.last_order_at) AS r,
-           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.order_count) AS f,
-           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.total_spent) AS m
-      INTO t
-      FROM automation.customer_profile p;
+    IF scope = 'some' THEN
+        -- a value between an old threshold and the new one changed sides
+        which := 'p.customer_key = ANY ($12)';
+        FOR k IN 1..4 LOOP
+            IF old_r[k] <> r[k] THEN
+                which := which || format(' OR (p.last_order_at > least($13[%1$s], $1[%1$s]) AND p.last_order_at <= greatest($13[%1$s], $1[%1$s]))', k);
+            END IF;
+            IF old_f[k] <> f[k] THEN
+                which := which || format(' OR (p.order_count > least($14[%1$s], $2[%1$s]) AND p.order_count <= greatest($14[%1$s], $2[%1$s]))', k);
+            END IF;
+            IF old_m[k] <> m[k] THEN
+                which := which || format(' OR (p.total_spent > least($15[%1$s], $3[%1$s]) AND p.total_spent <= greatest($15[%1$s], $3[%1$s]))', k);
+            END IF;
+        END LOOP;
+    END IF;
 
-    -- One scan of the profiles, no join: the expressions are spelled out
-    -- in SET and again in WHERE, so only rows whose values change are written.
-    r := '(1 + (p.last_order_at > $1[1])::int + (p.last_order_at > $1[2])::int'
-         ' + (p.last_order_at > $1[3])::int + (p.last_order_at > $1[4])::int)';
-    f := '(1 + (p.order_count > $2[1])::int + (p.order_count > $2[2])::int'
-         ' + (p.order_count > $2[3])::int + (p.order_count > $2[4])::int)';
-    m := '(1 + (p.total_spent > $3[1])::int + (p.total_spent > $3[2])::int'
-         ' + (p.total_spent > $3[3])::int + (p.total_spent > $3[4])::int)';
+    -- One scan of the profiles (or of the few in scope), no join: the
+    -- expressions are spelled out in SET and again in WHERE, so only rows
+    -- whose values change are written.
+    rs := '(1 + (p.last_order_at > $1[1])::int + (p.last_order_at > $1[2])::int'
+          ' + (p.last_order_at > $1[3])::int + (p.last_order_at > $1[4])::int)';
+    fs := '(1 + (p.order_count > $2[1])::int + (p.order_count > $2[2])::int'
+          ' + (p.order_count > $2[3])::int + (p.order_count > $2[4])::int)';
+    ms := '(1 + (p.total_spent > $3[1])::int + (p.total_spent > $3[2])::int'
+          ' + (p.total_spent > $3[3])::int + (p.total_spent > $3[4])::int)';
     grp := format('CASE WHEN %1$s >= 4 AND %2$s >= 4 THEN ''champions'''
                   ' WHEN %1$s = 3 AND %2$s >= 4 THEN ''loyal_customers'''
                   ' WHEN %1$s <= 2 AND %2$s = 5 THEN ''cant_lose'''
@@ -175,7 +232,7 @@ BEGIN
                   ' WHEN %1$s >= 4 THEN ''recent_customers'''
                   ' WHEN %1$s = 3 THEN ''promising'''
                   ' WHEN %1$s = 2 THEN ''about_to_sleep'''
-                  ' ELSE ''hibernating'' END', r, f);
+                  ' ELSE ''hibernating'' END', rs, fs);
     -- whole days since the last order: floor((now - last) / 24 h) >= n
     -- exactly when last <= now - n x 24 h, which needs no arithmetic per row
     stage := 'CASE WHEN p.last_order_at <= $4 - $5 * interval ''24 hours'' THEN ''lost'''
@@ -187,27 +244,222 @@ BEGIN
     EXECUTE format('UPDATE automation.customer_profile p '
                    'SET r_score = %1$s, f_score = %2$s, m_score = %3$s, rfm_group = %4$s, '
                    '    lifecycle_stage = %5$s, vip_tier = %6$s, loyalty_points = %7$s '
-                   'WHERE (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points) '
+                   'WHERE (%8$s) AND (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points) '
                    '      IS DISTINCT FROM (%1$s::smallint, %2$s::smallint, %3$s::smallint, %4$s, %5$s, %6$s, %7$s)',
-                   r, f, m, grp, stage, tier, points)
-      USING t.r, t.f, t.m, now, lost_days, lapsing_factor, lapsing_min, loyal_orders, gold, vip, ppu;
+                   rs, fs, ms, grp, stage, tier, points, which)
+      USING r, f, m, now, lost_days, lapsing_factor, lapsing_min, loyal_orders, gold, vip, ppu,
+            keys, old_r, old_f, old_m;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
 $$;
+REVOKE ALL ON FUNCTION automation._score_rows(timestamptz, timestamptz[], integer[], numeric[], text, anyarray,
+                                              timestamptz[], integer[], numeric[]) FROM PUBLIC;
+
+-- _store_thresholds(r, f, m, now): records the RFM thresholds with the
+-- count of profiles below and up to each, counted in one scan of the
+-- profiles, as those every profile was scored with at now.
+CREATE FUNCTION automation._store_thresholds(r timestamptz[], f integer[], m numeric[], now timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    counts text;
+BEGIN
+    DELETE FROM automation.profile_threshold;
+    IF r IS NULL THEN
+        INSERT INTO automation.profile_threshold (scored_at, profiles) VALUES (now, 0);
+        RETURN;
+    END IF;
+    SELECT string_agg(format('ARRAY[%1$s]::bigint[], ARRAY[%2$s]::bigint[]',
+                             (SELECT string_agg(format('count(*) FILTER (WHERE p.%s < $%s[%s])', c.col, c.i, k), ', ')
+                                FROM generate_series(1, 4) k),
+                             (SELECT string_agg(format('count(*) FILTER (WHERE p.%s <= $%s[%s])', c.col, c.i, k), ', ')
+                                FROM generate_series(1, 4) k)), ', ' ORDER BY c.i)
+      INTO counts
+      FROM (VALUES (1, 'last_order_at'), (2, 'order_count'), (3, 'total_spent')) c(i, col);
+    EXECUTE format('INSERT INTO automation.profile_threshold '
+                   '(scored_at, profiles, r, f, m, r_below, r_upto, f_below, f_upto, m_below, m_upto) '
+                   'SELECT $4, count(*), $1, $2, $3, %s FROM automation.customer_profile p', counts)
+      USING r, f, m, now;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._store_thresholds(timestamptz[], integer[], numeric[], timestamptz) FROM PUBLIC;
+
+-- _rescore(now): computes the RFM thresholds over every profile, stores
+-- them, and derives the population-wide columns of every profile again
+-- (automation._score_rows).  Returns the rows written.
+CREATE FUNCTION automation._rescore(now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    SELECT percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.last_order_at) AS r,
+           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.order_count) AS f,
+           percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY p.total_spent) AS m
+      INTO t
+      FROM automation.customer_profile p;
+    PERFORM automation._store_thresholds(t.r, t.f, t.m, now);
+    RETURN automation._score_rows(now, t.r, t.f, t.m, 'all', NULL::text[], NULL, NULL, NULL);
+END
+$$;
 REVOKE ALL ON FUNCTION automation._rescore(timestamptz) FROM PUBLIC;
 
--- _profile_queries(keyed): the three queries the pass reads, built from the
--- bindings with quoted identifiers.  Each takes $1, an array of customer
--- keys to restrict to, or NULL for everyone.
---   orders      customer, placed_at (timestamptz), total (as bound)
+-- _move_threshold(col, t, below, upto, idx): the value at index idx (from
+-- 0) of the profiles sorted by col, given a value t of col with below
+-- profiles under it and upto profiles up to it -- t itself when idx falls
+-- among those equal to it, else found by stepping from t along col's index
+-- -- and the counts below and up to the value found.  NULL when there is
+-- no such value (the counts were wrong).
+CREATE FUNCTION automation._move_threshold(col text, t anyelement, below bigint, upto bigint, idx bigint,
+                                           OUT value anyelement, OUT new_below bigint, OUT new_upto bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a bigint;
+    b bigint;
+BEGIN
+    IF idx >= below AND idx < upto THEN
+        value := t;
+        new_below := below;
+        new_upto := upto;
+    ELSIF idx >= upto THEN
+        EXECUTE format('SELECT p.%1$I FROM automation.customer_profile p WHERE p.%1$I > $1 ORDER BY p.%1$I OFFSET $2 LIMIT 1', col)
+          INTO value USING t, idx - upto;
+        IF value IS NOT NULL THEN
+            EXECUTE format('SELECT count(*) FILTER (WHERE p.%1$I < $2), count(*) FILTER (WHERE p.%1$I = $2) '
+                           'FROM automation.customer_profile p WHERE p.%1$I > $1 AND p.%1$I <= $2', col)
+              INTO a, b USING t, value;
+            new_below := upto + a;
+            new_upto := new_below + b;
+        END IF;
+    ELSE
+        EXECUTE format('SELECT p.%1$I FROM automation.customer_profile p WHERE p.%1$I < $1 ORDER BY p.%1$I DESC OFFSET $2 LIMIT 1', col)
+          INTO value USING t, below - 1 - idx;
+        IF value IS NOT NULL THEN
+            EXECUTE format('SELECT count(*) FILTER (WHERE p.%1$I > $2), count(*) FILTER (WHERE p.%1$I = $2) '
+                           'FROM automation.customer_profile p WHERE p.%1$I >= $2 AND p.%1$I < $1', col)
+              INTO a, b USING t, value;
+            new_upto := below - a;
+            new_below := new_upto - b;
+        END IF;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._move_threshold(text, anyelement, bigint, bigint, bigint) FROM PUBLIC;
+
+-- _rank_counts(v, t): how many of the values v are below t, and how many
+-- up to it.
+CREATE FUNCTION automation._rank_counts(v anyarray, t anyelement, OUT below bigint, OUT upto bigint)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE x < t), count(*) FILTER (WHERE x <= t) FROM unnest(v) x
+$$;
+
+-- _rescore_changed(now, keys, before): after the profiles of the customers
+-- in keys were written again (before: their count and their arrays of
+-- last_order_at, order_count and total_spent as they were), moves the
+-- stored thresholds by the difference and scores the customers whose scores
+-- can have moved.  Returns false, doing nothing, when the stored thresholds
+-- cannot be used; the caller then rescores everyone.
+CREATE FUNCTION automation._rescore_changed(now timestamptz, keys anyarray, before_n bigint,
+                                            before_r timestamptz[], before_f integer[], before_m numeric[])
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    th automation.profile_threshold;
+    after record;
+    ob record;
+    nb record;
+    mv record;
+    n bigint;
+    idx bigint;
+    nr timestamptz[];
+    nf integer[];
+    nm numeric[];
+    rb bigint[];
+    ru bigint[];
+    fb bigint[];
+    fu bigint[];
+    mb bigint[];
+    mu bigint[];
+BEGIN
+    SELECT * INTO th FROM automation.profile_threshold;
+    IF NOT FOUND OR th.r IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT count(*) AS n, array_agg(p.last_order_at) AS r, array_agg(p.order_count) AS f, '
+                   'array_agg(p.total_spent) AS m FROM automation.customer_profile p WHERE p.customer_key = ANY ($1::%s[])',
+                   automation.customer_key_type())
+      INTO after USING keys;
+    n := th.profiles - before_n + after.n;
+    IF n <= 0 THEN
+        RETURN false;
+    END IF;
+    nr := th.r; nf := th.f; nm := th.m;
+    rb := th.r_below; ru := th.r_upto; fb := th.f_below; fu := th.f_upto; mb := th.m_below; mu := th.m_upto;
+    FOR k IN 1..4 LOOP
+        -- the index percentile_disc takes among n sorted values
+        idx := greatest(ceil((ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])[k] * n)::bigint, 1) - 1;
+
+        ob := automation._rank_counts(before_r, th.r[k]);
+        nb := automation._rank_counts(after.r, th.r[k]);
+        mv := automation._move_threshold('last_order_at', th.r[k], th.r_below[k] - ob.below + nb.below,
+                                         th.r_upto[k] - ob.upto + nb.upto, idx);
+        IF mv.value IS NULL THEN
+            RETURN false;
+        END IF;
+        nr[k] := mv.value; rb[k] := mv.new_below; ru[k] := mv.new_upto;
+
+        ob := automation._rank_counts(before_f, th.f[k]);
+        nb := automation._rank_counts(after.f, th.f[k]);
+        mv := automation._move_threshold('order_count', th.f[k], th.f_below[k] - ob.below + nb.below,
+                                         th.f_upto[k] - ob.upto + nb.upto, idx);
+        IF mv.value IS NULL THEN
+            RETURN false;
+        END IF;
+        nf[k] := mv.value; fb[k] := mv.new_below; fu[k] := mv.new_upto;
+
+        ob := automation._rank_counts(before_m, th.m[k]);
+        nb := automation._rank_counts(after.m, th.m[k]);
+        mv := automation._move_threshold('total_spent', th.m[k], th.m_below[k] - ob.below + nb.below,
+                                         th.m_upto[k] - ob.upto + nb.upto, idx);
+        IF mv.value IS NULL THEN
+            RETURN false;
+        END IF;
+        nm[k] := mv.value; mb[k] := mv.new_below; mu[k] := mv.new_upto;
+    END LOOP;
+    UPDATE automation.profile_threshold
+       SET profiles = n, r = nr, f = nf, m = nm,
+           r_below = rb, r_upto = ru, f_below = fb, f_upto = fu, m_below = mb, m_upto = mu;
+    PERFORM automation._score_rows(now, nr, nf, nm, 'some', keys, th.r, th.f, th.m);
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._rescore_changed(timestamptz, anyarray, bigint, timestamptz[], integer[], numeric[]) FROM PUBLIC;
+
+-- _profile_queries(): the queries the pass reads, built from the bindings
+-- with quoted identifiers.  Each takes $1, an array of customer keys to
+-- restrict to, or NULL for everyone.
+--   orders      customer, placed_at (timestamptz), total (as bound), and the
+--               order's own key when categories are bound
 --   zones       customer, time zone name (customers bound with a time zone)
 --   categories  customer, category number (order lines and products with a
 --               category); category_names_query lists the names in number order
+--   lines       order key, category number: every line, not joined to the
+--               orders (a full pass maps orders to customers itself)
 -- Timestamps without time zone and dates are taken in automation.default_timezone.
 CREATE FUNCTION automation._profile_queries(OUT orders_query text, OUT zones_query text,
                                             OUT categories_query text, OUT category_names_query text,
-                                            OUT all_orders_query text,
+                                            OUT all_orders_query text, OUT lines_query text,
                                             OUT orders_relation regclass,
                                             OUT bound_by name)
 RETURNS record
@@ -260,6 +512,15 @@ BEGIN
         -- categories are numbered in name order; the lines query returns numbers, not names
         category_names_query := format('SELECT DISTINCT p.%1$I::text FROM %2$I.%3$I p WHERE p.%1$I IS NOT NULL ORDER BY 1',
                                        p.columns ->> 'category', p.relation_schema, p.relation_name);
+        orders_query := format('SELECT o.%1$I, %2$s, o.%3$I, o.%4$I FROM %5$s o WHERE true%6$s AND ($1 IS NULL OR o.%1$I = ANY ($1))',
+                               o.columns ->> 'customer', placed, o.columns ->> 'total', o.columns ->> 'order_id',
+                               orders_relation, status_filter);
+        lines_query := format(
+            'SELECT l.%1$I, p.category_no FROM %2$I.%3$I l '
+            'JOIN (SELECT p.%4$I AS product, (dense_rank() OVER (ORDER BY p.%5$I::text))::int - 1 AS category_no '
+            '        FROM %6$I.%7$I p WHERE p.%5$I IS NOT NULL) p ON p.product = l.%8$I',
+            l.columns ->> 'order_id', l.relation_schema, l.relation_name, p.columns ->> 'product',
+            p.columns ->> 'category', p.relation_schema, p.relation_name, l.columns ->> 'product');
         categories_query := format(
             'SELECT o.%1$I, p.category_no FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I '
             'JOIN (SELECT p.%10$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
@@ -307,6 +568,7 @@ DECLARE
     is_full boolean := coalesce("full", false);
     written bigint;
     counts record;
+    before record;
     rescored boolean := true;
     last_rescore timestamptz;
     hashjoin text := current_setting('enable_hashjoin');
@@ -351,24 +613,31 @@ BEGIN
     IF is_full THEN
         DELETE FROM automation.dirty_customer;
         TRUNCATE automation.customer_profile;
-        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7, NULL::%s[], $4, true, $5, $6) AS p OFFSET 0) s',
+        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7, NULL::%s[], $4, true, $5, $6, $8) AS p OFFSET 0) s',
                        key_type)
-          USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, q.category_names_query;
+          USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, q.category_names_query,
+                q.lines_query;
         GET DIAGNOSTICS written = ROW_COUNT;
+        -- the thresholds the pass scored with, for the incremental refreshes to move
+        DELETE FROM automation.profile_threshold;
+        INSERT INTO automation.profile_threshold (scored_at, profiles, r, r_below, r_upto, f, f_below, f_upto, m, m_below, m_upto)
+        SELECT now, coalesce(t.profiles, 0), t.r, t.r_below, t.r_upto, t.f, t.f_below, t.f_upto, t.m, t.m_below, t.m_upto
+          FROM automation._profile_pass_thresholds() t;
     ELSE
-        -- Customers whose orders changed, plus those with an order that moved
-        -- into or out of a spend window since the last refresh's now.
-        keys_sql := format(
-            'WITH d AS (DELETE FROM automation.dirty_customer RETURNING customer_key) '
-            'SELECT array_agg(k) FROM (SELECT customer_key AS k FROM d UNION '
-            'SELECT o.c FROM (%s) o(c, t, v) WHERE (o.t > $1 AND o.t <= $2) OR (o.t > $3 AND o.t <= $4) OR (o.t > $5 AND o.t <= $6)) x',
-            q.all_orders_query);
-        EXECUTE keys_sql INTO counts
-          USING last.as_of - make_interval(hours => 90 * 24), windows[1],
-                last.as_of - make_interval(hours => 365 * 24), windows[2],
-                last.as_of, now;
-        EXECUTE format('DELETE FROM automation.customer_profile WHERE customer_key = ANY ($1::%s[])', key_type)
-          USING counts.array_agg;
+        -- Customers whose orders changed (and those whose only orders were
+        -- still to come), plus those whose profile changed with the clock
+        -- since it was written -- an order moved into or out of a spend
+        -- window, the lifecycle stage moved on: the pass recorded when.
+        keys_sql := 'WITH d AS (DELETE FROM automation.dirty_customer RETURNING customer_key) '
+                    'SELECT array_agg(k) FROM (SELECT customer_key AS k FROM d UNION '
+                    'SELECT p.customer_key FROM automation.customer_profile p WHERE p.next_change_at <= $1) x';
+        EXECUTE keys_sql INTO counts USING now;
+        -- the R, F and M values of the profiles about to be written again
+        EXECUTE format('WITH d AS (DELETE FROM automation.customer_profile WHERE customer_key = ANY ($1::%s[]) '
+                       '           RETURNING last_order_at, order_count, total_spent) '
+                       'SELECT count(*) AS n, array_agg(d.last_order_at) AS r, array_agg(d.order_count) AS f, '
+                       '       array_agg(d.total_spent) AS m FROM d', key_type)
+          INTO before USING counts.array_agg;
         written := 0;
         IF counts.array_agg IS NOT NULL THEN
             -- For a few customers, reach their order lines through the lines'
@@ -384,12 +653,18 @@ BEGIN
             PERFORM set_config('enable_hashjoin', hashjoin, true), set_config('enable_mergejoin', mergejoin, true);
         END IF;
         -- The population-wide columns move with the profiles and, for the
-        -- lifecycle stage, with the days: with no profile changed they are
-        -- derived again once a day (in the default time zone), not every tick.
-        last_rescore := (SELECT max(r.as_of) FROM automation.profile_refresh r WHERE r.rescored);
-        IF counts.array_agg IS NOT NULL OR last_rescore IS NULL OR last_rescore > now
+        -- lifecycle stage, with the days.  Every profile is scored again on
+        -- the first refresh of a day (in the default time zone); within the
+        -- day, the changed profiles move the stored RFM thresholds and only
+        -- the customers whose scores can have moved are scored.
+        last_rescore := (SELECT t.scored_at FROM automation.profile_threshold t);
+        IF last_rescore IS NULL OR last_rescore > now
            OR date_trunc('day', last_rescore, tz) <> date_trunc('day', now, tz) THEN
             PERFORM automation._rescore(now);
+        ELSIF counts.array_agg IS NOT NULL THEN
+            IF NOT automation._rescore_changed(now, counts.array_agg, before.n, before.r, before.f, before.m) THEN
+                PERFORM automation._rescore(now);
+            END IF;
         ELSE
             rescored := false;
         END IF;
@@ -527,7 +802,9 @@ BEGIN
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
     END LOOP;
-    DELETE FROM automation.dirty_customer;
+    -- the customers recorded stay: among them are those whose only orders
+    -- are still to come, which the next refresh must look at (a full
+    -- refresh records them afresh)
 END
 $$;
 COMMENT ON FUNCTION automation.disable_change_capture() IS 'remove the change-capture triggers; profile refreshes are full from then on';

@@ -2,17 +2,24 @@
 # The profile pass against plain SQL, on the generated shop (run by
 # test/bench/run, which sets BENCH_DB, PSQL and the connection).
 #
-#   (a) SELECT count(*) over the orders: the price of reading them once
+#   (a) SELECT count(*) over the orders: the price of reading them once.
+#       It runs first, so it reads them from the operating system's cache
+#       or the disk; the steps after it find the orders in shared buffers
+#       (not the order lines, which are larger).  Between runs on a machine
+#       with other work it varies by a factor of three, and c/a with it.
 #   (b) the best plain-SQL INSERT ... SELECT producing the same columns
 #       (GROUP BY, window functions for the gaps, ntile for RFM)
 #   (c) automation.refresh_profiles(full => true)
 #   (d) automation.refresh_profiles() after 1,000 new orders, with change
-#       capture enabled; once as the demo shop is indexed, once with an
-#       index on orders (placed_at) that lets the window check use it
+#       capture enabled; once as the demo shop is indexed, once more after
+#       an index on orders (placed_at) is added (journeys' triggers use it;
+#       the profiles' window check reads customer_profile, not the orders)
 #
 # For each step the peak private memory (RssAnon) of the backend is sampled
 # from /proc; the baseline is an idle backend's.  Prints c/a, b/c, d/c and
-# bytes per customer.
+# bytes per customer.  The refreshes in (d) fall on the day of the full
+# refresh, so they score only the changed profiles and those whose RFM
+# scores moved; the first refresh of a day scores every profile.
 set -u
 source "$(dirname "$0")/measure.bash"
 

@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(65);
+SELECT plan(74);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -218,9 +218,11 @@ UPDATE pb.orders SET status = 'cancelled' WHERE id = (SELECT min(id) FROM pb.ord
 DELETE FROM pb.orders WHERE id = (SELECT max(id) FROM pb.orders WHERE customer_id = 110);
 SELECT set_eq($$SELECT customer_key FROM automation.dirty_customer$$, ARRAY[101, 105, 110, 111]::bigint[],
               'inserted, re-statused and deleted orders mark their customers');
--- 40 days on, orders of customers who did not change leave the 90-day window too.
-SELECT cmp_ok(automation.refresh_profiles(now => '2025-05-11 00:00+00'), '<', 11::bigint,
-              'the incremental refresh rewrites only some profiles');
+-- 40 days on, orders of customers who did not change leave the 90-day window
+-- too, and every customer who did not order for 31 days is lapsing: all
+-- eleven profiles are written again (a later test sees only some written).
+SELECT is(automation.refresh_profiles(now => '2025-05-11 00:00+00'), 11::bigint,
+          'the incremental refresh rewrites the changed profiles and those the days moved');
 SELECT is((SELECT full_refresh FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1), false, 'it was incremental');
 SELECT is_empty($$SELECT customer_key FROM automation.dirty_customer$$, 'and drained the changed customers');
 CREATE TEMP TABLE incremental AS SELECT * FROM automation.customer_profile;
@@ -239,6 +241,91 @@ SELECT is((SELECT count(*) FROM incremental), (SELECT count(*) FROM automation.c
           'incremental and full have the same customers');
 SELECT is((SELECT spent_90d FROM automation.customer_profile WHERE customer_key = 110), 700::numeric,
           'orders that aged out of the 90 days are gone from spent_90d');
+-- Categories from order lines: a full refresh reads the lines on their own
+-- and maps each order to its customer; they are those of the counted orders.
+CREATE TABLE pb.products (id integer PRIMARY KEY, name text, category text);
+INSERT INTO pb.products VALUES (1, 'collar', 'dog'), (2, 'tuna', 'cat food'), (3, 'ball', NULL), (4, 'leash', 'dog'),
+                               (5, 'seed', 'bird');
+CREATE TABLE pb.order_lines (order_id bigint, product_id integer, quantity integer);
+INSERT INTO pb.order_lines SELECT o.id, p, 1 FROM pb.orders o, generate_series(1, 4) p WHERE (o.id + p) % 3 = 0;
+INSERT INTO pb.order_lines SELECT o.id, 5, 1 FROM pb.orders o WHERE o.status <> 'paid';
+SELECT automation.bind_order_lines('pb.order_lines', 'order_id', 'product_id', 'quantity');
+SELECT automation.bind_products('pb.products', 'id', 'name', 'category');
+SELECT automation.enable_change_capture();
+SELECT automation.refresh_profiles(true, '2025-05-11 00:00+00');
+SELECT is_empty($$
+    SELECT customer_key, categories FROM automation.customer_profile
+    EXCEPT
+    SELECT o.customer_id, coalesce(array_agg(DISTINCT p.category ORDER BY p.category) FILTER (WHERE p.category IS NOT NULL), '{}')
+      FROM pb.orders o LEFT JOIN pb.order_lines l ON l.order_id = o.id LEFT JOIN pb.products p ON p.id = l.product_id
+     WHERE o.status = 'paid' GROUP BY 1$$,
+    'categories are those of the lines of counted orders, in name order');
+
+-- Later the same day an incremental refresh moves the stored RFM thresholds
+-- by the changed profiles alone and scores only the customers whose scores
+-- can have moved: new orders, a new customer, a customer whose orders are
+-- all gone.
+INSERT INTO pb.orders (customer_id, placed_at, total, status) VALUES
+    (101, '2025-05-11 02:00+00', 500, 'paid'), (102, '2025-05-11 03:00+00', 1, 'paid'),
+    (103, '2025-05-11 03:30+00', 2000, 'paid'), (112, '2025-05-11 04:00+00', 50, 'paid'),
+    (105, '2025-05-11 07:00+00', 5, 'paid'), (113, '2025-05-11 08:00+00', 70, 'paid');
+INSERT INTO pb.order_lines SELECT o.id, 5, 1 FROM pb.orders o WHERE o.customer_id IN (101, 112) AND o.placed_at > '2025-05-11';
+DELETE FROM pb.orders WHERE customer_id = 104;
+CREATE TEMP TABLE thresholds_before AS SELECT r, f, m FROM automation.profile_threshold;
+SELECT automation.refresh_profiles(now => '2025-05-11 06:00+00');
+SELECT results_eq($$SELECT full_refresh, rescored, customers FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1$$,
+                  $$VALUES (false, true, 5::bigint)$$, 'within the day the refresh is incremental and rescores');
+SELECT is((SELECT next_change_at FROM automation.customer_profile WHERE customer_key = 105),
+          '2025-05-11 07:00+00'::timestamptz, 'an order placed ahead of now is when the profile changes next');
+SELECT ok(EXISTS (SELECT FROM automation.dirty_customer WHERE customer_key = 113)
+          AND NOT EXISTS (SELECT FROM automation.customer_profile WHERE customer_key = 113),
+          'a customer whose only order is still to come has no profile and is looked at again');
+SELECT isnt((SELECT ROW(r, f, m) FROM automation.profile_threshold), (SELECT ROW(r, f, m) FROM thresholds_before),
+            'the changed profiles moved the thresholds');
+CREATE TEMP TABLE same_day AS SELECT * FROM automation.customer_profile;
+CREATE TEMP TABLE same_day_thresholds AS SELECT * FROM automation.profile_threshold;
+SELECT automation.refresh_profiles(true, '2025-05-11 06:00+00');
+SELECT is_empty($$
+    (SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
+            mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_change_at FROM same_day
+     EXCEPT
+     SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
+            mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_change_at FROM automation.customer_profile)
+    UNION ALL
+    (SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
+            mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_change_at FROM automation.customer_profile
+     EXCEPT
+     SELECT customer_key, first_order_at, last_order_at, order_count, total_spent, spent_90d, spent_365d, spent_prev_quarter,
+            mean_gap_days, gap_stddev_days, preferred_hour, timezone, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, vip_tier, loyalty_points, categories, next_change_at FROM same_day)$$,
+    'scoring only the changed and the moved agrees with a full refresh');
+SELECT is((SELECT ROW(profiles, r, r_below, r_upto, f, f_below, f_upto, m, m_below, m_upto) FROM same_day_thresholds),
+          (SELECT ROW(profiles, r, r_below, r_upto, f, f_below, f_upto, m, m_below, m_upto) FROM automation.profile_threshold),
+          'the moved thresholds and their ranks are those of the full pass');
+SELECT is((SELECT scored_at FROM same_day_thresholds), '2025-05-11 00:00+00'::timestamptz,
+          'the incremental refresh did not score every profile again');
+-- When the orders placed ahead come due, an incremental refresh takes them
+-- in, also when change capture was enabled again since the full refresh.
+SELECT automation.enable_change_capture();
+SELECT automation.refresh_profiles(now => '2025-05-11 09:00+00');
+CREATE TEMP TABLE later_that_day AS SELECT * FROM automation.customer_profile;
+SELECT automation.refresh_profiles(true, '2025-05-11 09:00+00');
+SELECT is_empty($$
+    (SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_change_at FROM later_that_day
+     EXCEPT
+     SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_change_at FROM automation.customer_profile)
+    UNION ALL
+    (SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_change_at FROM automation.customer_profile
+     EXCEPT
+     SELECT customer_key, order_count, total_spent, spent_90d, last_order_at, r_score, f_score, m_score, rfm_group,
+            lifecycle_stage, categories, next_change_at FROM later_that_day)$$,
+    'orders that came due are taken in, as a full refresh does');
 -- A new quarter makes the next refresh full.
 SELECT automation.refresh_profiles(now => '2025-07-02 00:00+00');
 SELECT is((SELECT reason FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1),
