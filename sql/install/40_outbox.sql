@@ -462,12 +462,17 @@ COMMENT ON FUNCTION automation.claim(integer, interval, text, timestamptz)
     IS 'lease up to batch due messages of a channel for lease; consent and suppression are re-checked, and messages that fail them are cancelled';
 
 -- _finish: moves handed-out messages from the outbox to the archive, as sent
--- or dead.  Returns how many moved.
+-- or dead.  Returns how many moved.  PL/pgSQL, so that its statement keeps
+-- its plan for the session (a SQL function's is made at every call): ack
+-- runs it for every batch a mailer sends.
 CREATE FUNCTION automation._finish(ids bigint[], status text, now timestamptz)
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    done bigint;
+BEGIN
     WITH moved AS (
         DELETE FROM automation.outbox o
          WHERE o.id = ANY (ids) AND o.attempts > 0
@@ -482,7 +487,9 @@ AS $$
           FROM moved m
         RETURNING 1
     )
-    SELECT count(*) FROM archived
+    SELECT count(*) INTO done FROM archived;
+    RETURN done;
+END
 $$;
 
 -- ack: the mailer sent these messages.  Any message that was handed out and
@@ -506,24 +513,7 @@ BEGIN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- The move of automation._finish, written out: a statement of this
-    -- function keeps its plan for the session, one of a SQL function is
-    -- planned at every call.
-    WITH moved AS (
-        DELETE FROM automation.outbox o
-         WHERE o.id = ANY (ids) AND o.attempts > 0
-        RETURNING o.*
-    ), archived AS (
-        INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
-                                               step, variant, purpose, dedupe_key, send_after, status, attempts,
-                                               last_error, errors, created_at, claimed_at, finished_at)
-        SELECT m.id, m.customer_key, m.channel, m.recipient, m.template, m.payload, m.journey, m.step,
-               m.variant, m.purpose, m.dedupe_key, m.send_after, 'sent', m.attempts, m.last_error,
-               m.errors, m.created_at, m.claimed_at, ack.now
-          FROM moved m
-        RETURNING 1
-    )
-    SELECT count(*) INTO done FROM archived;
+    done := automation._finish(ids, 'sent', now);
     IF done < cardinality(ids) AND done < (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
         SELECT i INTO bad
           FROM unnest(ids) i
