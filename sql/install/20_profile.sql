@@ -326,13 +326,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION automation._rescore(timestamptz) FROM PUBLIC;
 
--- _move_threshold(col, t, below, upto, idx): the value at index idx (from
--- 0) of the profiles sorted by col, given a value t of col with below
--- profiles under it and upto profiles up to it -- t itself when idx falls
--- among those equal to it, else found by stepping from t along col's index
--- -- and the counts below and up to the value found.  NULL when there is
--- no such value (the counts were wrong).
-CREATE FUNCTION automation._move_threshold(col text, t anyelement, below bigint, upto bigint, idx bigint,
+-- _rank_counts(v, t): how many of the values v are below t, and how many
+-- up to it.
+CREATE FUNCTION automation._rank_counts(v anyarray, t anyelement, OUT below bigint, OUT upto bigint)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE x < t), count(*) FILTER (WHERE x <= t) FROM unnest(v) x
+$$;
+
+-- _move_threshold(col, t, below, upto, before, after, idx): the value at
+-- index idx (from 0) of the profiles sorted by col, given a value t of col
+-- that had below profiles under it and upto profiles up to it before the
+-- profiles whose values of col were before were written again as after --
+-- t itself when idx falls among those equal to it, else found by stepping
+-- from t along col's index -- and the counts below and up to the value
+-- found.  NULL when there is no such value (the counts were wrong).
+CREATE FUNCTION automation._move_threshold(col text, t anyelement, below bigint, upto bigint,
+                                           before anyarray, after anyarray, idx bigint,
                                            OUT value anyelement, OUT new_below bigint, OUT new_upto bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -340,7 +351,11 @@ AS $$
 DECLARE
     a bigint;
     b bigint;
+    was record := automation._rank_counts(before, t);
+    now_is record := automation._rank_counts(after, t);
 BEGIN
+    below := below - was.below + now_is.below;
+    upto := upto - was.upto + now_is.upto;
     IF idx >= below AND idx < upto THEN
         value := t;
         new_below := below;
@@ -368,16 +383,7 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION automation._move_threshold(text, anyelement, bigint, bigint, bigint) FROM PUBLIC;
-
--- _rank_counts(v, t): how many of the values v are below t, and how many
--- up to it.
-CREATE FUNCTION automation._rank_counts(v anyarray, t anyelement, OUT below bigint, OUT upto bigint)
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE x < t), count(*) FILTER (WHERE x <= t) FROM unnest(v) x
-$$;
+REVOKE ALL ON FUNCTION automation._move_threshold(text, anyelement, bigint, bigint, anyarray, anyarray, bigint) FROM PUBLIC;
 
 -- _rescore_changed(now, keys, before): after the profiles of the customers
 -- in keys were written again (before: their count and their arrays of
@@ -394,8 +400,6 @@ AS $$
 DECLARE
     th automation.profile_threshold;
     after record;
-    ob record;
-    nb record;
     mv record;
     n bigint;
     idx bigint;
@@ -427,28 +431,17 @@ BEGIN
         -- the index percentile_disc takes among n sorted values
         idx := greatest(ceil((ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])[k] * n)::bigint, 1) - 1;
 
-        ob := automation._rank_counts(before_r, th.r[k]);
-        nb := automation._rank_counts(after.r, th.r[k]);
-        mv := automation._move_threshold('last_order_at', th.r[k], th.r_below[k] - ob.below + nb.below,
-                                         th.r_upto[k] - ob.upto + nb.upto, idx);
+        mv := automation._move_threshold('last_order_at', th.r[k], th.r_below[k], th.r_upto[k], before_r, after.r, idx);
         IF mv.value IS NULL THEN
             RETURN false;
         END IF;
         nr[k] := mv.value; rb[k] := mv.new_below; ru[k] := mv.new_upto;
-
-        ob := automation._rank_counts(before_f, th.f[k]);
-        nb := automation._rank_counts(after.f, th.f[k]);
-        mv := automation._move_threshold('order_count', th.f[k], th.f_below[k] - ob.below + nb.below,
-                                         th.f_upto[k] - ob.upto + nb.upto, idx);
+        mv := automation._move_threshold('order_count', th.f[k], th.f_below[k], th.f_upto[k], before_f, after.f, idx);
         IF mv.value IS NULL THEN
             RETURN false;
         END IF;
         nf[k] := mv.value; fb[k] := mv.new_below; fu[k] := mv.new_upto;
-
-        ob := automation._rank_counts(before_m, th.m[k]);
-        nb := automation._rank_counts(after.m, th.m[k]);
-        mv := automation._move_threshold('total_spent', th.m[k], th.m_below[k] - ob.below + nb.below,
-                                         th.m_upto[k] - ob.upto + nb.upto, idx);
+        mv := automation._move_threshold('total_spent', th.m[k], th.m_below[k], th.m_upto[k], before_m, after.m, idx);
         IF mv.value IS NULL THEN
             RETURN false;
         END IF;
