@@ -220,6 +220,9 @@ typedef struct ProfilePass
 	/* the customer of each order (+ 1), when categories come from the lines */
 	bool		map_orders;
 	IntMap		orders;
+	/* the category of each product (+ 1), when the lines give products */
+	bool		map_products;
+	IntMap		products;
 	int64		last_order_no;	/* the order of the previous line, and its customer */
 	ProfileEntry *last_order_entry;
 
@@ -1289,13 +1292,35 @@ flush_lines(ProfilePass *pass)
 	pass->npending_lines = 0;
 }
 
-/* lines: order number, category number (the orders mapped to customers) */
+/* product categories: product number, category number */
+static void
+product_row(ProfilePass *pass, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		product = slot_getattr(slot, 1, &isnull);
+	Datum		no;
+
+	if (isnull)
+		return;
+	no = slot_getattr(slot, 2, &isnull);
+	if (isnull || DatumGetInt32(no) < 0)
+		return;
+	intmap_set(pass, &pass->products,
+			   int_value(product, TupleDescAttr(slot->tts_tupleDescriptor, 0)->atttypid),
+			   (uint32) DatumGetInt32(no) + 1);
+}
+
+/*
+ * lines: order number, and the category number or (when the products were
+ * mapped) the product number; the orders are mapped to customers
+ */
 static void
 line_row(ProfilePass *pass, TupleTableSlot *slot)
 {
 	bool		isnull;
 	Datum		order_no = slot_getattr(slot, 1, &isnull);
 	Datum		no;
+	int32		category;
 	uint32		id;
 	int64		k;
 
@@ -1304,6 +1329,15 @@ line_row(ProfilePass *pass, TupleTableSlot *slot)
 	no = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return;
+	if (pass->map_products)
+	{
+		id = intmap_get(&pass->products, int_value(no, TupleDescAttr(slot->tts_tupleDescriptor, 1)->atttypid));
+		if (id == 0)
+			return;
+		category = (int32) id - 1;
+	}
+	else
+		category = DatumGetInt32(no);
 	k = int_value(order_no, TupleDescAttr(slot->tts_tupleDescriptor, 0)->atttypid);
 	/* the lines of one order usually come together */
 	if (pass->last_order_entry == NULL || k != pass->last_order_no)
@@ -1317,7 +1351,7 @@ line_row(ProfilePass *pass, TupleTableSlot *slot)
 		__builtin_prefetch((char *) pass->last_order_entry + 64);
 	}
 	pass->pending_lines[pass->npending_lines].entry = pass->last_order_entry;
-	pass->pending_lines[pass->npending_lines].category = DatumGetInt32(no);
+	pass->pending_lines[pass->npending_lines].category = category;
 	if (++pass->npending_lines == BATCH_SIZE)
 		flush_lines(pass);
 }
@@ -1658,6 +1692,7 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	ArrayType  *windows = PG_GETARG_ARRAYTYPE_P(7);
 	char	   *bound_by = NameStr(*PG_GETARG_NAME(8));
 	char	   *lines_query = PG_NARGS() > 9 && !PG_ARGISNULL(9) ? text_to_cstring(PG_GETARG_TEXT_PP(9)) : NULL;
+	char	   *products_query = PG_NARGS() > 10 && !PG_ARGISNULL(10) ? text_to_cstring(PG_GETARG_TEXT_PP(10)) : NULL;
 	Datum	   *w;
 	bool	   *wnulls;
 	int			nw;
@@ -1747,11 +1782,17 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 		/* the lines' order numbers must be integers too */
 		SPIPlanPtr	lines_plan = SPI_prepare(lines_query, 0, NULL);
 		List	   *sources;
+		TupleDesc	lines_desc;
 
 		if (lines_plan == NULL)
 			elog(ERROR, "cannot prepare the lines query: %s", SPI_result_code_string(SPI_result));
 		sources = SPI_plan_get_plan_sources(lines_plan);
-		pass->map_orders = is_int_type(TupleDescAttr(((CachedPlanSource *) linitial(sources))->resultDesc, 0)->atttypid);
+		lines_desc = ((CachedPlanSource *) linitial(sources))->resultDesc;
+		pass->map_orders = is_int_type(TupleDescAttr(lines_desc, 0)->atttypid);
+		/* with a products query, the lines give integer product numbers */
+		pass->map_products = products_query != NULL;
+		if (pass->map_products && (lines_desc->natts < 2 || !is_int_type(TupleDescAttr(lines_desc, 1)->atttypid)))
+			elog(ERROR, "automation._profile_pass needs integer products in the lines query");
 		SPI_freeplan(lines_plan);
 	}
 	if (pass->categories_bound && !pass->map_orders && categories_query == NULL)
@@ -1775,8 +1816,15 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 		for_each_row(pass, category_names_query, (Datum) 0, true, keys_type, category_name_row);
 		if (pass->map_orders)
 		{
+			if (pass->map_products)
+				for_each_row(pass, products_query, (Datum) 0, true, keys_type, product_row);
 			for_each_row(pass, lines_query, (Datum) 0, true, keys_type, line_row);
 			flush_lines(pass);
+			if (pass->products.direct != NULL)
+				pfree(pass->products.direct);
+			if (pass->products.hash != NULL)
+				hash_destroy(pass->products.hash);
+			memset(&pass->products, 0, sizeof(pass->products));
 		}
 		else
 			for_each_row(pass, categories_query, keys, PG_ARGISNULL(4), keys_type, category_row);
@@ -1953,10 +2001,13 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 /*
  * automation._profile_pass(orders_query, zones_query, categories_query,
  *                          category_names_query, keys, now, full_refresh,
- *                          windows, bound_by, lines_query)
+ *                          windows, bound_by, lines_query, products_query)
  *
  * Returns one automation.customer_profile row per customer with a counted
- * order.  windows: the start of the 90-day and 365-day windows and the
+ * order.  With products_query (product number, category number; integer
+ * products), the lines query gives each line's product number rather than
+ * its category, and the pass maps products to categories itself instead of
+ * joining every line of the shop to the products.  windows: the start of the 90-day and 365-day windows and the
  * start and end of the previous quarter.
  */
 Datum

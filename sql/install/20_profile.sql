@@ -40,7 +40,11 @@ CREATE TABLE automation.customer_profile (
     CONSTRAINT customer_profile_score_check CHECK (r_score BETWEEN 1 AND 5 AND f_score BETWEEN 1 AND 5 AND m_score BETWEEN 1 AND 5),
     CONSTRAINT customer_profile_lifecycle_stage_check CHECK (lifecycle_stage IN ('new', 'returning', 'loyal', 'lapsing', 'lost')),
     CONSTRAINT customer_profile_vip_tier_check CHECK (vip_tier IN ('vip', 'gold'))
-);
+) WITH (fillfactor = 90);
+-- The fillfactor leaves room on each page for scoring a profile again in
+-- place: the scores are in no index, so the update is HOT and writes no
+-- index entry (the daily rescore of every profile, the few rescored after
+-- an incremental refresh).
 -- _profile_indexes(): the secondary indexes of customer_profile.  A full
 -- refresh drops them and builds them again after writing every profile:
 -- a built index costs a sort, one kept up row by row costs a random write
@@ -126,7 +130,8 @@ COMMENT ON TABLE automation.profile_threshold IS 'the RFM quintile thresholds of
 
 CREATE FUNCTION automation._profile_pass(orders_query text, zones_query text, categories_query text,
                                          category_names_query text, keys anyarray, now timestamptz, full_refresh boolean,
-                                         windows timestamptz[], bound_by name, lines_query text DEFAULT NULL)
+                                         windows timestamptz[], bound_by name, lines_query text DEFAULT NULL,
+                                         products_query text DEFAULT NULL)
 RETURNS SETOF automation.customer_profile
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_profile_pass';
@@ -464,11 +469,21 @@ REVOKE ALL ON FUNCTION automation._rescore_changed(timestamptz, anyarray, bigint
 --   zones       customer, time zone name (customers bound with a time zone)
 --   categories  customer, category number (order lines and products with a
 --               category); category_names_query lists the names in number order
+--   some_categories the same for a few customers: their orders by the
+--               customer index, each order's lines by the lines' index on
+--               the order, and the products hashed once (a plain join would
+--               hash every line of the shop, or, told not to, hash the
+--               products again for every order)
 --   lines       order key, category number: every line, not joined to the
---               orders (a full pass maps orders to customers itself)
+--               orders (a full pass maps orders to customers itself); when
+--               the products have integer keys, order key and product, and
+--   products    product, category number: the pass maps the lines'
+--               products to categories itself (hashing 54 products once
+--               beats probing a hash for each of the shop's lines)
 -- Timestamps without time zone and dates are taken in automation.default_timezone.
 CREATE FUNCTION automation._profile_queries(OUT orders_query text, OUT zones_query text,
                                             OUT categories_query text, OUT category_names_query text,
+                                            OUT some_categories_query text, OUT products_query text,
                                             OUT all_orders_query text, OUT lines_query text,
                                             OUT orders_relation regclass,
                                             OUT bound_by name)
@@ -525,17 +540,36 @@ BEGIN
         orders_query := format('SELECT o.%1$I, %2$s, o.%3$I, o.%4$I FROM %5$s o WHERE true%6$s AND ($1 IS NULL OR o.%1$I = ANY ($1))',
                                o.columns ->> 'customer', placed, o.columns ->> 'total', o.columns ->> 'order_id',
                                orders_relation, status_filter);
+        IF l.column_types ->> 'product' IN ('bigint', 'integer', 'smallint')
+           AND p.column_types ->> 'product' IN ('bigint', 'integer', 'smallint') THEN
+            products_query := format('SELECT p.%1$I, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 FROM %3$I.%4$I p WHERE p.%2$I IS NOT NULL',
+                                     p.columns ->> 'product', p.columns ->> 'category', p.relation_schema, p.relation_name);
+        END IF;
         lines_query := format(
             'SELECT l.%1$I, p.category_no FROM %2$I.%3$I l '
             'JOIN (SELECT p.%4$I AS product, (dense_rank() OVER (ORDER BY p.%5$I::text))::int - 1 AS category_no '
             '        FROM %6$I.%7$I p WHERE p.%5$I IS NOT NULL) p ON p.product = l.%8$I',
             l.columns ->> 'order_id', l.relation_schema, l.relation_name, p.columns ->> 'product',
             p.columns ->> 'category', p.relation_schema, p.relation_name, l.columns ->> 'product');
+        IF products_query IS NOT NULL THEN
+            lines_query := format('SELECT l.%1$I, l.%2$I FROM %3$I.%4$I l',
+                                  l.columns ->> 'order_id', l.columns ->> 'product', l.relation_schema, l.relation_name);
+        END IF;
         categories_query := format(
             'SELECT o.%1$I, p.category_no FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I '
             'JOIN (SELECT p.%10$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
             '        FROM %8$I.%9$I p WHERE p.%2$I IS NOT NULL) p ON p.product = l.%11$I '
             'WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%12$s',
+            o.columns ->> 'customer', p.columns ->> 'category', orders_relation,
+            l.relation_schema, l.relation_name, l.columns ->> 'order_id', o.columns ->> 'order_id',
+            p.relation_schema, p.relation_name, p.columns ->> 'product', l.columns ->> 'product', status_filter);
+        some_categories_query := format(
+            'SELECT x.customer, p.category_no FROM '
+            '(SELECT o.%1$I AS customer, l.product FROM %3$s o '
+            '   CROSS JOIN LATERAL (SELECT l.%11$I AS product FROM %4$I.%5$I l WHERE l.%6$I = o.%7$I OFFSET 0) l '
+            '  WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%12$s OFFSET 0) x '
+            'JOIN (SELECT p.%10$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
+            '        FROM %8$I.%9$I p WHERE p.%2$I IS NOT NULL) p ON p.product = x.product',
             o.columns ->> 'customer', p.columns ->> 'category', orders_relation,
             l.relation_schema, l.relation_name, l.columns ->> 'order_id', o.columns ->> 'order_id',
             p.relation_schema, p.relation_name, p.columns ->> 'product', l.columns ->> 'product', status_filter);
@@ -581,8 +615,6 @@ DECLARE
     before record;
     rescored boolean := true;
     last_rescore timestamptz;
-    hashjoin text := current_setting('enable_hashjoin');
-    mergejoin text := current_setting('enable_mergejoin');
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -625,10 +657,10 @@ BEGIN
         TRUNCATE automation.customer_profile;
         DROP INDEX automation.customer_profile_last_order_at_idx, automation.customer_profile_order_count_idx,
                    automation.customer_profile_total_spent_idx, automation.customer_profile_next_change_at_idx;
-        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7, NULL::%s[], $4, true, $5, $6, $8) AS p OFFSET 0) s',
+        EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $7, NULL::%s[], $4, true, $5, $6, $8, $9) AS p OFFSET 0) s',
                        key_type)
           USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, q.category_names_query,
-                q.lines_query;
+                q.lines_query, q.products_query;
         GET DIAGNOSTICS written = ROW_COUNT;
         PERFORM automation._profile_indexes();
         ANALYZE automation.customer_profile;
@@ -654,17 +686,15 @@ BEGIN
           INTO before USING counts.array_agg;
         written := 0;
         IF counts.array_agg IS NOT NULL THEN
-            -- For a few customers, reach their order lines through the lines'
-            -- index on the order rather than hashing every line of the shop.
-            IF cardinality(counts.array_agg) <= 10000 THEN
-                PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
-            END IF;
+            -- A few customers' order lines are reached through the lines'
+            -- index on the order rather than by hashing every line of the
+            -- shop; many customers' lines by the join a full pass uses.
             EXECUTE format('INSERT INTO automation.customer_profile SELECT (p).* FROM (SELECT automation._profile_pass($1, $2, $3, $8, $7::%s[], $4, false, $5, $6) AS p OFFSET 0) s',
                            key_type)
-              USING q.orders_query, q.zones_query, q.categories_query, now, windows, q.bound_by, counts.array_agg,
-                    q.category_names_query;
+              USING q.orders_query, q.zones_query,
+                    CASE WHEN cardinality(counts.array_agg) <= 10000 THEN q.some_categories_query ELSE q.categories_query END,
+                    now, windows, q.bound_by, counts.array_agg, q.category_names_query;
             GET DIAGNOSTICS written = ROW_COUNT;
-            PERFORM set_config('enable_hashjoin', hashjoin, true), set_config('enable_mergejoin', mergejoin, true);
         END IF;
         -- The population-wide columns move with the profiles and, for the
         -- lifecycle stage, with the days.  Every profile is scored again on
