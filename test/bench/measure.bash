@@ -6,13 +6,17 @@ DB=$BENCH_DB
 NOW="'2026-11-01 00:00+00'"
 psql_db() { $PSQL -d "$DB" "$@"; }
 
-# measure NAME SQL: runs SQL in its own session; sets SECONDS_TAKEN (the
-# statement's own time, as psql's \timing reports it) and PEAK_KB.
+# measure NAME SQL [SQL...]: runs the statements in one session of their own;
+# sets SECONDS_TAKEN (the last statement's own time, as psql's \timing
+# reports it), SECONDS_EACH (every statement's, in order) and PEAK_KB.
 measure() {
-    local name=$1 sql=$2 pid="" kb out
+    local name=$1 pid="" kb out
+    local args=()
+    shift
+    for sql in "$@"; do args+=(-c "$sql"); done
     PEAK_KB=0
     out=$(mktemp)
-    PGAPPNAME="bench_$name" $PSQL -d "$DB" -c '\timing on' -c "$sql" >"$out" &
+    PGAPPNAME="bench_$name" $PSQL -d "$DB" -c '\timing on' "${args[@]}" >"$out" &
     local client=$!
     while kill -0 "$client" 2>/dev/null; do
         if [ -z "$pid" ]; then
@@ -25,7 +29,10 @@ measure() {
         sleep 0.05
     done
     wait "$client" || { echo "step $name failed"; exit 1; }
-    SECONDS_TAKEN=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$out" | tail -1)
-    SECONDS_TAKEN=$(echo "$SECONDS_TAKEN / 1000" | bc -l)
+    SECONDS_EACH=()
+    for ms in $(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$out"); do
+        SECONDS_EACH+=("$(echo "$ms / 1000" | bc -l)")
+    done
+    SECONDS_TAKEN=${SECONDS_EACH[-1]}
     rm -f "$out"
 }
