@@ -478,8 +478,8 @@ REVOKE ALL ON FUNCTION automation._rescore_changed(timestamptz, anyarray, bigint
 --               orders (a full pass maps orders to customers itself); when
 --               the products have integer keys, order key and product, and
 --   products    product, category number: the pass maps the lines'
---               products to categories itself (hashing 54 products once
---               beats probing a hash for each of the shop's lines)
+--               products to categories itself (cheaper than the executor's
+--               hash join for each of the shop's lines)
 -- Timestamps without time zone and dates are taken in automation.default_timezone.
 CREATE FUNCTION automation._profile_queries(OUT orders_query text, OUT zones_query text,
                                             OUT categories_query text, OUT category_names_query text,
