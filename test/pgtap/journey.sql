@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(41);
+SELECT plan(43);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -123,6 +123,20 @@ SELECT results_eq(
 SELECT isnt((SELECT payload -> 'discount' ->> 'code' FROM automation.outbox WHERE step = 2 AND customer_key = 1),
             (SELECT payload -> 'discount' ->> 'code' FROM automation.outbox WHERE step = 2 AND customer_key = 2),
             'each code is unique');
+SELECT results_eq(
+    $$SELECT at, decision, step, subject, variant,
+             message_id = (SELECT o.id FROM automation.outbox o
+                            WHERE o.customer_key = 1 AND o.journey = 'abandoned_cart' AND o.step = x.step),
+             message_status
+        FROM automation.explain_customer(1::bigint) x WHERE journey = 'abandoned_cart'$$,
+    $$VALUES ('2026-03-10 10:30+00'::timestamptz, 'enrolled'::text, NULL::integer, 'cart:101'::text, NULL::text,
+              NULL::boolean, NULL::text),
+             ('2026-03-10 13:05+00', 'sent', 1, 'cart:101', 'new_customer', true, 'queued'),
+             ('2026-03-11 09:10+00', 'sent', 2, 'cart:101', NULL, true, 'queued'),
+             ('2026-03-11 09:10+00', 'completed', NULL, 'cart:101', NULL, NULL, NULL)$$,
+    'Ada''s decisions: enrolled, each message sent with its variant and id, completed -- in that order');
+SELECT is((SELECT count(*) FROM automation.decision_note WHERE subject = 'cart:101'), 0::bigint,
+          'they are read from her enrollment and her messages: no decision row was written for them');
 
 -- Welcome, day 2 (a day after the first message); Fay orders on day 3
 -- before the third message is due.
