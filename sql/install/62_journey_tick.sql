@@ -18,9 +18,13 @@ DECLARE
 BEGIN
     PERFORM automation._load();
     grace := make_interval(mins => (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.trigger_grace'));
+    -- Each journey is locked as a foreign key check would lock it (the
+    -- enrollments have none, see automation._journey_deleted): it cannot be
+    -- dropped while its enrollments are written.
     FOR j IN SELECT * FROM automation.journey x
               WHERE x.enabled AND EXISTS (SELECT FROM automation.journey_step s WHERE s.journey = x.name)
               ORDER BY x.name
+              FOR KEY SHARE OF x
     LOOP
         -- Calendar triggers look once per period (day, quarter).
         period := automation._trigger_mark(j, now);
@@ -635,7 +639,7 @@ BEGIN
           JOIN keys k ON k.dedupe_key = d.dedupe_key
           LEFT JOIN automation_cart cl ON cl.cart_id = d.context ->> 'cart_id' AND 'cart' = ANY (d.includes)
           LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d.variants) e
-                              WHERE e.value ->> 'name' = d.variant LIMIT 1) v ON d.variant IS NOT NULL
+                              WHERE d.variant IS NOT NULL AND e.value ->> 'name' = d.variant LIMIT 1) v ON true
          WHERE d.send_at <= now AND NOT d.holdout
         RETURNING m.id, m.dedupe_key, m.channel),
     logged AS (
@@ -652,7 +656,8 @@ BEGIN
                         'already written'),
                d.variant
           FROM automation_due d
-         WHERE NOT EXISTS (SELECT FROM ins WHERE ins.dedupe_key = d.dedupe_key))
+         WHERE d.send_at IS NULL OR d.send_at > now OR d.holdout
+            OR d.dedupe_key NOT IN (SELECT k.dedupe_key FROM keys k))
     SELECT count(*), array_agg(DISTINCT ins.channel) INTO sent, channels FROM ins;
     IF sent > 0 THEN
         PERFORM pg_notify('automation_outbox', ch) FROM unnest(channels) ch;

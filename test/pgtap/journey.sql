@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(43);
+SELECT plan(45);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -189,6 +189,17 @@ SELECT results_eq(
              ('checkout_stage', 'shipping', 1::bigint, 1::bigint),
              ('customer', 'new', 4::bigint, 1::bigint), ('customer', 'returning', 1::bigint, 0::bigint)$$,
     'cart_abandonment_stats by value band, checkout stage and new vs returning');
+
+-- Dropping a journey takes its enrollments with it; the messages it wrote,
+-- and the decisions that sent them, stay.
+SELECT is(automation.drop_journey('abandoned_cart'), true, 'drop abandoned_cart');
+SELECT results_eq(
+    $$SELECT (SELECT count(*) FROM automation.enrollment WHERE journey = 'abandoned_cart'),
+             (SELECT count(*) FROM automation.outbox WHERE journey = 'abandoned_cart'),
+             (SELECT string_agg(decision, ',' ORDER BY decision) FROM automation.decision_log
+               WHERE journey = 'abandoned_cart' AND subject = 'cart:101')$$,
+    $$VALUES (0::bigint, 5::bigint, 'sent,sent')$$,
+    'its enrollments are gone, its five messages (Ada''s two, Bob''s two, Eve''s) and their sent decisions stay');
 
 SELECT * FROM finish();
 ROLLBACK;
