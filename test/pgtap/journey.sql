@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(45);
+SELECT plan(47);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -52,6 +52,13 @@ SELECT automation.bind_products('jshop.products', 'id', 'name', 'category', 'sto
 SELECT automation.bind_carts('jshop.carts', 'id', 'customer_id', 'updated_at', 'total', 'order_id', 'stage');
 SELECT automation.bind_cart_lines('jshop.cart_lines', 'cart_id', 'product_id', 'quantity');
 SELECT automation.bind_signups('jshop.signups', 'customer_id', 'signed_up_at');
+
+-- The view of every decision took the shop's key type with the tables it
+-- reads, and kept its description.
+SELECT col_type_is('automation', 'decision_log', 'customer_key', 'bigint', 'decision_log has the shop''s customer keys');
+SELECT is(obj_description('automation.decision_log'::regclass, 'pg_class'),
+          'every enrollment, send, hold-out, deferral, skip, exit and completion, with its reason (automation.decision_note, the enrollments and the messages)',
+          'and its description');
 
 SELECT is(automation.install_preset('abandoned_cart'), 'abandoned_cart', 'abandoned_cart installs');
 SELECT is(automation.install_preset('welcome'), 'welcome', 'welcome installs');
