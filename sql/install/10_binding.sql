@@ -256,7 +256,7 @@ BEGIN
         -- Views that read the column would block the change: note them and drop them.
         FOR v IN
             SELECT DISTINCT vc.oid, vc.oid::regclass::text AS name, pg_get_viewdef(vc.oid) AS def,
-                   vc.reloptions, vc.relacl,
+                   vc.reloptions, vc.relacl, obj_description(vc.oid, 'pg_class') AS comment,
                    EXISTS (SELECT FROM pg_depend e
                             WHERE e.classid = 'pg_class'::regclass AND e.objid = vc.oid
                               AND e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e') AS member
@@ -268,7 +268,7 @@ BEGIN
         LOOP
             views := views || jsonb_build_object('name', v.name, 'def', v.def, 'member', v.member,
                                                  'options', coalesce(array_to_string(v.reloptions, ', '), ''),
-                                                 'acl', coalesce(v.relacl::text[], '{}'));
+                                                 'acl', coalesce(v.relacl::text[], '{}'), 'comment', v.comment);
             IF v.member THEN
                 EXECUTE format('ALTER EXTENSION automation DROP VIEW %s', v.name);
             END IF;
@@ -290,9 +290,13 @@ BEGIN
         END IF;
     END LOOP;
 
-    FOR v IN SELECT * FROM jsonb_to_recordset(views) AS x(name text, def text, member boolean, options text, acl text[]) LOOP
+    FOR v IN SELECT * FROM jsonb_to_recordset(views) AS x(name text, def text, member boolean, options text, acl text[],
+                                                         comment text) LOOP
         EXECUTE format('CREATE VIEW %s %s AS %s', v.name,
                        CASE WHEN v.options <> '' THEN 'WITH (' || v.options || ')' ELSE '' END, v.def);
+        IF v.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON VIEW %s IS %L', v.name, v.comment);
+        END IF;
         FOR acl IN SELECT a.grantee, a.privilege_type
                      FROM aclexplode(CASE WHEN cardinality(v.acl) > 0 THEN v.acl::aclitem[] END) a
                     WHERE a.grantee <> (SELECT c.relowner FROM pg_class c WHERE c.oid = v.name::regclass)

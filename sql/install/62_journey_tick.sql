@@ -18,9 +18,13 @@ DECLARE
 BEGIN
     PERFORM automation._load();
     grace := make_interval(mins => (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.trigger_grace'));
+    -- Each journey is locked as a foreign key check would lock it (the
+    -- enrollments have none, see automation._journey_deleted): it cannot be
+    -- dropped while its enrollments are written.
     FOR j IN SELECT * FROM automation.journey x
               WHERE x.enabled AND EXISTS (SELECT FROM automation.journey_step s WHERE s.journey = x.name)
               ORDER BY x.name
+              FOR KEY SHARE OF x
     LOOP
         -- Calendar triggers look once per period (day, quarter).
         period := automation._trigger_mark(j, now);
@@ -41,22 +45,19 @@ BEGIN
             INSERT INTO automation.trigger_mark AS m (journey, scanned_until) VALUES (j.name, now)
             ON CONFLICT ON CONSTRAINT trigger_mark_pkey DO UPDATE SET scanned_until = excluded.scanned_until;
         END IF;
+        -- The enrollment is the "enrolled" decision (automation.decision_log
+        -- reads it there).
         EXECUTE format($q$
-            WITH found AS (%s),
-            new AS (
-                INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
-                                                        holdout, bucket, next_step, due_at, status, updated_at)
-                SELECT %L, f.subject, f.customer_key, f.anchor_at, $1, f.context,
-                       b.bucket < %s, b.bucket, 1, f.anchor_at + s.wait, 'active', $1
-                  FROM (SELECT DISTINCT ON (subject) * FROM found f (subject, customer_key, anchor_at, context)
-                         WHERE customer_key IS NOT NULL ORDER BY subject, anchor_at) f
-                 CROSS JOIN LATERAL (SELECT (abs(hashtextextended(%L || ':' || f.subject, 0)) %% 100)::smallint AS bucket) b
-                  JOIN automation.journey_step s ON s.journey = %L AND s.step = 1
-                ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING
-                RETURNING e.journey, e.subject, e.customer_key, e.holdout)
-            INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason)
-            SELECT $1, journey, NULL, subject, customer_key, 'enrolled', CASE WHEN holdout THEN 'holdout group' END
-              FROM new$q$,
+            WITH found AS (%s)
+            INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
+                                                    holdout, bucket, next_step, due_at, status, updated_at)
+            SELECT %L, f.subject, f.customer_key, f.anchor_at, $1, f.context,
+                   b.bucket < %s, b.bucket, 1, f.anchor_at + s.wait, 'active', $1
+              FROM (SELECT DISTINCT ON (subject) * FROM found f (subject, customer_key, anchor_at, context)
+                     WHERE customer_key IS NOT NULL ORDER BY subject, anchor_at) f
+             CROSS JOIN LATERAL (SELECT (abs(hashtextextended(%L || ':' || f.subject, 0)) %% 100)::smallint AS bucket) b
+              JOIN automation.journey_step s ON s.journey = %L AND s.step = 1
+            ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING$q$,
             automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name) USING now, since;
         GET DIAGNOSTICS n = ROW_COUNT;
         total := total + n;
@@ -610,8 +611,9 @@ BEGIN
     END IF;
     -- Write the messages that go now, once per journey, subject and step
     -- (the dedupe key, taken in automation.outbox_key as enqueue takes it),
-    -- and record every decision with the message it wrote -- and after them
-    -- the enrollments that this step completes -- in one statement.
+    -- and note every decision that wrote no message, in one statement.  A
+    -- message written is its "sent" decision, and the enrollment moved on
+    -- below its "completed" one: automation.decision_log reads them there.
     WITH keys AS (
         INSERT INTO automation.outbox_key AS k (dedupe_key, message_id)
         SELECT d.dedupe_key, nextval('automation.outbox_id_seq')
@@ -637,11 +639,11 @@ BEGIN
           JOIN keys k ON k.dedupe_key = d.dedupe_key
           LEFT JOIN automation_cart cl ON cl.cart_id = d.context ->> 'cart_id' AND 'cart' = ANY (d.includes)
           LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d.variants) e
-                              WHERE e.value ->> 'name' = d.variant LIMIT 1) v ON d.variant IS NOT NULL
+                              WHERE d.variant IS NOT NULL AND e.value ->> 'name' = d.variant LIMIT 1) v ON true
          WHERE d.send_at <= now AND NOT d.holdout
         RETURNING m.id, m.dedupe_key, m.channel),
     logged AS (
-        INSERT INTO automation.decision_log (at, journey, step, subject, customer_key, decision, reason, variant, message_id)
+        INSERT INTO automation.decision_note (at, journey, step, subject, customer_key, decision, reason, variant)
         SELECT now, d.journey, d.step, d.subject, d.customer_key,
                CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
                     WHEN d.skip_reason IS NOT NULL THEN 'skipped'
@@ -651,15 +653,11 @@ BEGIN
                coalesce(d.exit_reason, d.skip_reason,
                         CASE WHEN d.send_at > now THEN d.defer_reason || ' until ' || d.send_at END,
                         CASE WHEN d.holdout THEN 'holdout group' END,
-                        CASE WHEN ins.id IS NULL THEN 'already written' END),
-               d.variant, ins.id
+                        'already written'),
+               d.variant
           FROM automation_due d
-          LEFT JOIN ins ON ins.dedupe_key = d.dedupe_key
-         UNION ALL
-        SELECT now, d.journey, NULL, d.subject, d.customer_key, 'completed', NULL, NULL, NULL
-          FROM automation_due d
-         WHERE d.exit_reason IS NULL AND (d.send_at IS NULL OR d.send_at <= now)
-           AND NOT EXISTS (SELECT FROM automation.journey_step nx WHERE nx.journey = d.journey AND nx.step = d.step + 1))
+         WHERE d.send_at IS NULL OR d.send_at > now OR d.holdout
+            OR d.dedupe_key NOT IN (SELECT k.dedupe_key FROM keys k))
     SELECT count(*), array_agg(DISTINCT ins.channel) INTO sent, channels FROM ins;
     IF sent > 0 THEN
         PERFORM pg_notify('automation_outbox', ch) FROM unnest(channels) ch;

@@ -45,26 +45,30 @@ BEGIN
         RAISE EXCEPTION 'customer_key must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- At one moment in one journey: the enrollment, its steps, then the
+    -- completion.
     RETURN QUERY
-    SELECT l.at, l.journey, l.step, l.subject, l.decision, l.reason, l.variant, l.message_id,
-           coalesce((SELECT o.status FROM automation.outbox o WHERE o.id = l.message_id),
-                    (SELECT a.status || coalesce(' (' || a.reason || ')', '') FROM automation.outbox_archive a
-                      WHERE a.id = l.message_id))
-      FROM automation.decision_log l
-     WHERE l.customer_key::text = key
-    UNION ALL
-    SELECT e.due_at, e.journey, e.next_step, e.subject, 'waiting', 'step ' || e.next_step || ' is due at ' || e.due_at,
-           NULL, NULL, NULL
-      FROM automation.enrollment e
-     WHERE e.customer_key::text = key AND e.status = 'active'
-    UNION ALL
-    SELECT NULL, j.name, NULL, NULL, 'not enrolled',
-           CASE WHEN NOT j.enabled THEN 'the journey is paused'
-                ELSE format('the %s trigger has not found this customer', j.trigger) END,
-           NULL, NULL, NULL
-      FROM automation.journey j
-     WHERE NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = j.name AND e.customer_key::text = key)
-     ORDER BY 1 NULLS LAST, 2, 3;
+    SELECT x.at, x.journey, x.step, x.subject, x.decision, x.reason, x.variant, x.message_id, x.message_status
+      FROM (
+        SELECT l.at, l.journey, l.step, l.subject, l.decision, l.reason, l.variant, l.message_id,
+               coalesce((SELECT o.status FROM automation.outbox o WHERE o.id = l.message_id),
+                        (SELECT a.status || coalesce(' (' || a.reason || ')', '') FROM automation.outbox_archive a
+                          WHERE a.id = l.message_id)) AS message_status
+          FROM automation.decision_log l
+         WHERE l.customer_key::text = key
+        UNION ALL
+        SELECT e.due_at, e.journey, e.next_step, e.subject, 'waiting', 'step ' || e.next_step || ' is due at ' || e.due_at,
+               NULL, NULL, NULL
+          FROM automation.enrollment e
+         WHERE e.customer_key::text = key AND e.status = 'active'
+        UNION ALL
+        SELECT NULL, j.name, NULL, NULL, 'not enrolled',
+               CASE WHEN NOT j.enabled THEN 'the journey is paused'
+                    ELSE format('the %s trigger has not found this customer', j.trigger) END,
+               NULL, NULL, NULL
+          FROM automation.journey j
+         WHERE NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = j.name AND e.customer_key::text = key)) x
+     ORDER BY x.at NULLS LAST, x.journey, x.decision <> 'enrolled', x.decision = 'completed', x.step, x.subject;
 END
 $$;
 COMMENT ON FUNCTION automation.explain_customer(anyelement) IS 'why a customer got, or did not get, each message';
@@ -134,7 +138,7 @@ BEGIN
               LEFT JOIN conv ON conv.id = m.id
              GROUP BY 1, 2, 3),
         held AS (
-            SELECT l.journey, l.step, count(DISTINCT l.subject) AS held_out FROM automation.decision_log l
+            SELECT l.journey, l.step, count(DISTINCT l.subject) AS held_out FROM automation.decision_note l
              WHERE l.decision = 'held_out' GROUP BY 1, 2),
         enr AS (
             SELECT e.journey, count(*) AS enrolled,
@@ -195,6 +199,7 @@ INSERT INTO automation.access_rule VALUES
     ('analyst', 'automation.journey_step', 'SELECT'),
     ('analyst', 'automation.enrollment', 'SELECT'),
     ('analyst', 'automation.decision_log', 'SELECT'),
+    ('analyst', 'automation.decision_note', 'SELECT'),
     ('analyst', 'automation.journey_stats', 'SELECT'),
     ('analyst', 'automation.cart_abandonment_stats', 'SELECT'),
     ('analyst', 'FUNCTION automation._journey_stats()', 'EXECUTE'),

@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(41);
+SELECT plan(47);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -52,6 +52,13 @@ SELECT automation.bind_products('jshop.products', 'id', 'name', 'category', 'sto
 SELECT automation.bind_carts('jshop.carts', 'id', 'customer_id', 'updated_at', 'total', 'order_id', 'stage');
 SELECT automation.bind_cart_lines('jshop.cart_lines', 'cart_id', 'product_id', 'quantity');
 SELECT automation.bind_signups('jshop.signups', 'customer_id', 'signed_up_at');
+
+-- The view of every decision took the shop's key type with the tables it
+-- reads, and kept its description.
+SELECT col_type_is('automation', 'decision_log', 'customer_key', 'bigint', 'decision_log has the shop''s customer keys');
+SELECT is(obj_description('automation.decision_log'::regclass, 'pg_class'),
+          'every enrollment, send, hold-out, deferral, skip, exit and completion, with its reason (automation.decision_note, the enrollments and the messages)',
+          'and its description');
 
 SELECT is(automation.install_preset('abandoned_cart'), 'abandoned_cart', 'abandoned_cart installs');
 SELECT is(automation.install_preset('welcome'), 'welcome', 'welcome installs');
@@ -123,6 +130,20 @@ SELECT results_eq(
 SELECT isnt((SELECT payload -> 'discount' ->> 'code' FROM automation.outbox WHERE step = 2 AND customer_key = 1),
             (SELECT payload -> 'discount' ->> 'code' FROM automation.outbox WHERE step = 2 AND customer_key = 2),
             'each code is unique');
+SELECT results_eq(
+    $$SELECT at, decision, step, subject, variant,
+             message_id = (SELECT o.id FROM automation.outbox o
+                            WHERE o.customer_key = 1 AND o.journey = 'abandoned_cart' AND o.step = x.step),
+             message_status
+        FROM automation.explain_customer(1::bigint) x WHERE journey = 'abandoned_cart'$$,
+    $$VALUES ('2026-03-10 10:30+00'::timestamptz, 'enrolled'::text, NULL::integer, 'cart:101'::text, NULL::text,
+              NULL::boolean, NULL::text),
+             ('2026-03-10 13:05+00', 'sent', 1, 'cart:101', 'new_customer', true, 'queued'),
+             ('2026-03-11 09:10+00', 'sent', 2, 'cart:101', NULL, true, 'queued'),
+             ('2026-03-11 09:10+00', 'completed', NULL, 'cart:101', NULL, NULL, NULL)$$,
+    'Ada''s decisions: enrolled, each message sent with its variant and id, completed -- in that order');
+SELECT is((SELECT count(*) FROM automation.decision_note WHERE subject = 'cart:101'), 0::bigint,
+          'they are read from her enrollment and her messages: no decision row was written for them');
 
 -- Welcome, day 2 (a day after the first message); Fay orders on day 3
 -- before the third message is due.
@@ -175,6 +196,17 @@ SELECT results_eq(
              ('checkout_stage', 'shipping', 1::bigint, 1::bigint),
              ('customer', 'new', 4::bigint, 1::bigint), ('customer', 'returning', 1::bigint, 0::bigint)$$,
     'cart_abandonment_stats by value band, checkout stage and new vs returning');
+
+-- Dropping a journey takes its enrollments with it; the messages it wrote,
+-- and the decisions that sent them, stay.
+SELECT is(automation.drop_journey('abandoned_cart'), true, 'drop abandoned_cart');
+SELECT results_eq(
+    $$SELECT (SELECT count(*) FROM automation.enrollment WHERE journey = 'abandoned_cart'),
+             (SELECT count(*) FROM automation.outbox WHERE journey = 'abandoned_cart'),
+             (SELECT string_agg(decision, ',' ORDER BY decision) FROM automation.decision_log
+               WHERE journey = 'abandoned_cart' AND subject = 'cart:101')$$,
+    $$VALUES (0::bigint, 5::bigint, 'sent,sent')$$,
+    'its enrollments are gone, its five messages (Ada''s two, Bob''s two, Eve''s) and their sent decisions stay');
 
 SELECT * FROM finish();
 ROLLBACK;
