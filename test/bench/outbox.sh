@@ -31,7 +31,8 @@
 # It does not need the generated shop: it binds a customers table of its own
 # with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
 # test/bench/run outbox` is the quick way to run it.  Each timed run lasts
-# BENCH_OUTBOX_SECONDS (10); BENCH_OUTBOX_PARTS picks parts ("1 2 3 4").
+# BENCH_OUTBOX_SECONDS (10); BENCH_OUTBOX_PARTS picks parts ("1 2 3 4"),
+# BENCH_OUTBOX_MAILERS the numbers of mailers of parts 2 and 3 ("1 2 4").
 # Prints figures; asserts nothing.
 set -u
 : "${BENCH_DB:?run me through test/bench/run}"
@@ -42,6 +43,7 @@ RATE=${BENCH_OUTBOX_RATE:-5000}
 NAPTIME=${BENCH_OUTBOX_NAPTIME:-}
 UPKEEP=${BENCH_OUTBOX_UPKEEP:-worker}
 PARTS=" ${BENCH_OUTBOX_PARTS:-1 2 3 4} "
+MAILERS=${BENCH_OUTBOX_MAILERS:-1 2 4}
 part() { [[ $PARTS == *" $1 "* ]]; }
 PGBENCH="$PGBIN/pgbench -n -M simple -h $PGHOST -p $PGPORT -U $PGUSER"
 SQL="$PSQL -d $BENCH_DB -At"
@@ -167,7 +169,7 @@ fi
 # load from elsewhere on the machine then weighs on both alike.
 claim_runs() {
     local n r a b out bare half=$(( (SECONDS_PER_RUN + 1) / 2 ))
-    for n in 1 2 4; do
+    for n in $MAILERS; do
         reset_tables
         fill_outbox 1000000
         fill_bare 1000000
@@ -187,8 +189,17 @@ claim_runs() {
         bare=$(( bare / (2 * half) ))
         printf '   %d mailer(s)%s: outbox %6d messages/s   bare SKIP LOCKED %6d messages/s   ratio %s\n' \
             "$n" "$1" "$out" "$bare" "$(echo "scale=2; $out / $bare" | bc)"
+        # with the old snapshot: how far each fell from part 2's figures
+        if [ -n "$1" ] && [ -n "${free_out[$n]:-}" ] && [ "$out" -gt 0 ] && [ "$bare" -gt 0 ]; then
+            printf '      fell %s times (outbox) and %s times (bare) from the runs without it\n' \
+                "$(echo "scale=1; ${free_out[$n]} / $out" | bc)" "$(echo "scale=1; ${free_bare[$n]} / $bare" | bc)"
+        elif [ -z "$1" ]; then
+            free_out[$n]=$out
+            free_bare[$n]=$bare
+        fi
     done
 }
+declare -a free_out free_bare
 
 if part 2; then
 echo
@@ -198,7 +209,8 @@ fi
 
 if part 3; then
 echo
-echo "3. claim(batch 100) + ack while a REPEATABLE READ transaction stays open"
+echo "3. claim(batch 100) + ack while a REPEATABLE READ transaction stays open (nothing that passes"
+echo "   through can be vacuumed or pruned meanwhile; the worker, were it on, would not vacuum in vain)"
 PGAPPNAME=outbox_bench_holder $PSQL -d "$BENCH_DB" -c 'BEGIN ISOLATION LEVEL REPEATABLE READ' -c 'SELECT count(*) FROM obench.customers' \
     -c 'SELECT pg_sleep(3600)' >/dev/null 2>&1 &
 holder=$!
@@ -247,11 +259,16 @@ throttle=
 [ "$RATE" -gt 0 ] && throttle="-R $((RATE / 100))"
 $PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) $throttle "$BENCH_DB" >/dev/null 2>&1 &
 producer=$!
-# the largest size seen, sampled every second while the producer writes
+# the largest size seen, sampled every second while the producer writes,
+# and the largest backlog (messages in the outbox, live rows): a size that
+# comes from a backlog is not bloat
 most=0
+backlog=0
 while kill -0 "$producer" 2>/dev/null; do
     b=$(bytes)
     [ "$b" -gt "$most" ] && most=$b
+    b=$($SQL -c 'SELECT count(*) FROM automation.outbox')
+    [ "$b" -gt "$backlog" ] && backlog=$b
     sleep 1
 done
 wait "$producer"
@@ -263,7 +280,7 @@ wait "$consumers" 2>/dev/null
 vacuumer=
 elapsed=$(( $(date +%s) - start ))
 echo "   $(sent) messages sent in ${elapsed}s ($(( $(sent) / (elapsed > 0 ? elapsed : 1) )) messages/s end to end)"
-echo "   outbox (table + indexes): at most $((most / 1048576)) MB while the producer wrote; $peak when it finished; drained: $(size)"
+echo "   outbox (table + indexes): at most $((most / 1048576)) MB while the producer wrote (backlog at most $backlog messages); $peak when it finished; drained: $(size)"
 echo "   vacuums of the outbox meanwhile: $(vacuums)"
 $PSQL -d postgres -c 'ALTER SYSTEM RESET automation.enabled' -c 'SELECT pg_reload_conf()' >/dev/null
 $SQL -c 'VACUUM automation.outbox' >/dev/null
