@@ -389,9 +389,9 @@ BEGIN
         -- customers and the suppression list; cancel what may not be sent
         -- and hand out the rest.  The locked rows are cancelled or leased
         -- by their ctid, which the lock holds still until the end of the
-        -- transaction: a TID scan, not a descent of the primary key (and
-        -- never a hash of the whole outbox, which the generic plan chose
-        -- for the cancellations when it joined by id).  The keys are
+        -- transaction: a TID scan, not a descent of the primary key.  The
+        -- cancellations take their ctids as an array: joined, the generic
+        -- plan hashed the whole outbox for them.  The keys are
         -- matched as bytes (COLLATE "C"): the same key prints the same, and
         -- sorting them under the database's collation cost more.
         RETURN QUERY
@@ -416,7 +416,7 @@ BEGIN
               FROM due d
               LEFT JOIN live l ON l.customer_key = d.key COLLATE "C"
         ), checked AS (
-            SELECT v.tid, v.address,
+            SELECT v.tid, v.id, v.address,
                    coalesce(v.reason,
                             CASE WHEN v.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
                                  WHEN EXISTS (SELECT FROM automation.suppression s
@@ -424,17 +424,18 @@ BEGIN
                             END) AS reason
               FROM verdict v
         ), cancelled AS (
-            DELETE FROM automation.outbox o USING checked c
-             WHERE o.ctid = c.tid AND c.reason IS NOT NULL
-            RETURNING o.*, c.reason AS cancel_reason
+            DELETE FROM automation.outbox o
+             WHERE o.ctid = ANY (ARRAY(SELECT c.tid FROM checked c WHERE c.reason IS NOT NULL))
+            RETURNING o.*
         ), archived AS (
             INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
                                                    step, variant, purpose, dedupe_key, send_after, status, attempts,
                                                    last_error, errors, created_at, claimed_at, finished_at, reason)
             SELECT x.id, x.customer_key, x.channel, x.recipient, x.template, x.payload, x.journey, x.step,
                    x.variant, x.purpose, x.dedupe_key, x.send_after, 'cancelled', x.attempts, x.last_error,
-                   x.errors, x.created_at, x.claimed_at, claim.now, x.cancel_reason
+                   x.errors, x.created_at, x.claimed_at, claim.now, c.reason
               FROM cancelled x
+              JOIN checked c ON c.id = x.id
         )
         UPDATE automation.outbox o
            SET status = 'leased', lease_until = claim.now + lease, attempts = o.attempts + 1,

@@ -26,7 +26,8 @@
 #      session runs VACUUM automation.outbox every N seconds, as a pg_cron
 #      job would without the worker) or "none" (autovacuum alone).  Parts 1
 #      to 3 run with the worker paused (automation.enabled = off), so that
-#      both sides of the comparison are left alone by it.
+#      both sides of the comparison are left alone by it;
+#      BENCH_OUTBOX_CLAIM_WORKER=on lets it vacuum the outbox meanwhile.
 #
 # It does not need the generated shop: it binds a customers table of its own
 # with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
@@ -66,8 +67,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The worker stays out of parts 1 to 3 (see above).
-$PSQL -d postgres -c 'ALTER SYSTEM SET automation.enabled = off' -c 'SELECT pg_reload_conf()' >/dev/null
+# The worker stays out of parts 1 to 3 (see above), unless
+# BENCH_OUTBOX_CLAIM_WORKER=on: then it vacuums the outbox during them as it
+# would in production (the bare table gets no vacuum either way).
+CLAIM_WORKER=${BENCH_OUTBOX_CLAIM_WORKER:-off}
+$PSQL -d postgres -c "ALTER SYSTEM SET automation.enabled = $CLAIM_WORKER" -c 'SELECT pg_reload_conf()' >/dev/null
 $SQL >/dev/null <<EOF || exit 1
 CREATE EXTENSION IF NOT EXISTS automation;
 CREATE SCHEMA obench;
@@ -151,7 +155,7 @@ reset_tables() {
     $SQL -c 'TRUNCATE automation.outbox, automation.outbox_key, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
 }
 
-echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
+echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores, worker in parts 1-3: $CLAIM_WORKER"
 
 if part 1; then
 echo
