@@ -766,6 +766,7 @@ static void
 vacuum_outbox(WorkerSlot *slot, MemoryContext loop_cxt, Oid relid, Oid owner)
 {
 	MemoryContext vacuum_cxt;
+	MemoryContext save_portal_cxt = PortalContext;
 	Oid			save_userid;
 	int			save_sec_context;
 	int64		vacuums_before = outbox_vacuum.vacuums;
@@ -830,7 +831,7 @@ vacuum_outbox(WorkerSlot *slot, MemoryContext loop_cxt, Oid relid, Oid owner)
 	}
 	PG_END_TRY();
 
-	PortalContext = NULL;
+	PortalContext = save_portal_cxt;
 	MemoryContextSwitchTo(loop_cxt);
 	MemoryContextDelete(vacuum_cxt);
 	pgstat_report_stat(false);
