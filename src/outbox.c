@@ -61,6 +61,13 @@ static SPIPlanPtr source_plan = NULL;
 static SPIPlanPtr shop_plan = NULL;
 static char *shop_query = NULL;
 
+/*
+ * The customer key's type, as the binding names it and as an oid: the name
+ * is resolved (a run of the parser) only when it changes.
+ */
+static char *key_type_name = NULL;
+static Oid	key_type_oid = InvalidOid;
+
 PG_FUNCTION_INFO_V1(automation_customer_lookup);
 PG_FUNCTION_INFO_V1(automation_backoff);
 PG_FUNCTION_INFO_V1(automation_outbox_settings);
@@ -93,6 +100,7 @@ automation_customer_lookup(PG_FUNCTION_ARGS)
 			   *email_col,
 			   *phone_col,
 			   *consent_col,
+			   *key_type_text,
 			   *bound_by;
 	Oid			key_type;
 	Oid			relid;
@@ -119,7 +127,7 @@ automation_customer_lookup(PG_FUNCTION_ARGS)
 
 		plan = SPI_prepare("SELECT relation_schema, relation_name, columns ->> 'customer',"
 						   " columns ->> 'email', columns ->> 'phone', columns ->> 'consent',"
-						   " (keys ->> 'customer')::pg_catalog.regtype::pg_catalog.oid, bound_by"
+						   " keys ->> 'customer', bound_by"
 						   " FROM automation.source WHERE kind = 'customers'",
 						   0, NULL);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
@@ -144,9 +152,18 @@ automation_customer_lookup(PG_FUNCTION_ARGS)
 	email_col = source_value(src, srcdesc, 4);
 	phone_col = source_value(src, srcdesc, 5);
 	consent_col = source_value(src, srcdesc, 6);
-	key_type = DatumGetObjectId(DirectFunctionCall1(oidin,
-													CStringGetDatum(source_value(src, srcdesc, 7))));
+	key_type_text = source_value(src, srcdesc, 7);
 	bound_by = source_value(src, srcdesc, 8);
+	if (key_type_text == NULL)
+		elog(ERROR, "the customers binding names no key type");
+	if (key_type_name == NULL || strcmp(key_type_name, key_type_text) != 0)
+	{
+		key_type_oid = DatumGetObjectId(DirectFunctionCall1(regtypein, CStringGetDatum(key_type_text)));
+		if (key_type_name != NULL)
+			pfree(key_type_name);
+		key_type_name = MemoryContextStrdup(TopMemoryContext, key_type_text);
+	}
+	key_type = key_type_oid;
 
 	/* Boolean consent must be true; a timestamp or date must be set. */
 	relid = get_relname_relid(relname, get_namespace_oid(schema, false));

@@ -20,6 +20,18 @@
  * after promotion the next loop ticks.  An error inside a tick is logged,
  * recorded in the slot (automation.worker_status) and the worker carries on.
  *
+ * Between ticks a worker also keeps the hot outbox small.  Every message
+ * passes through automation.outbox and leaves it, so the table's dead rows
+ * outnumber its live ones by far, and autovacuum, which visits a database
+ * only every autovacuum_naptime (a minute by default), lets it grow by all
+ * that passed through meanwhile.  So once a second the worker reads from the
+ * table's statistics how many rows left it since its last vacuum, and past
+ * automation.outbox_vacuum_threshold it runs VACUUM on it, as a top-level
+ * VACUUM command would: outside any transaction block, each table in a
+ * transaction of its own (vacuum() starts and commits them).  It does not
+ * vacuum again while the oldest snapshot that vacuum must respect is the
+ * same as at its last vacuum: nothing new could be removed.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,26 +44,33 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
@@ -66,6 +85,28 @@ char	   *automation_database_name = NULL;
 char	   *automation_role = NULL;
 int			automation_naptime = 60;
 bool		automation_enabled = true;
+int			automation_outbox_vacuum_threshold = 10000;
+
+/* how often a worker looks whether the outbox needs a vacuum */
+#define OUTBOX_CHECK_MS 1000
+
+/*
+ * What a worker knows about the outbox's vacuums.  "changed" counts the rows
+ * that left the table or left a dead version with index entries: deletes,
+ * and updates that were not HOT.  "baseline" is that count at the last
+ * vacuum; "vacuums" the table's vacuum count (manual and autovacuum) the
+ * worker last saw, so that another's vacuum moves the baseline too.
+ */
+typedef struct OutboxVacuumState
+{
+	bool		known;
+	int64		baseline;
+	int64		vacuums;
+	TransactionId horizon;		/* the oldest snapshot at the last vacuum */
+	TimestampTz last_check;
+} OutboxVacuumState;
+
+static OutboxVacuumState outbox_vacuum = {0};
 
 /* what a worker is doing, as automation.worker_status shows it */
 typedef enum WorkerState
@@ -238,6 +279,15 @@ worker_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("automation.outbox_vacuum_threshold",
+							"Rows leaving automation.outbox after which the background worker vacuums it.",
+							"The worker looks every second; 0 leaves the table to autovacuum alone.",
+							&automation_outbox_vacuum_threshold,
+							10000, 0, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -629,6 +679,184 @@ wake_mailers(WorkerSlot *slot, MemoryContext loop_cxt)
 }
 
 /*
+ * Has enough left the outbox since its last vacuum for another to be worth
+ * it?  Returns the table's oid and owner when so, InvalidOid when not (or
+ * when the extension is missing).  Reads the cumulative statistics, which
+ * backends report at most once a second: cheap enough to ask every second.
+ */
+static Oid
+outbox_needs_vacuum(Oid *owner)
+{
+	Oid			relid;
+	Oid			nsp;
+	PgStat_StatTabEntry *tab;
+	int64		changed = 0;
+	int64		vacuums = 0;
+	Relation	rel;
+	TransactionId horizon;
+
+	StartTransactionCommand();
+	nsp = get_namespace_oid("automation", true);
+	relid = OidIsValid(nsp) ? get_relname_relid("outbox", nsp) : InvalidOid;
+	if (!OidIsValid(relid))
+	{
+		CommitTransactionCommand();
+		outbox_vacuum.known = false;
+		return InvalidOid;
+	}
+
+	tab = pgstat_fetch_stat_tabentry(relid);
+	if (tab != NULL)
+	{
+		changed = tab->tuples_deleted + tab->tuples_updated - tab->tuples_hot_updated;
+		vacuums = tab->vacuum_count + tab->autovac_vacuum_count;
+	}
+
+	/*
+	 * Someone else vacuumed it (or the statistics were reset): count from
+	 * here.
+	 */
+	if (!outbox_vacuum.known || vacuums != outbox_vacuum.vacuums || changed < outbox_vacuum.baseline)
+	{
+		outbox_vacuum.known = true;
+		outbox_vacuum.baseline = changed;
+		outbox_vacuum.vacuums = vacuums;
+		outbox_vacuum.horizon = InvalidTransactionId;
+	}
+	if (changed - outbox_vacuum.baseline < automation_outbox_vacuum_threshold)
+	{
+		CommitTransactionCommand();
+		return InvalidOid;
+	}
+
+	/*
+	 * While a transaction holds back the horizon vacuum must respect (a
+	 * long REPEATABLE READ report, a session idle in transaction), a vacuum
+	 * removes nothing the last one left: wait until it moves.
+	 */
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+	{
+		CommitTransactionCommand();
+		return InvalidOid;
+	}
+	horizon = GetOldestNonRemovableTransactionId(rel);
+	*owner = rel->rd_rel->relowner;
+	relation_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+
+	if (TransactionIdIsValid(outbox_vacuum.horizon) &&
+		TransactionIdEquals(horizon, outbox_vacuum.horizon))
+		return InvalidOid;
+
+	outbox_vacuum.baseline = changed;
+	outbox_vacuum.horizon = horizon;
+	return relid;
+}
+
+/*
+ * VACUUM automation.outbox (and so its indexes), as its owner, the way a
+ * top-level VACUUM command runs: vacuum() commits the transaction it is
+ * called in, vacuums the table in a transaction of its own, and starts a
+ * new one for its caller to commit.  SKIP_LOCKED: when autovacuum is at the
+ * table already, there is nothing to add.  An error is logged and recorded
+ * like a failed tick's, and the worker goes on.
+ */
+static void
+vacuum_outbox(WorkerSlot *slot, MemoryContext loop_cxt, Oid relid, Oid owner)
+{
+	MemoryContext vacuum_cxt;
+	MemoryContext save_portal_cxt = PortalContext;
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		vacuums_before = outbox_vacuum.vacuums;
+
+	/* vacuum() keeps what must outlive its transactions under PortalContext */
+	vacuum_cxt = AllocSetContextCreate(loop_cxt, "automation outbox vacuum", ALLOCSET_DEFAULT_SIZES);
+	PortalContext = vacuum_cxt;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "VACUUM automation.outbox");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+
+	PG_TRY();
+	{
+		VacuumStmt *stmt;
+		MemoryContext old = MemoryContextSwitchTo(vacuum_cxt);
+
+		/*
+		 * The statement must outlive the transactions vacuum() commits, as a
+		 * query's parse tree does.  No RangeVar: with an oid given vacuum()
+		 * looks nothing up, and says nothing when it skips a table locked by
+		 * autovacuum.
+		 */
+		stmt = makeNode(VacuumStmt);
+		stmt->options = list_make1(makeDefElem("skip_locked", NULL, -1));
+		stmt->rels = list_make1(makeVacuumRelation(NULL, relid, NIL));
+		stmt->is_vacuumcmd = true;
+		MemoryContextSwitchTo(old);
+
+		SetUserIdAndSecContext(owner, save_sec_context);
+		ExecVacuum(make_parsestate(NULL), stmt, true);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		CommitTransactionCommand();
+
+		/* our own vacuum does not move the baseline again */
+		outbox_vacuum.vacuums = vacuums_before + 1;
+		ereport(DEBUG1,
+				(errmsg("automation worker vacuumed automation.outbox in database \"%s\"", slot->dbname)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(loop_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+
+		ereport(LOG,
+				(errmsg("automation vacuum of automation.outbox in database \"%s\" failed: %s",
+						slot->dbname, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+
+		SpinLockAcquire(&shared->mutex);
+		slot->last_error_at = GetCurrentTimestamp();
+		strlcpy(slot->last_error, edata->message, SLOT_TEXT);
+		SpinLockRelease(&shared->mutex);
+		FreeErrorData(edata);
+		outbox_vacuum.known = false;
+	}
+	PG_END_TRY();
+
+	PortalContext = save_portal_cxt;
+	MemoryContextSwitchTo(loop_cxt);
+	MemoryContextDelete(vacuum_cxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Once a second: vacuums the outbox when enough rows have left it. */
+static void
+keep_outbox_small(WorkerSlot *slot, MemoryContext loop_cxt)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			relid;
+	Oid			owner = InvalidOid;
+
+	if (automation_outbox_vacuum_threshold <= 0 ||
+		!TimestampDifferenceExceeds(outbox_vacuum.last_check, now, OUTBOX_CHECK_MS - 10))
+		return;
+	outbox_vacuum.last_check = now;
+
+	relid = outbox_needs_vacuum(&owner);
+	if (OidIsValid(relid))
+		vacuum_outbox(slot, loop_cxt, relid, owner);
+}
+
+/*
  * A worker: ticks its database every automation.naptime until stopped,
  * and in between wakes the mailers when a queued message becomes due.
  */
@@ -718,6 +946,11 @@ automation_worker_main(Datum main_arg)
 			wake_mailers(slot, loop_cxt);
 			now = GetCurrentTimestamp();
 		}
+		if (automation_enabled && !RecoveryInProgress())
+		{
+			keep_outbox_small(slot, loop_cxt);
+			now = GetCurrentTimestamp();
+		}
 		SpinLockAcquire(&shared->mutex);
 		next_due = slot->next_due;
 		SpinLockRelease(&shared->mutex);
@@ -732,6 +965,8 @@ automation_worker_main(Datum main_arg)
 			delay_ms = (long) ((next_tick - now) / 1000);
 		if (RecoveryInProgress() || !automation_enabled)
 			delay_ms = Min(delay_ms, 1000L);
+		else if (automation_outbox_vacuum_threshold > 0)
+			delay_ms = Min(delay_ms, (long) OUTBOX_CHECK_MS);
 		if (delay_ms < 1)
 			delay_ms = 1;
 

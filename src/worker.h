@@ -14,6 +14,7 @@ extern char *automation_database_name;
 extern char *automation_role;
 extern int	automation_naptime;
 extern bool automation_enabled;
+extern int	automation_outbox_vacuum_threshold;
 
 extern void worker_init(void);
 

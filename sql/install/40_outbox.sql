@@ -387,10 +387,16 @@ BEGIN
         -- order (marketing messages wait while no customers are bound:
         -- consent cannot be checked); re-check them against the live
         -- customers and the suppression list; cancel what may not be sent
-        -- and hand out the rest.
+        -- and hand out the rest.  The locked rows are cancelled or leased
+        -- by their ctid, which the lock holds still until the end of the
+        -- transaction: a TID scan, not a descent of the primary key.  The
+        -- cancellations take their ctids as an array: joined, the generic
+        -- plan hashed the whole outbox for them.  The keys are
+        -- matched as bytes (COLLATE "C"): the same key prints the same, and
+        -- sorting them under the database's collation cost more.
         RETURN QUERY
         WITH due AS MATERIALIZED (
-            SELECT o.id, o.customer_key::text AS key, o.channel, o.purpose, o.recipient
+            SELECT o.ctid AS tid, o.id, o.customer_key::text AS key, o.channel, o.purpose, o.recipient
               FROM automation.outbox o
              WHERE o.channel = claim.channel
                AND o.send_after <= claim.now
@@ -402,15 +408,15 @@ BEGIN
         ), live AS (
             SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN ARRAY(SELECT d.key FROM due d) END)
         ), verdict AS (
-            SELECT d.id, d.channel,
+            SELECT d.tid, d.id, d.channel,
                    coalesce(CASE d.channel WHEN 'email' THEN l.email WHEN 'sms' THEN l.phone END, d.recipient) AS address,
                    CASE WHEN d.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
                         WHEN d.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
                    END AS reason
               FROM due d
-              LEFT JOIN live l ON l.customer_key = d.key
+              LEFT JOIN live l ON l.customer_key = d.key COLLATE "C"
         ), checked AS (
-            SELECT v.id, v.address,
+            SELECT v.tid, v.id, v.address,
                    coalesce(v.reason,
                             CASE WHEN v.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
                                  WHEN EXISTS (SELECT FROM automation.suppression s
@@ -418,23 +424,24 @@ BEGIN
                             END) AS reason
               FROM verdict v
         ), cancelled AS (
-            DELETE FROM automation.outbox o USING checked c
-             WHERE o.id = c.id AND c.reason IS NOT NULL
-            RETURNING o.*, c.reason AS cancel_reason
+            DELETE FROM automation.outbox o
+             WHERE o.ctid = ANY (ARRAY(SELECT c.tid FROM checked c WHERE c.reason IS NOT NULL))
+            RETURNING o.*
         ), archived AS (
             INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
                                                    step, variant, purpose, dedupe_key, send_after, status, attempts,
                                                    last_error, errors, created_at, claimed_at, finished_at, reason)
             SELECT x.id, x.customer_key, x.channel, x.recipient, x.template, x.payload, x.journey, x.step,
                    x.variant, x.purpose, x.dedupe_key, x.send_after, 'cancelled', x.attempts, x.last_error,
-                   x.errors, x.created_at, x.claimed_at, claim.now, x.cancel_reason
+                   x.errors, x.created_at, x.claimed_at, claim.now, c.reason
               FROM cancelled x
+              JOIN checked c ON c.id = x.id
         )
         UPDATE automation.outbox o
            SET status = 'leased', lease_until = claim.now + lease, attempts = o.attempts + 1,
                recipient = c.address, claimed_at = claim.now
           FROM checked c
-         WHERE o.id = c.id AND c.reason IS NULL
+         WHERE o.ctid = c.tid AND c.reason IS NULL
         RETURNING o.*;
 
         GET DIAGNOSTICS handed = ROW_COUNT;
@@ -463,8 +470,8 @@ COMMENT ON FUNCTION automation.claim(integer, interval, text, timestamptz)
 
 -- _finish: moves handed-out messages from the outbox to the archive, as sent
 -- or dead.  Returns how many moved.  PL/pgSQL, so that its statement keeps
--- its plan for the session (a SQL function's is made at every call): ack
--- runs it for every batch a mailer sends.
+-- its plan for the session (a SQL function's is made at every call).  fail
+-- runs it; ack has the same statement written out.
 CREATE FUNCTION automation._finish(ids bigint[], status text, now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -513,7 +520,23 @@ BEGIN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    done := automation._finish(ids, 'sent', now);
+    -- _finish's statement, written out: a mailer acknowledges every batch,
+    -- and a second PL/pgSQL call (and search_path switch) per batch showed.
+    WITH moved AS (
+        DELETE FROM automation.outbox o
+         WHERE o.id = ANY (ids) AND o.attempts > 0
+        RETURNING o.*
+    ), archived AS (
+        INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
+                                               step, variant, purpose, dedupe_key, send_after, status, attempts,
+                                               last_error, errors, created_at, claimed_at, finished_at)
+        SELECT m.id, m.customer_key, m.channel, m.recipient, m.template, m.payload, m.journey, m.step,
+               m.variant, m.purpose, m.dedupe_key, m.send_after, 'sent', m.attempts, m.last_error,
+               m.errors, m.created_at, m.claimed_at, ack.now
+          FROM moved m
+        RETURNING 1
+    )
+    SELECT count(*) INTO done FROM archived;
     IF done < cardinality(ids) AND done < (SELECT count(DISTINCT i) FROM unnest(ids) i) THEN
         SELECT i INTO bad
           FROM unnest(ids) i

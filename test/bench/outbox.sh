@@ -14,17 +14,26 @@
 #      have passed through it: written 100 per transaction by a producer (a
 #      set-based INSERT with its dedupe keys, as the tick writes a batch),
 #      claimed and acknowledged by two mailers at the same time, with
-#      autovacuum on and autovacuum_naptime at BENCH_OUTBOX_NAPTIME (10s,
-#      what the README advises at thousands of messages a second; 1min is
-#      PostgreSQL's default); the producer writes BENCH_OUTBOX_RATE (5,000)
-#      messages/s, below what the mailers drain, as a steady shop would (0:
-#      as fast as it can, the backlog grows).  The size is sampled every
-#      second while the producer writes and the largest is reported.
+#      autovacuum on at PostgreSQL's default autovacuum_naptime (1min; set
+#      BENCH_OUTBOX_NAPTIME, e.g. 10s, to try another); the producer writes
+#      BENCH_OUTBOX_RATE (5,000) messages/s, below what the mailers drain, as
+#      a steady shop would (0: as fast as it can, the backlog grows).  The
+#      size is sampled every second while the producer writes and the
+#      largest is reported.  BENCH_OUTBOX_UPKEEP says what else keeps the
+#      table small: "worker" (the default: the background worker vacuums it,
+#      automation.outbox_vacuum_threshold; test/bench/run preloads the
+#      library with automation.database_name = bench_outbox), "vacuum:N" (a
+#      session runs VACUUM automation.outbox every N seconds, as a pg_cron
+#      job would without the worker) or "none" (autovacuum alone).  Parts 1
+#      to 3 run with the worker paused (automation.enabled = off), so that
+#      both sides of the comparison are left alone by it;
+#      BENCH_OUTBOX_CLAIM_WORKER=on lets it vacuum the outbox meanwhile.
 #
 # It does not need the generated shop: it binds a customers table of its own
 # with BENCH_OUTBOX_CUSTOMERS (10,000) rows, so `BENCH_CUSTOMERS=10000
 # test/bench/run outbox` is the quick way to run it.  Each timed run lasts
-# BENCH_OUTBOX_SECONDS (10); BENCH_OUTBOX_PARTS picks parts ("1 2 3 4").
+# BENCH_OUTBOX_SECONDS (10); BENCH_OUTBOX_PARTS picks parts ("1 2 3 4"),
+# BENCH_OUTBOX_MAILERS the numbers of mailers of parts 2 and 3 ("1 2 4").
 # Prints figures; asserts nothing.
 set -u
 : "${BENCH_DB:?run me through test/bench/run}"
@@ -32,8 +41,10 @@ SECONDS_PER_RUN=${BENCH_OUTBOX_SECONDS:-10}
 CUSTOMERS=${BENCH_OUTBOX_CUSTOMERS:-10000}
 THROUGH=${BENCH_OUTBOX_THROUGH:-1000000}
 RATE=${BENCH_OUTBOX_RATE:-5000}
-NAPTIME=${BENCH_OUTBOX_NAPTIME:-10s}
+NAPTIME=${BENCH_OUTBOX_NAPTIME:-}
+UPKEEP=${BENCH_OUTBOX_UPKEEP:-worker}
 PARTS=" ${BENCH_OUTBOX_PARTS:-1 2 3 4} "
+MAILERS=${BENCH_OUTBOX_MAILERS:-1 2 4}
 part() { [[ $PARTS == *" $1 "* ]]; }
 PGBENCH="$PGBIN/pgbench -n -M simple -h $PGHOST -p $PGPORT -U $PGUSER"
 SQL="$PSQL -d $BENCH_DB -At"
@@ -49,12 +60,18 @@ stop_holder() {
 }
 cleanup() {
     stop_holder
+    [ -n "${vacuumer:-}" ] && kill "$vacuumer" 2>/dev/null
     $PSQL -d postgres -c 'ALTER SYSTEM RESET autovacuum' -c 'ALTER SYSTEM RESET autovacuum_naptime' \
-        -c 'SELECT pg_reload_conf()' >/dev/null
+        -c 'ALTER SYSTEM RESET automation.enabled' -c 'SELECT pg_reload_conf()' >/dev/null
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
 
+# The worker stays out of parts 1 to 3 (see above), unless
+# BENCH_OUTBOX_CLAIM_WORKER=on: then it vacuums the outbox during them as it
+# would in production (the bare table gets no vacuum either way).
+CLAIM_WORKER=${BENCH_OUTBOX_CLAIM_WORKER:-off}
+$PSQL -d postgres -c "ALTER SYSTEM SET automation.enabled = $CLAIM_WORKER" -c 'SELECT pg_reload_conf()' >/dev/null
 $SQL >/dev/null <<EOF || exit 1
 CREATE EXTENSION IF NOT EXISTS automation;
 CREATE SCHEMA obench;
@@ -138,7 +155,7 @@ reset_tables() {
     $SQL -c 'TRUNCATE automation.outbox, automation.outbox_key, automation.outbox_archive, automation.message_event, obench.bare' >/dev/null
 }
 
-echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
+echo "outbox benchmark: $CUSTOMERS customers, ${SECONDS_PER_RUN}s per run, $(nproc) cores, worker in parts 1-3: $CLAIM_WORKER"
 
 if part 1; then
 echo
@@ -156,7 +173,7 @@ fi
 # load from elsewhere on the machine then weighs on both alike.
 claim_runs() {
     local n r a b out bare half=$(( (SECONDS_PER_RUN + 1) / 2 ))
-    for n in 1 2 4; do
+    for n in $MAILERS; do
         reset_tables
         fill_outbox 1000000
         fill_bare 1000000
@@ -176,8 +193,17 @@ claim_runs() {
         bare=$(( bare / (2 * half) ))
         printf '   %d mailer(s)%s: outbox %6d messages/s   bare SKIP LOCKED %6d messages/s   ratio %s\n' \
             "$n" "$1" "$out" "$bare" "$(echo "scale=2; $out / $bare" | bc)"
+        # with the old snapshot: how far each fell from part 2's figures
+        if [ -n "$1" ] && [ -n "${free_out[$n]:-}" ] && [ "$out" -gt 0 ] && [ "$bare" -gt 0 ]; then
+            printf '      fell %s times (outbox) and %s times (bare) from the runs without it\n' \
+                "$(echo "scale=1; ${free_out[$n]} / $out" | bc)" "$(echo "scale=1; ${free_bare[$n]} / $bare" | bc)"
+        elif [ -z "$1" ]; then
+            free_out[$n]=$out
+            free_bare[$n]=$bare
+        fi
     done
 }
+declare -a free_out free_bare
 
 if part 2; then
 echo
@@ -187,7 +213,8 @@ fi
 
 if part 3; then
 echo
-echo "3. claim(batch 100) + ack while a REPEATABLE READ transaction stays open"
+echo "3. claim(batch 100) + ack while a REPEATABLE READ transaction stays open (nothing that passes"
+echo "   through can be vacuumed or pruned meanwhile; the worker, were it on, would not vacuum in vain)"
 PGAPPNAME=outbox_bench_holder $PSQL -d "$BENCH_DB" -c 'BEGIN ISOLATION LEVEL REPEATABLE READ' -c 'SELECT count(*) FROM obench.customers' \
     -c 'SELECT pg_sleep(3600)' >/dev/null 2>&1 &
 holder=$!
@@ -198,25 +225,54 @@ fi
 
 part 4 || exit 0
 echo
-echo "4. hot table size after $THROUGH messages passed through (producer at ${RATE:-unlimited} messages/s + 2 mailers, autovacuum on, autovacuum_naptime $NAPTIME)"
+case $UPKEEP in
+    worker)
+        upkeep="the worker vacuums it (automation.outbox_vacuum_threshold $($SQL -c 'SHOW automation.outbox_vacuum_threshold'))"
+        case ",$($SQL -c 'SHOW automation.database_name' | tr -d ' ')," in
+            *",$BENCH_DB,"*) ;;
+            *) echo "   note: no worker for $BENCH_DB (automation.database_name is not set for it): autovacuum alone" ;;
+        esac ;;
+    vacuum:*) upkeep="VACUUM automation.outbox every ${UPKEEP#vacuum:}s from a session, no worker" ;;
+    none) upkeep="no worker, autovacuum alone" ;;
+    *) echo "unknown BENCH_OUTBOX_UPKEEP $UPKEEP" >&2; exit 1 ;;
+esac
+echo "4. hot table size after $THROUGH messages passed through (producer at ${RATE:-unlimited} messages/s + 2 mailers, autovacuum on, autovacuum_naptime ${NAPTIME:-1min (default)}; $upkeep)"
 reset_tables
 $SQL -c 'VACUUM FULL automation.outbox' >/dev/null
-$PSQL -d postgres -c 'ALTER SYSTEM SET autovacuum = on' -c "ALTER SYSTEM SET autovacuum_naptime = '$NAPTIME'" \
-    -c 'SELECT pg_reload_conf()' >/dev/null
+$PSQL -d postgres -c 'ALTER SYSTEM SET autovacuum = on' >/dev/null
+if [ -n "$NAPTIME" ]; then
+    $PSQL -d postgres -c "ALTER SYSTEM SET autovacuum_naptime = '$NAPTIME'" >/dev/null
+else
+    $PSQL -d postgres -c 'ALTER SYSTEM RESET autovacuum_naptime' >/dev/null
+fi
+[ "$UPKEEP" = worker ] && $PSQL -d postgres -c 'ALTER SYSTEM SET automation.enabled = on' >/dev/null
+$PSQL -d postgres -c 'SELECT pg_reload_conf()' >/dev/null
+vacuums() { $SQL -c "SELECT vacuum_count || ' by VACUUM (worker or session), ' || autovacuum_count || ' by autovacuum' FROM pg_stat_user_tables WHERE relid = 'automation.outbox'::regclass"; }
+$SQL -c 'SELECT pg_stat_reset_single_table_counters($$automation.outbox$$::regclass)' >/dev/null
 size() { $SQL -c "SELECT pg_size_pretty(pg_total_relation_size('${1:-automation.outbox}'))"; }
 bytes() { $SQL -c "SELECT pg_total_relation_size('automation.outbox')"; }
 start=$(date +%s)
 $PGBENCH -f "$SCRATCH/claim_ack.sql" -c 2 -j 2 -T 3600 "$BENCH_DB" >/dev/null 2>&1 &
 consumers=$!
+vacuumer=
+if [[ $UPKEEP == vacuum:* ]]; then
+    ( while :; do sleep "${UPKEEP#vacuum:}"; $SQL -c 'VACUUM automation.outbox' >/dev/null 2>&1; done ) &
+    vacuumer=$!
+fi
 throttle=
 [ "$RATE" -gt 0 ] && throttle="-R $((RATE / 100))"
 $PGBENCH -f "$SCRATCH/produce100.sql" -c 1 -t $((THROUGH / 100)) $throttle "$BENCH_DB" >/dev/null 2>&1 &
 producer=$!
-# the largest size seen, sampled every second while the producer writes
+# the largest size seen, sampled every second while the producer writes,
+# and the largest backlog (messages in the outbox, live rows): a size that
+# comes from a backlog is not bloat
 most=0
+backlog=0
 while kill -0 "$producer" 2>/dev/null; do
     b=$(bytes)
     [ "$b" -gt "$most" ] && most=$b
+    b=$($SQL -c 'SELECT count(*) FROM automation.outbox')
+    [ "$b" -gt "$backlog" ] && backlog=$b
     sleep 1
 done
 wait "$producer"
@@ -224,9 +280,13 @@ peak=$(size)
 while [ "$($SQL -c 'SELECT count(*) FROM automation.outbox')" -gt 0 ]; do sleep 1; done
 kill -TERM "$consumers" 2>/dev/null
 wait "$consumers" 2>/dev/null
+[ -n "$vacuumer" ] && kill "$vacuumer" 2>/dev/null
+vacuumer=
 elapsed=$(( $(date +%s) - start ))
 echo "   $(sent) messages sent in ${elapsed}s ($(( $(sent) / (elapsed > 0 ? elapsed : 1) )) messages/s end to end)"
-echo "   outbox (table + indexes): at most $((most / 1048576)) MB while the producer wrote; $peak when it finished; drained: $(size)"
+echo "   outbox (table + indexes): at most $((most / 1048576)) MB while the producer wrote (backlog at most $backlog messages); $peak when it finished; drained: $(size)"
+echo "   vacuums of the outbox meanwhile: $(vacuums)"
+$PSQL -d postgres -c 'ALTER SYSTEM RESET automation.enabled' -c 'SELECT pg_reload_conf()' >/dev/null
 $SQL -c 'VACUUM automation.outbox' >/dev/null
 echo "   after a plain VACUUM: $(size)"
 echo "   archive (table + indexes): $(size automation.outbox_archive); dedupe keys: $(size automation.outbox_key)"
