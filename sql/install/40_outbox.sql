@@ -387,13 +387,12 @@ BEGIN
         -- order (marketing messages wait while no customers are bound:
         -- consent cannot be checked); re-check them against the live
         -- customers and the suppression list; cancel what may not be sent
-        -- and hand out the rest.  The locked rows are cancelled or leased
-        -- by their ctid, which the lock holds still until the end of the
-        -- transaction: a TID scan, not a descent of the primary key.  The
-        -- cancellations take their ctids as an array: joined, the generic
-        -- plan hashed the whole outbox for them.  The keys are
-        -- matched as bytes (COLLATE "C"): the same key prints the same, and
-        -- sorting them under the database's collation cost more.
+        -- and hand out the rest.  The cancellations take the locked rows'
+        -- ctids (which the lock holds still until the end of the
+        -- transaction) as an array: joined by id, the generic plan hashed
+        -- the whole outbox for them.  The lease joins by id: leasing by
+        -- ctid and matching keys as bytes measured slower with one mailer
+        -- (31,700-33,700 against 33,900-38,400 messages/s).
         RETURN QUERY
         WITH due AS MATERIALIZED (
             SELECT o.ctid AS tid, o.id, o.customer_key::text AS key, o.channel, o.purpose, o.recipient
@@ -414,7 +413,7 @@ BEGIN
                         WHEN d.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
                    END AS reason
               FROM due d
-              LEFT JOIN live l ON l.customer_key = d.key COLLATE "C"
+              LEFT JOIN live l ON l.customer_key = d.key
         ), checked AS (
             SELECT v.tid, v.id, v.address,
                    coalesce(v.reason,
@@ -441,7 +440,7 @@ BEGIN
            SET status = 'leased', lease_until = claim.now + lease, attempts = o.attempts + 1,
                recipient = c.address, claimed_at = claim.now
           FROM checked c
-         WHERE o.ctid = c.tid AND c.reason IS NULL
+         WHERE o.id = c.id AND c.reason IS NULL
         RETURNING o.*;
 
         GET DIAGNOSTICS handed = ROW_COUNT;
