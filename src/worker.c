@@ -526,6 +526,24 @@ tick_role(void)
 }
 
 /*
+ * Logs a failure of one of the worker's jobs ("what") and records its
+ * message in the slot for automation.worker_status; frees edata.
+ */
+static void
+record_failure(WorkerSlot *slot, const char *what, ErrorData *edata)
+{
+	ereport(LOG,
+			(errmsg("automation %s in database \"%s\" failed: %s", what, slot->dbname, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+
+	SpinLockAcquire(&shared->mutex);
+	slot->last_error_at = GetCurrentTimestamp();
+	strlcpy(slot->last_error, edata->message, SLOT_TEXT);
+	SpinLockRelease(&shared->mutex);
+	FreeErrorData(edata);
+}
+
+/*
  * Runs one query in its own transaction, as the tick's role, and writes its
  * result rows to "out" as "first=second" pairs (or first values alone),
  * separated by spaces.  An error is caught, logged and recorded in the
@@ -606,16 +624,7 @@ run_query(WorkerSlot *slot, MemoryContext loop_cxt, const char *what, const char
 		if (StatementTimeout > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
 		AbortCurrentTransaction();
-
-		ereport(LOG,
-				(errmsg("automation %s in database \"%s\" failed: %s", what, slot->dbname, edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
-
-		SpinLockAcquire(&shared->mutex);
-		slot->last_error_at = GetCurrentTimestamp();
-		strlcpy(slot->last_error, edata->message, SLOT_TEXT);
-		SpinLockRelease(&shared->mutex);
-		FreeErrorData(edata);
+		record_failure(slot, what, edata);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -816,17 +825,7 @@ vacuum_outbox(WorkerSlot *slot, MemoryContext loop_cxt, Oid relid, Oid owner)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		SetUserIdAndSecContext(save_userid, save_sec_context);
-
-		ereport(LOG,
-				(errmsg("automation vacuum of automation.outbox in database \"%s\" failed: %s",
-						slot->dbname, edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
-
-		SpinLockAcquire(&shared->mutex);
-		slot->last_error_at = GetCurrentTimestamp();
-		strlcpy(slot->last_error, edata->message, SLOT_TEXT);
-		SpinLockRelease(&shared->mutex);
-		FreeErrorData(edata);
+		record_failure(slot, "vacuum of automation.outbox", edata);
 		outbox_vacuum.known = false;
 	}
 	PG_END_TRY();
