@@ -498,6 +498,7 @@ DECLARE
     p automation.source;
     placed text;
     status_filter text := '';
+    product_categories text;
     tz text := automation._setting('default_timezone', 'UTC');
 BEGIN
     SELECT * INTO o FROM automation.source s WHERE s.kind = 'orders';
@@ -540,39 +541,37 @@ BEGIN
         orders_query := format('SELECT o.%1$I, %2$s, o.%3$I, o.%4$I FROM %5$s o WHERE true%6$s AND ($1 IS NULL OR o.%1$I = ANY ($1))',
                                o.columns ->> 'customer', placed, o.columns ->> 'total', o.columns ->> 'order_id',
                                orders_relation, status_filter);
+        -- each product's category number, as every categories path reads it
+        product_categories := format(
+            'SELECT p.%1$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
+            'FROM %3$I.%4$I p WHERE p.%2$I IS NOT NULL',
+            p.columns ->> 'product', p.columns ->> 'category', p.relation_schema, p.relation_name);
         IF l.column_types ->> 'product' IN ('bigint', 'integer', 'smallint')
            AND p.column_types ->> 'product' IN ('bigint', 'integer', 'smallint') THEN
-            products_query := format('SELECT p.%1$I, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 FROM %3$I.%4$I p WHERE p.%2$I IS NOT NULL',
-                                     p.columns ->> 'product', p.columns ->> 'category', p.relation_schema, p.relation_name);
-        END IF;
-        lines_query := format(
-            'SELECT l.%1$I, p.category_no FROM %2$I.%3$I l '
-            'JOIN (SELECT p.%4$I AS product, (dense_rank() OVER (ORDER BY p.%5$I::text))::int - 1 AS category_no '
-            '        FROM %6$I.%7$I p WHERE p.%5$I IS NOT NULL) p ON p.product = l.%8$I',
-            l.columns ->> 'order_id', l.relation_schema, l.relation_name, p.columns ->> 'product',
-            p.columns ->> 'category', p.relation_schema, p.relation_name, l.columns ->> 'product');
-        IF products_query IS NOT NULL THEN
+            products_query := product_categories;
             lines_query := format('SELECT l.%1$I, l.%2$I FROM %3$I.%4$I l',
                                   l.columns ->> 'order_id', l.columns ->> 'product', l.relation_schema, l.relation_name);
+        ELSE
+            lines_query := format('SELECT l.%1$I, p.category_no FROM %2$I.%3$I l JOIN (%4$s) p ON p.product = l.%5$I',
+                                  l.columns ->> 'order_id', l.relation_schema, l.relation_name, product_categories,
+                                  l.columns ->> 'product');
         END IF;
         categories_query := format(
-            'SELECT o.%1$I, p.category_no FROM %3$s o JOIN %4$I.%5$I l ON l.%6$I = o.%7$I '
-            'JOIN (SELECT p.%10$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
-            '        FROM %8$I.%9$I p WHERE p.%2$I IS NOT NULL) p ON p.product = l.%11$I '
-            'WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%12$s',
-            o.columns ->> 'customer', p.columns ->> 'category', orders_relation,
-            l.relation_schema, l.relation_name, l.columns ->> 'order_id', o.columns ->> 'order_id',
-            p.relation_schema, p.relation_name, p.columns ->> 'product', l.columns ->> 'product', status_filter);
+            'SELECT o.%1$I, p.category_no FROM %2$s o JOIN %3$I.%4$I l ON l.%5$I = o.%6$I '
+            'JOIN (%7$s) p ON p.product = l.%8$I '
+            'WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%9$s',
+            o.columns ->> 'customer', orders_relation, l.relation_schema, l.relation_name,
+            l.columns ->> 'order_id', o.columns ->> 'order_id', product_categories, l.columns ->> 'product',
+            status_filter);
         some_categories_query := format(
             'SELECT x.customer, p.category_no FROM '
-            '(SELECT o.%1$I AS customer, l.product FROM %3$s o '
-            '   CROSS JOIN LATERAL (SELECT l.%11$I AS product FROM %4$I.%5$I l WHERE l.%6$I = o.%7$I OFFSET 0) l '
-            '  WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%12$s OFFSET 0) x '
-            'JOIN (SELECT p.%10$I AS product, (dense_rank() OVER (ORDER BY p.%2$I::text))::int - 1 AS category_no '
-            '        FROM %8$I.%9$I p WHERE p.%2$I IS NOT NULL) p ON p.product = x.product',
-            o.columns ->> 'customer', p.columns ->> 'category', orders_relation,
-            l.relation_schema, l.relation_name, l.columns ->> 'order_id', o.columns ->> 'order_id',
-            p.relation_schema, p.relation_name, p.columns ->> 'product', l.columns ->> 'product', status_filter);
+            '(SELECT o.%1$I AS customer, l.product FROM %2$s o '
+            '   CROSS JOIN LATERAL (SELECT l.%7$I AS product FROM %3$I.%4$I l WHERE l.%5$I = o.%6$I OFFSET 0) l '
+            '  WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%8$s OFFSET 0) x '
+            'JOIN (%9$s) p ON p.product = x.product',
+            o.columns ->> 'customer', orders_relation, l.relation_schema, l.relation_name,
+            l.columns ->> 'order_id', o.columns ->> 'order_id', l.columns ->> 'product', status_filter,
+            product_categories);
     END IF;
 END
 $$;
