@@ -173,6 +173,10 @@ BEGIN
     -- need nothing more: suppression, consent, a vanished customer.
     EXECUTE format($q$
         CREATE TEMP TABLE automation_due ON COMMIT DROP AS
+        SELECT y.*,
+               CASE WHEN y.exit_reason IS NULL AND y.skip_reason IS NULL THEN $1 END AS send_at,
+               NULL::text AS defer_reason, NULL::text AS variant, '{}'::jsonb AS extra
+          FROM (
         SELECT x.*,
                x.journey || ':' || x.subject || ':' || x.step AS dedupe_key,
                CASE WHEN x.consent IS NULL THEN 'no_customer'
@@ -181,9 +185,7 @@ BEGIN
                     WHEN x.purpose = 'marketing' AND NOT x.consent THEN 'no_consent' END AS exit_reason,
                CASE WHEN x.valid_for IS NOT NULL AND $1 > x.due_at + x.valid_for THEN 'moment_passed'
                     WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(btrim(x.recipient), '') = ''
-                    THEN 'no_address' END AS skip_reason,
-               NULL::timestamptz AS send_at, NULL::text AS defer_reason, NULL::text AS variant,
-               '{}'::jsonb AS extra
+                    THEN 'no_address' END AS skip_reason
           FROM (SELECT t.*,
                        CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END AS recipient,
                        c.consent, c.first_name,
@@ -191,7 +193,7 @@ BEGIN
                             THEN coalesce(p.timezone, c.timezone) ELSE $2 END AS tz
                   FROM automation_step t
                   LEFT JOIN (%s) c ON c.customer_key = t.customer_key
-                  LEFT JOIN automation.customer_profile p ON p.customer_key = t.customer_key) x$q$,
+                  LEFT JOIN automation.customer_profile p ON p.customer_key = t.customer_key) x) y$q$,
         automation._customers_sql()) USING now, default_tz;
     DROP TABLE automation_step;
     IF to_regclass('pg_temp.automation_cart') IS NOT NULL THEN
@@ -212,7 +214,7 @@ BEGIN
         -- A cart that became an order, or that is gone, ends its reminders.
         EXECUTE format($q$
             UPDATE automation_due d
-               SET exit_reason = CASE WHEN EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s)
+               SET send_at = NULL, exit_reason = CASE WHEN EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s)
                                       THEN 'converted' ELSE 'cart_gone' END
              WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
                AND NOT EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s AND %4$s)$q$,
@@ -221,14 +223,14 @@ BEGIN
         SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
         IF FOUND THEN
             EXECUTE format($q$
-                UPDATE automation_due d SET exit_reason = 'cart_emptied'
+                UPDATE automation_due d SET send_at = NULL, exit_reason = 'cart_emptied'
                  WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
                    AND (SELECT true FROM %s l WHERE %s = (d.context ->> 'cart_id')::%s LIMIT 1) IS NULL$q$,
                 automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart');
             SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products' AND x.columns ? 'stock';
             IF FOUND THEN
                 EXECUTE format($q$
-                    UPDATE automation_due d SET exit_reason = 'out_of_stock'
+                    UPDATE automation_due d SET send_at = NULL, exit_reason = 'out_of_stock'
                      WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'out_of_stock' = ANY (d.exit_on)
                        AND NOT EXISTS (SELECT FROM %s l JOIN %s p ON %s = %s
                                         WHERE %s = (d.context ->> 'cart_id')::%s AND coalesce(%s, 1) > 0)$q$,
@@ -242,7 +244,7 @@ BEGIN
     IF EXISTS (SELECT FROM automation_due d WHERE 'ordered' = ANY (d.exit_on) AND d.exit_reason IS NULL) THEN
         b_orders := automation._src('orders', 'the exit condition "ordered"');
         EXECUTE format($q$
-            UPDATE automation_due d SET exit_reason = 'ordered'
+            UPDATE automation_due d SET send_at = NULL, exit_reason = 'ordered'
              WHERE d.exit_reason IS NULL AND 'ordered' = ANY (d.exit_on)
                AND EXISTS (SELECT FROM %s o WHERE %s = d.customer_key AND %s > d.anchor_at AND %s <= $1 AND %s)$q$,
             automation._rel(b_orders), automation._col(b_orders, 'customer', 'o'), automation._ts(b_orders, 'placed_at', 'o'),
@@ -256,7 +258,7 @@ BEGIN
         b_order_lines := automation._src('order_lines', 'the exit condition "bought"');
         SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
         EXECUTE format($q$
-            UPDATE automation_due d SET exit_reason = 'bought'
+            UPDATE automation_due d SET send_at = NULL, exit_reason = 'bought'
              WHERE d.exit_reason IS NULL AND 'bought' = ANY (d.exit_on)
                AND EXISTS (SELECT FROM %1$s o JOIN %2$s l ON %3$s = %4$s %5$s
                             WHERE %6$s = d.customer_key AND %7$s > (d.context ->> 'purchased_at')::timestamptz
@@ -275,7 +277,7 @@ BEGIN
     END IF;
 
     IF need_segment THEN
-    UPDATE automation_due d SET exit_reason = 'left_segment'
+    UPDATE automation_due d SET send_at = NULL, exit_reason = 'left_segment'
      WHERE d.exit_reason IS NULL AND 'left_segment' = ANY (d.exit_on)
        AND NOT EXISTS (SELECT FROM automation.segment_member m
                         WHERE m.segment = d.context ->> 'segment' AND m.customer_key = d.customer_key
@@ -284,7 +286,7 @@ BEGIN
 
     -- Customers who stopped engaging.
     IF saturation > 0 AND need_marketing THEN
-        UPDATE automation_due d SET skip_reason = 'saturated'
+        UPDATE automation_due d SET send_at = NULL, skip_reason = 'saturated'
           FROM (SELECT a.customer_key, a.channel, count(*) AS unengaged
                   FROM automation.outbox_archive a
                  WHERE a.status = 'sent' AND a.purpose = 'marketing'
@@ -299,9 +301,10 @@ BEGIN
            AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= saturation;
     END IF;
 
-    -- When each message may go: the customer's preferred hour if the step
-    -- asks for it, then (marketing only) the frequency caps and quiet hours.
-    UPDATE automation_due d SET send_at = now WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL;
+    -- When each message may go: now (set as the due steps were read, and
+    -- cleared above by every exit and skip), or the customer's preferred
+    -- hour if the step asks for it, then (marketing only) the frequency caps
+    -- and quiet hours.
     IF need_hour THEN
         UPDATE automation_due d
            SET send_at = automation._at_hour(now, d.tz, p.preferred_hour), defer_reason = 'preferred_hour'
@@ -364,9 +367,6 @@ BEGIN
     END IF;
     END IF;
 
-    -- The statistics again, now that send_at is known: the joins below
-    -- are planned on how many messages go.
-    ANALYZE automation_due;
 
     -- Variants: the first condition that holds, or the split bucket.
     SELECT 'CASE ' || string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
