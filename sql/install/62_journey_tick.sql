@@ -1,5 +1,33 @@
 -- The journey stages of the tick: enroll, then steps.  See 60_journey.sql.
 
+-- _new_enrollments(): makes sure this session has pg_temp.automation_enrolled,
+-- where the enroll stage puts the new enrollments whose first step is due
+-- at once.  The steps stage takes its due steps from there as from
+-- automation.enrollment, and writes them to automation.enrollment only
+-- after, in the state that step leaves them in: one row written per new
+-- enrollment instead of an insert and an update (which, moving due_at,
+-- cannot be a HOT update).  The table lives as long as the session, its
+-- rows only until the end of the transaction; it is made again when the
+-- customer key's type changed (automation._retype_keys).
+CREATE FUNCTION automation._new_enrollments()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('pg_temp.automation_enrolled') IS NOT NULL THEN
+        IF (SELECT a.atttypid FROM pg_attribute a
+             WHERE a.attrelid = 'pg_temp.automation_enrolled'::regclass AND a.attname = 'customer_key')
+           = (SELECT a.atttypid FROM pg_attribute a
+               WHERE a.attrelid = 'automation.enrollment'::regclass AND a.attname = 'customer_key') THEN
+            RETURN;
+        END IF;
+        DROP TABLE pg_temp.automation_enrolled;
+    END IF;
+    CREATE TEMP TABLE automation_enrolled (LIKE automation.enrollment) ON COMMIT DELETE ROWS;
+END
+$$;
+
 -- _journey_enroll(now): enrolls every new subject of every enabled journey
 -- that has steps.  Returns the number enrolled.
 CREATE FUNCTION automation._journey_enroll(now timestamptz)
@@ -17,6 +45,7 @@ DECLARE
     grace interval;
 BEGIN
     PERFORM automation._load();
+    PERFORM automation._new_enrollments();
     grace := make_interval(mins => (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.trigger_grace'));
     -- Each journey is locked as a foreign key check would lock it (the
     -- enrollments have none, see automation._journey_deleted): it cannot be
@@ -46,20 +75,36 @@ BEGIN
             ON CONFLICT ON CONSTRAINT trigger_mark_pkey DO UPDATE SET scanned_until = excluded.scanned_until;
         END IF;
         -- The enrollment is the "enrolled" decision (automation.decision_log
-        -- reads it there).
+        -- reads it there).  One whose first step is due now waits for the
+        -- steps stage in pg_temp.automation_enrolled (see _new_enrollments).
         EXECUTE format($q$
-            WITH found AS (%s)
-            INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
-                                                    holdout, bucket, next_step, due_at, status, updated_at)
-            SELECT %L, f.subject, f.customer_key, f.anchor_at, $1, f.context,
-                   b.bucket < %s, b.bucket, 1, f.anchor_at + s.wait, 'active', $1
-              FROM (SELECT DISTINCT ON (subject) * FROM found f (subject, customer_key, anchor_at, context)
-                     WHERE customer_key IS NOT NULL ORDER BY subject, anchor_at) f
-             CROSS JOIN LATERAL (SELECT (abs(hashtextextended(%L || ':' || f.subject, 0)) %% 100)::smallint AS bucket) b
-              JOIN automation.journey_step s ON s.journey = %L AND s.step = 1
-            ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING$q$,
-            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name) USING now, since;
-        GET DIAGNOSTICS n = ROW_COUNT;
+            WITH found AS (%s),
+            new AS (
+                SELECT %L AS journey, f.subject, f.customer_key, f.anchor_at, f.context,
+                       b.bucket < %s AS holdout, b.bucket, f.anchor_at + s.wait AS due_at
+                  FROM (SELECT DISTINCT ON (subject) * FROM found f (subject, customer_key, anchor_at, context)
+                         WHERE customer_key IS NOT NULL ORDER BY subject, anchor_at) f
+                 CROSS JOIN LATERAL (SELECT (abs(hashtextextended(%L || ':' || f.subject, 0)) %% 100)::smallint AS bucket) b
+                  JOIN automation.journey_step s ON s.journey = %L AND s.step = 1),
+            later AS (
+                INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
+                                                        holdout, bucket, next_step, due_at, status, updated_at)
+                SELECT n.journey, n.subject, n.customer_key, n.anchor_at, $1, n.context,
+                       n.holdout, n.bucket, 1, n.due_at, 'active', $1
+                  FROM new n WHERE n.due_at > $1
+                ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING
+                RETURNING 1),
+            at_once AS (
+                INSERT INTO pg_temp.automation_enrolled (journey, subject, customer_key, anchor_at, enrolled_at, context,
+                                                         holdout, bucket, next_step, due_at, status, updated_at)
+                SELECT n.journey, n.subject, n.customer_key, n.anchor_at, $1, n.context,
+                       n.holdout, n.bucket, 1, n.due_at, 'active', $1
+                  FROM new n
+                 WHERE n.due_at <= $1
+                   AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = n.journey AND e.subject = n.subject)
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM later) + (SELECT count(*) FROM at_once)$q$,
+            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name) INTO n USING now, since;
         total := total + n;
     END LOOP;
     RETURN total;
@@ -129,8 +174,11 @@ DECLARE
     need_order boolean;
     channels text[];
 BEGIN
-    -- Nothing due (the usual case between events): one look at the index.
-    IF NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now) THEN
+    -- Nothing due (the usual case between events): one look at the index,
+    -- and none enrolled by this tick with a step due at once.
+    PERFORM automation._new_enrollments();
+    IF NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now)
+       AND NOT EXISTS (SELECT FROM pg_temp.automation_enrolled) THEN
         RETURN 0;
     END IF;
     PERFORM automation._load();
@@ -158,16 +206,28 @@ BEGIN
     SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
            e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
            s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour,
-           s.valid_for
-      FROM automation.enrollment e
+           s.valid_for, e.is_new
+      FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
+                   e.next_step, e.due_at, false AS is_new
+              FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now
+            UNION ALL
+            SELECT n.journey, n.subject, n.customer_key, n.anchor_at, n.context, n.holdout, n.bucket,
+                   n.next_step, n.due_at, true
+              FROM pg_temp.automation_enrolled n) e
       JOIN automation.journey j ON j.name = e.journey
       JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
-     WHERE e.status = 'active' AND e.due_at <= now AND j.enabled;
+     WHERE j.enabled;
     IF NOT EXISTS (SELECT FROM automation_step) THEN
         DROP TABLE automation_step;
+        -- (new enrollments of a journey disabled since: kept, as they are)
+        INSERT INTO automation.enrollment AS e
+        SELECT n.* FROM pg_temp.automation_enrolled n
+        ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING;
+        TRUNCATE pg_temp.automation_enrolled;
         RETURN 0;
     END IF;
-    ANALYZE automation_step;
+    -- Only the columns the statements below join and filter on.
+    ANALYZE automation_step (customer_key);
     -- Each due step with its customer as the shop has them now (address,
     -- consent, name, time zone), and the first exit or skip reasons that
     -- need nothing more: suppression, consent, a vanished customer.
@@ -200,7 +260,7 @@ BEGIN
         DROP TABLE pg_temp.automation_cart;
     END IF;
     CREATE TEMP TABLE automation_cart (cart_id text, lines jsonb) ON COMMIT DROP;
-    ANALYZE automation_due;
+    ANALYZE automation_due (journey, step, customer_key, channel, purpose, holdout, send_at, tz, exit_reason);
     -- Which of the optional passes below this tick needs at all.
     SELECT bool_or('left_segment' = ANY (d.exit_on)), bool_or(d.purpose = 'marketing'),
            bool_or(d.at_preferred_hour), bool_or(d.discount IS NOT NULL), bool_or('order' = ANY (d.includes))
@@ -663,24 +723,38 @@ BEGIN
         PERFORM pg_notify('automation_outbox', ch) FROM unnest(channels) ch;
     END IF;
 
-    -- Move every enrollment on: exited, deferred, or to its next step.
-    UPDATE automation.enrollment e
-       SET status = CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
-                         WHEN d.send_at > now THEN 'active'
-                         WHEN nx.step IS NULL THEN 'completed'
-                         ELSE 'active' END,
-           exit_reason = d.exit_reason,
-           next_step = CASE WHEN d.exit_reason IS NOT NULL THEN NULL
-                            WHEN d.send_at > now THEN e.next_step
-                            ELSE nx.step END,
-           due_at = CASE WHEN d.exit_reason IS NOT NULL THEN NULL
-                         WHEN d.send_at > now THEN d.send_at
-                         WHEN nx.step IS NULL THEN NULL
-                         ELSE greatest(d.due_at, coalesce(d.send_at, now)) + nx.wait END,
-           updated_at = now
-      FROM automation_due d
-      LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1
-     WHERE e.journey = d.journey AND e.subject = d.subject;
+    -- Move every enrollment on: exited, deferred, or to its next step; the
+    -- ones this tick enrolled are written here, in that state.
+    WITH moved AS (
+        SELECT d.journey, d.subject, d.is_new,
+               CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
+                    WHEN d.send_at > now THEN 'active'
+                    WHEN nx.step IS NULL THEN 'completed'
+                    ELSE 'active' END AS status,
+               d.exit_reason,
+               CASE WHEN d.exit_reason IS NOT NULL THEN NULL
+                    WHEN d.send_at > now THEN d.step
+                    ELSE nx.step END AS next_step,
+               CASE WHEN d.exit_reason IS NOT NULL THEN NULL
+                    WHEN d.send_at > now THEN d.send_at
+                    WHEN nx.step IS NULL THEN NULL
+                    ELSE greatest(d.due_at, coalesce(d.send_at, now)) + nx.wait END AS due_at
+          FROM automation_due d
+          LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1),
+    updated AS (
+        UPDATE automation.enrollment e
+           SET status = m.status, exit_reason = m.exit_reason, next_step = m.next_step, due_at = m.due_at,
+               updated_at = now
+          FROM moved m
+         WHERE NOT m.is_new AND e.journey = m.journey AND e.subject = m.subject)
+    INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
+                                            holdout, bucket, next_step, due_at, status, exit_reason, updated_at)
+    SELECT n.journey, n.subject, n.customer_key, n.anchor_at, n.enrolled_at, n.context,
+           n.holdout, n.bucket, m.next_step, m.due_at, m.status, m.exit_reason, now
+      FROM pg_temp.automation_enrolled n
+      JOIN moved m ON m.is_new AND m.journey = n.journey AND m.subject = n.subject
+    ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING;
+    TRUNCATE pg_temp.automation_enrolled;
 
     DROP TABLE automation_due;
     DROP TABLE automation_cart;

@@ -2,12 +2,14 @@
 -- to the shop's customers without casts, and the shop's tables are never
 -- altered.
 BEGIN;
-SELECT plan(16);
+SELECT plan(20);
 
 CREATE SCHEMA kshop;
 CREATE TABLE kshop.customers (id uuid PRIMARY KEY, email text, consent boolean);
 CREATE TABLE kshop.orders (id bigint, customer_id uuid, placed_at timestamptz, total numeric, status text);
 CREATE TABLE kshop.members (handle varchar(40) PRIMARY KEY, email text, consented_at timestamptz);
+CREATE TABLE kshop.signups (customer_id uuid, at timestamptz);
+INSERT INTO kshop.signups VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2026-03-10 11:59+00');
 INSERT INTO kshop.customers VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'ada@example.com', true);
 
 -- What the shop's schema looks like before anything is bound.
@@ -47,6 +49,23 @@ SELECT is((SELECT options FROM automation.bindings WHERE kind = 'orders'),
 SELECT throws_ok($$SELECT automation.bind_signups('kshop.orders', 'id', 'placed_at')$$, '42804', NULL,
                  'a bigint customer key is refused while customers are keyed by uuid');
 
+-- A journey whose first step is due at once: the tick holds such new
+-- enrollments in a table of its session until the step has run; that table
+-- follows the key type too, also within one session.
+SELECT automation.bind_signups('kshop.signups', 'customer_id', 'at');
+SELECT automation.create_journey('hello', 'signup', purpose => 'transactional', exit_on => '{}');
+SELECT automation.add_step('hello', '0', 'hello');
+SELECT count(*) FROM automation.tick('2026-03-10 12:00+00');
+SELECT results_eq($$SELECT customer_key::text, status FROM automation.enrollment WHERE journey = 'hello'$$,
+                  $$VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'completed')$$,
+                  'a uuid-keyed customer signs up and is enrolled, step done, in one tick');
+SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'hello'
+            AND customer_key = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'), 1::bigint, 'and gets the message');
+SELECT automation.unbind('signups');
+DELETE FROM automation.outbox_key;
+DELETE FROM automation.outbox;
+DELETE FROM automation.enrollment;
+
 -- Moving to another key type: unbind, then bind the new shape.
 SELECT lives_ok($$SELECT automation.unbind('orders'); SELECT automation.unbind('customers')$$, 'unbind both');
 SELECT col_type_is('automation', 'probe', 'customer_key', 'text', 'with nothing bound the key is text again');
@@ -56,6 +75,15 @@ SELECT lives_ok($$SELECT automation.bind_customers('kshop.members', 'handle', 'e
                 'bind customers keyed by varchar, consent as a timestamp');
 SELECT col_type_is('automation', 'probe', 'customer_key', 'character varying',
                    'the key column follows to varchar');
+
+SELECT automation.bind_signups('kshop.members', 'handle', 'consented_at');
+INSERT INTO kshop.members VALUES ('ada', 'ada@example.com', '2026-03-10 12:59+00');
+SELECT count(*) FROM automation.tick('2026-03-10 13:00+00');
+SELECT results_eq($$SELECT customer_key::text, status FROM automation.enrollment WHERE journey = 'hello'$$,
+                  $$VALUES ('ada', 'completed')$$,
+                  'the same session ticks again with varchar keys: enrolled, step done');
+SELECT is((SELECT recipient FROM automation.outbox WHERE journey = 'hello' AND customer_key = 'ada'),
+          'ada@example.com', 'and the message goes to the member');
 
 SELECT is_empty($$
     SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
