@@ -229,7 +229,8 @@ BEGIN
     -- Only the columns the statements below join and filter on.
     ANALYZE automation_step (customer_key);
     -- Each due step with its customer as the shop has them now (address,
-    -- consent, name, time zone), and the first exit or skip reasons that
+    -- consent, name, time zone: the one the profile takes, read live), and
+    -- the first exit or skip reasons that
     -- need nothing more: suppression, consent, a vanished customer.
     EXECUTE format($q$
         CREATE TEMP TABLE automation_due ON COMMIT DROP AS
@@ -240,8 +241,7 @@ BEGIN
         SELECT x.*,
                x.journey || ':' || x.subject || ':' || x.step AS dedupe_key,
                CASE WHEN x.consent IS NULL THEN 'no_customer'
-                    WHEN EXISTS (SELECT FROM automation.suppression s WHERE s.address = lower(btrim(x.recipient)))
-                    THEN 'suppressed'
+                    WHEN x.suppressed THEN 'suppressed'
                     WHEN x.purpose = 'marketing' AND NOT x.consent THEN 'no_consent' END AS exit_reason,
                CASE WHEN x.valid_for IS NOT NULL AND $1 > x.due_at + x.valid_for THEN 'moment_passed'
                     WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(btrim(x.recipient), '') = ''
@@ -249,11 +249,15 @@ BEGIN
           FROM (SELECT t.*,
                        CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END AS recipient,
                        c.consent, c.first_name,
-                       CASE WHEN automation._valid_timezone(coalesce(p.timezone, c.timezone))
-                            THEN coalesce(p.timezone, c.timezone) ELSE $2 END AS tz
+                       CASE WHEN automation._valid_timezone(c.timezone) THEN c.timezone ELSE $2 END AS tz,
+                       sp.address IS NOT NULL AS suppressed
                   FROM automation_step t
                   LEFT JOIN (%s) c ON c.customer_key = t.customer_key
-                  LEFT JOIN automation.customer_profile p ON p.customer_key = t.customer_key) x) y$q$,
+                  LEFT JOIN automation.suppression sp
+                         ON sp.address = lower(btrim(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END))) x
+                -- (not merged into the query above: send_at would compute
+                -- the reasons a second time)
+                OFFSET 0) y$q$,
         automation._customers_sql()) USING now, default_tz;
     DROP TABLE automation_step;
     IF to_regclass('pg_temp.automation_cart') IS NOT NULL THEN
@@ -674,50 +678,53 @@ BEGIN
     -- and note every decision that wrote no message, in one statement.  A
     -- message written is its "sent" decision, and the enrollment moved on
     -- below its "completed" one: automation.decision_log reads them there.
-    WITH keys AS (
-        INSERT INTO automation.outbox_key AS k (dedupe_key, message_id)
-        SELECT d.dedupe_key, nextval('automation.outbox_id_seq')
+    WITH go AS MATERIALIZED (
+        SELECT d.*, nextval('automation.outbox_id_seq') AS message_id,
+               CASE WHEN d.variant IS NOT NULL
+                    THEN (SELECT e.value FROM jsonb_array_elements(d.variants) e WHERE e.value ->> 'name' = d.variant LIMIT 1)
+               END AS chosen
           FROM automation_due d
-         WHERE d.send_at <= now AND NOT d.holdout
+         WHERE d.send_at <= now AND NOT d.holdout),
+    keys AS (
+        INSERT INTO automation.outbox_key AS k (dedupe_key, message_id)
+        SELECT g.dedupe_key, g.message_id FROM go g
         ON CONFLICT ON CONSTRAINT outbox_key_pkey DO NOTHING
-        RETURNING k.dedupe_key, k.message_id),
+        RETURNING k.message_id),
     ins AS (
         INSERT INTO automation.outbox AS m (id, customer_key, channel, recipient, template, payload, journey, step,
                                             variant, purpose, dedupe_key, send_after, created_at)
-        SELECT k.message_id, d.customer_key, d.channel, d.recipient, coalesce(v.value ->> 'template', d.template),
-               d.payload || coalesce(v.value -> 'payload', '{}') || coalesce(d.context -> 'payload', '{}')
-               || jsonb_build_object('first_name', d.first_name, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
-                                     'customer_key', d.customer_key::text)
-               || d.extra
-               || CASE WHEN 'cart' = ANY (d.includes) THEN jsonb_build_object('cart', jsonb_build_object(
-                          'cart_id', d.context -> 'cart_id', 'total', d.context -> 'cart_total',
-                          'stage', d.context -> 'stage',
-                          'url', replace(cart_url, '{cart_id}', d.context ->> 'cart_id'),
+        SELECT g.message_id, g.customer_key, g.channel, g.recipient, coalesce(g.chosen ->> 'template', g.template),
+               g.payload || coalesce(g.chosen -> 'payload', '{}') || coalesce(g.context -> 'payload', '{}')
+               || jsonb_build_object('first_name', g.first_name, 'journey', g.journey, 'step', g.step, 'variant', g.variant,
+                                     'customer_key', g.customer_key::text)
+               || g.extra
+               || CASE WHEN 'cart' = ANY (g.includes) THEN jsonb_build_object('cart', jsonb_build_object(
+                          'cart_id', g.context -> 'cart_id', 'total', g.context -> 'cart_total',
+                          'stage', g.context -> 'stage',
+                          'url', replace(cart_url, '{cart_id}', g.context ->> 'cart_id'),
                           'lines', coalesce(cl.lines, '[]'))) ELSE '{}' END,
-               d.journey, d.step, d.variant, d.purpose, k.dedupe_key, d.send_at, now
-          FROM automation_due d
-          JOIN keys k ON k.dedupe_key = d.dedupe_key
-          LEFT JOIN automation_cart cl ON cl.cart_id = d.context ->> 'cart_id' AND 'cart' = ANY (d.includes)
-          LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(d.variants) e
-                              WHERE d.variant IS NOT NULL AND e.value ->> 'name' = d.variant LIMIT 1) v ON true
-         WHERE d.send_at <= now AND NOT d.holdout
-        RETURNING m.id, m.dedupe_key, m.channel),
+               g.journey, g.step, g.variant, g.purpose, g.dedupe_key, g.send_at, now
+          FROM go g
+          LEFT JOIN automation_cart cl ON cl.cart_id = g.context ->> 'cart_id' AND 'cart' = ANY (g.includes)
+         WHERE g.message_id IN (SELECT k.message_id FROM keys k)
+        RETURNING m.channel),
     logged AS (
         INSERT INTO automation.decision_note (at, journey, step, subject, customer_key, decision, reason, variant)
         SELECT now, d.journey, d.step, d.subject, d.customer_key,
                CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
                     WHEN d.skip_reason IS NOT NULL THEN 'skipped'
                     WHEN d.send_at > now THEN 'deferred'
-                    WHEN d.holdout THEN 'held_out'
-                    ELSE 'sent' END,
+                    ELSE 'held_out' END,
                coalesce(d.exit_reason, d.skip_reason,
                         CASE WHEN d.send_at > now THEN d.defer_reason || ' until ' || d.send_at END,
-                        CASE WHEN d.holdout THEN 'holdout group' END,
-                        'already written'),
+                        'holdout group'),
                d.variant
           FROM automation_due d
          WHERE d.send_at IS NULL OR d.send_at > now OR d.holdout
-            OR d.dedupe_key NOT IN (SELECT k.dedupe_key FROM keys k))
+        UNION ALL
+        SELECT now, g.journey, g.step, g.subject, g.customer_key, 'sent', 'already written', g.variant
+          FROM go g
+         WHERE g.message_id NOT IN (SELECT k.message_id FROM keys k))
     SELECT count(*), array_agg(DISTINCT ins.channel) INTO sent, channels FROM ins;
     IF sent > 0 THEN
         PERFORM pg_notify('automation_outbox', ch) FROM unnest(channels) ch;
@@ -726,7 +733,7 @@ BEGIN
     -- Move every enrollment on: exited, deferred, or to its next step; the
     -- ones this tick enrolled are written here, in that state.
     WITH moved AS (
-        SELECT d.journey, d.subject, d.is_new,
+        SELECT d.journey, d.subject, d.is_new, d.customer_key, d.anchor_at, d.context, d.holdout, d.bucket,
                CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
                     WHEN d.send_at > now THEN 'active'
                     WHEN nx.step IS NULL THEN 'completed'
@@ -747,13 +754,14 @@ BEGIN
                updated_at = now
           FROM moved m
          WHERE NOT m.is_new AND e.journey = m.journey AND e.subject = m.subject)
+    -- (enrolled by this tick's enroll stage, at this moment, and none of
+    -- them enrolled before: see _journey_enroll; ticks never overlap)
     INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
                                             holdout, bucket, next_step, due_at, status, exit_reason, updated_at)
-    SELECT n.journey, n.subject, n.customer_key, n.anchor_at, n.enrolled_at, n.context,
-           n.holdout, n.bucket, m.next_step, m.due_at, m.status, m.exit_reason, now
-      FROM pg_temp.automation_enrolled n
-      JOIN moved m ON m.is_new AND m.journey = n.journey AND m.subject = n.subject
-    ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING;
+    SELECT m.journey, m.subject, m.customer_key, m.anchor_at, now, m.context,
+           m.holdout, m.bucket, m.next_step, m.due_at, m.status, m.exit_reason, now
+      FROM moved m
+     WHERE m.is_new;
     TRUNCATE pg_temp.automation_enrolled;
 
     DROP TABLE automation_due;
