@@ -2,7 +2,7 @@
 -- saturation, suppression of transactional messages, holdout and A/B
 -- buckets, explain_customer, journey_stats and cart_abandonment_stats.
 BEGIN;
-SELECT plan(22);
+SELECT plan(24);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA gshop;
@@ -25,9 +25,14 @@ SELECT is((SELECT preferred_hour FROM automation.customer_profile WHERE customer
           'customer 1 prefers 18:00 in Helsinki');
 SELECT is((SELECT reason FROM automation.decision_log WHERE journey = 'hello' AND decision = 'deferred'),
           'preferred_hour until 2026-01-20 16:00:00+00', 'the message waits for 18:00 Helsinki time');
+SELECT results_eq($$SELECT status, next_step, due_at, enrolled_at FROM automation.enrollment WHERE journey = 'hello'$$,
+                  $$VALUES ('active', 1, '2026-01-20 16:00+00'::timestamptz, '2026-01-20 09:00+00'::timestamptz)$$,
+                  'enrolled by the same tick, the enrollment waits at its first step for that hour');
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-01-20 16:00+00')$$, 'tick at 16:00 UTC');
 SELECT is((SELECT send_after FROM automation.outbox WHERE journey = 'hello'), '2026-01-20 16:00+00'::timestamptz,
           'and goes at 18:00 local');
+SELECT results_eq($$SELECT status, next_step, due_at FROM automation.enrollment WHERE journey = 'hello'$$,
+                  $$VALUES ('completed', NULL::integer, NULL::timestamptz)$$, 'and the journey is done');
 
 -- Holdout and splits over 200 sign-ups.
 INSERT INTO gshop.signups SELECT g, '2026-02-01 10:00+00' FROM generate_series(1, 200) g;
