@@ -253,6 +253,11 @@ BEGIN
            AND format_type(a.atttypid, NULL) <> target
          ORDER BY c.relname
     LOOP
+        -- Customers noted for the next segment evaluation: with a new key
+        -- type the segments are evaluated for everybody anyway.
+        IF col.rel = 'automation.segment_dirty'::regclass THEN
+            DELETE FROM automation.segment_dirty;
+        END IF;
         -- Views that read the column would block the change: note them and drop them.
         FOR v IN
             SELECT DISTINCT vc.oid, vc.oid::regclass::text AS name, pg_get_viewdef(vc.oid) AS def,

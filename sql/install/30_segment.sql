@@ -39,6 +39,20 @@ COMMENT ON TABLE automation.segment_member IS 'who was in which segment when: cu
 -- Membership history is state journeys depend on: pg_dump keeps it.
 SELECT pg_catalog.pg_extension_config_dump('automation.segment_member', '');
 
+-- The customers whose profiles were written, removed or rescored since the
+-- segments were last evaluated (automation.refresh_profiles records them):
+-- a tick evaluates the segments for these alone when nothing else they read
+-- changed.  And when the segments were last evaluated for everybody.
+CREATE TABLE automation.segment_dirty (
+    customer_key text NOT NULL,
+    CONSTRAINT segment_dirty_pkey PRIMARY KEY (customer_key)
+);
+COMMENT ON TABLE automation.segment_dirty IS 'customers whose profiles changed since the segments were last evaluated';
+CREATE TABLE automation.segment_evaluation (
+    full_at timestamptz NOT NULL
+);
+COMMENT ON TABLE automation.segment_evaluation IS 'when the segments were last evaluated for every customer';
+
 -- The row type automation.segment_members() returns: a customer key of the
 -- shop's own type (automation._retype_keys() retypes it with the tables).
 CREATE TYPE automation.segment_key AS (customer_key text);
@@ -196,10 +210,23 @@ COMMENT ON FUNCTION automation.drop_segment(text) IS 'remove a user-defined segm
 -- the number of entries and exits recorded.
 CREATE FUNCTION automation.refresh_segments(now timestamptz DEFAULT now())
 RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT automation._refresh_segments(now, false) $$;
+COMMENT ON FUNCTION automation.refresh_segments(timestamptz) IS 'evaluate every segment against the profiles; record entries and exits; returns how many';
+
+-- _refresh_segments(now, incremental): refresh_segments; with incremental,
+-- only for the customers in automation.segment_dirty -- exact when nothing
+-- but their profiles changed since the last evaluation (automation._tick_segments
+-- decides).  Either way the dirty customers are taken.
+CREATE FUNCTION automation._refresh_segments(now timestamptz, incremental boolean)
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    keys text[];
+    only_keys text;
     key_type text;
     s automation.segment;
     q record;
@@ -222,6 +249,17 @@ BEGIN
                   HINT = 'Bind the shop''s orders with automation.bind_orders() and call automation.refresh_profiles() first.';
     END IF;
     LOCK TABLE automation.segment_member IN SHARE ROW EXCLUSIVE MODE;
+    WITH d AS (DELETE FROM automation.segment_dirty RETURNING customer_key)
+    SELECT array_agg(d.customer_key::text) INTO keys FROM d;
+    IF incremental THEN
+        IF keys IS NULL THEN
+            RETURN 0;
+        END IF;
+        only_keys := format('%L::%s[]', keys, key_type);
+    ELSE
+        DELETE FROM automation.segment_evaluation;
+        INSERT INTO automation.segment_evaluation (full_at) VALUES (now);
+    END IF;
 
     FOR s IN SELECT * FROM automation.segment ORDER BY name LOOP
         IF s.predicate IS NOT NULL THEN
@@ -242,17 +280,23 @@ BEGIN
         -- NOT IN over a hashed subplan, not NOT EXISTS: membership changes
         -- in bulk between statistics, and an anti join planned on a
         -- one-row estimate turns into a nested loop over every member.
+        -- Incremental: the same for the dirty customers alone.
+        IF incremental THEN
+            query := format('SELECT k FROM (%s) x(k) WHERE k = ANY (%s)', query, only_keys);
+        END IF;
         BEGIN
         EXECUTE format(
-            'WITH cur AS (SELECT k FROM automation._select_as($1, $2, NULL::%s) k WHERE k IS NOT NULL), '
+            'WITH cur AS (SELECT k FROM automation._select_as($1, $2, NULL::%1$s) k WHERE k IS NOT NULL), '
             'ex AS (UPDATE automation.segment_member m SET exited_at = $3 '
-            '        WHERE m.segment = $4 AND m.exited_at IS NULL '
+            '        WHERE m.segment = $4 AND m.exited_at IS NULL %2$s '
             '          AND m.customer_key NOT IN (SELECT k FROM cur) RETURNING 1), '
             'en AS (INSERT INTO automation.segment_member (segment, customer_key, entered_at) '
             '       SELECT $4, cur.k, $3 FROM cur WHERE cur.k NOT IN '
-            '         (SELECT m.customer_key FROM automation.segment_member m WHERE m.segment = $4 AND m.exited_at IS NULL) '
+            '         (SELECT m.customer_key FROM automation.segment_member m '
+            '           WHERE m.segment = $4 AND m.exited_at IS NULL %2$s) '
             '       RETURNING 1) '
-            'SELECT (SELECT count(*) FROM en), (SELECT count(*) FROM ex)', key_type)
+            'SELECT (SELECT count(*) FROM en), (SELECT count(*) FROM ex)',
+            key_type, CASE WHEN incremental THEN format('AND m.customer_key = ANY (%s)', only_keys) ELSE '' END)
           INTO entered, exited
           USING s.defined_by, query, now, s.name;
         EXCEPTION WHEN OTHERS THEN
@@ -272,7 +316,7 @@ BEGIN
     RETURN changes;
 END
 $$;
-COMMENT ON FUNCTION automation.refresh_segments(timestamptz) IS 'evaluate every segment against the profiles; record entries and exits; returns how many';
+REVOKE ALL ON FUNCTION automation._refresh_segments(timestamptz, boolean) FROM PUBLIC;
 
 -- segment_members(name): the current members of a segment, as customer keys
 -- of the shop's own type.
@@ -337,10 +381,12 @@ $$;
 REVOKE ALL ON FUNCTION automation._tick_profiles(timestamptz) FROM PUBLIC;
 
 -- The tick evaluates the segments again when what they read may have
--- changed since the last evaluation -- a profile written or rescored,
--- predictions scored, purchase patterns learned, a customer tagged, a new
--- segment -- and at least once an hour (the bound customers' own columns,
--- such as consent, are not watched).
+-- changed since the last evaluation, and at least once an hour (the bound
+-- customers' own columns, such as consent, are not watched).  When only some
+-- profiles were written or rescored -- the usual tick of a busy shop -- it
+-- evaluates them for those customers alone; when profiles were refreshed or
+-- scored in full, predictions scored, purchase patterns learned, a customer
+-- tagged, or a segment is new, for everybody.
 CREATE FUNCTION automation._tick_segments(now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -348,21 +394,26 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     last timestamptz;
+    last_full timestamptz;
 BEGIN
     IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
         RETURN 0;
     END IF;
     last := (SELECT max(s.refreshed_at) FROM automation.segment s);
-    IF last IS NOT NULL AND now >= last AND now < last + interval '1 hour'
-       AND NOT EXISTS (SELECT FROM automation.segment s WHERE s.refreshed_at IS NULL)
-       AND NOT EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND (r.customers > 0 OR r.rescored))
-       AND NOT EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of > last)
-       AND NOT EXISTS (SELECT FROM automation.basket_rule r
-                        WHERE EXISTS (SELECT FROM automation.customer_tag t WHERE t.tag = r.tag AND t.tagged_at > last))
-       AND coalesce(automation._scored_at() <= last, true) THEN
-        RETURN 0;
+    last_full := (SELECT max(e.full_at) FROM automation.segment_evaluation e);
+    IF last IS NULL OR last_full IS NULL OR now < last OR now >= last_full + interval '1 hour'
+       OR EXISTS (SELECT FROM automation.segment s WHERE s.refreshed_at IS NULL)
+       OR EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND r.full_refresh)
+       OR (SELECT t.scored_at FROM automation.profile_threshold t) > last
+       OR EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of > last)
+       OR EXISTS (SELECT FROM automation.basket_rule r
+                   WHERE EXISTS (SELECT FROM automation.customer_tag t WHERE t.tag = r.tag AND t.tagged_at > last))
+       OR automation._scored_at() > last
+       -- so many changed that one pass over everybody is cheaper
+       OR (SELECT count(*) FROM (SELECT FROM automation.segment_dirty LIMIT 50001) x) > 50000 THEN
+        RETURN automation._refresh_segments(now, false);
     END IF;
-    RETURN automation.refresh_segments(now);
+    RETURN automation._refresh_segments(now, true);
 END
 $$;
 REVOKE ALL ON FUNCTION automation._tick_segments(timestamptz) FROM PUBLIC;

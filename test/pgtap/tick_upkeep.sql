@@ -1,9 +1,10 @@
 -- A tick with nothing new does not derive the profiles' population-wide
--- columns or evaluate the segments again; a changed order, a new day or an
--- hour passed makes it.  Journey triggers look back to the previous tick
+-- columns or evaluate the segments again; a changed order makes it evaluate
+-- them for the customers whose profiles changed, a new day or an hour passed
+-- for everybody.  Journey triggers look back to the previous tick
 -- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(14);
+SELECT plan(19);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -28,6 +29,15 @@ SELECT is((SELECT max(refreshed_at) FROM automation.segment), '2026-05-10 12:10+
           'and the segments evaluated: Bob moved from new to returning');
 SELECT ok(EXISTS (SELECT FROM automation.segment_member WHERE segment = 'returning' AND customer_key = 'bob' AND exited_at IS NULL),
           'Bob is returning');
+SELECT is((SELECT full_at FROM automation.segment_evaluation), '2026-05-10 12:00+00'::timestamptz,
+          'evaluated for the changed profiles only');
+SELECT is((SELECT exited_at FROM automation.segment_member WHERE segment = 'new' AND customer_key = 'bob'),
+          '2026-05-10 12:10+00'::timestamptz, 'Bob left "new" then');
+SELECT is(automation.refresh_segments('2026-05-10 12:10+00'), 0::bigint,
+          'and everybody evaluated at the same moment changes nothing more');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-10 13:11+00')$$, 'a tick over an hour after the last full evaluation');
+SELECT is((SELECT full_at FROM automation.segment_evaluation), '2026-05-10 13:11+00'::timestamptz,
+          'evaluates the segments for everybody');
 
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 00:30+00')$$, 'a tick the next day');
 SELECT results_eq($$SELECT rescored, (SELECT max(refreshed_at) FROM automation.segment)
