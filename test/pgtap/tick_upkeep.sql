@@ -4,7 +4,7 @@
 -- for everybody.  Journey triggers look back to the previous tick
 -- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(19);
+SELECT plan(21);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -38,6 +38,13 @@ SELECT is(automation.refresh_segments('2026-05-10 12:10+00'), 0::bigint,
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-10 13:11+00')$$, 'a tick over an hour after the last full evaluation');
 SELECT is((SELECT full_at FROM automation.segment_evaluation), '2026-05-10 13:11+00'::timestamptz,
           'evaluates the segments for everybody');
+-- The lifecycle stage runs after the segments: what it learned at that
+-- tick's moment reaches them at the next tick, for everybody.
+INSERT INTO automation.lifecycle_refresh (as_of, products, customer_products, duration)
+VALUES ('2026-05-10 13:11+00', 0, 0, '0');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-10 13:12+00')$$, 'the next tick');
+SELECT is((SELECT full_at FROM automation.segment_evaluation), '2026-05-10 13:12+00'::timestamptz,
+          'evaluates them for everybody again');
 
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 00:30+00')$$, 'a tick the next day');
 SELECT results_eq($$SELECT rescored, (SELECT max(refreshed_at) FROM automation.segment)
