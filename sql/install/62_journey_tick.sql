@@ -230,8 +230,8 @@ BEGIN
     ANALYZE automation_step (customer_key);
     -- Each due step with its customer as the shop has them now (address,
     -- consent, name, time zone: the one the profile takes, read live), and
-    -- the first exit or skip reasons that
-    -- need nothing more: suppression, consent, a vanished customer.
+    -- the first exit or skip reasons that need nothing more: suppression,
+    -- consent, a vanished customer.
     EXECUTE format($q$
         CREATE TEMP TABLE automation_due ON COMMIT DROP AS
         SELECT y.*,
@@ -430,7 +430,6 @@ BEGIN
        AND q.send_at = d.send_at AND q.tz = d.tz AND q.quiet_end <> q.send_at;
     END IF;
     END IF;
-
 
     -- Variants: the first condition that holds, or the split bucket.
     SELECT 'CASE ' || string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
