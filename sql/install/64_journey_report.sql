@@ -88,28 +88,33 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     o automation.source;
-    orders_sql text := 'SELECT NULL::text AS customer_key, NULL::timestamptz AS placed_at, NULL::numeric AS total WHERE false';
+    orders_sql text;
     window_ interval;
 BEGIN
     PERFORM automation._load();
     window_ := current_setting('automation.attribution_window')::interval;
+    -- The counted orders, keyed as the shop keys them, so that the
+    -- questions below reach the orders by the shop's index on the customer
+    -- (a subquery in each place: a CTE read once per enrollment would be a
+    -- scan of every order per enrollment).
+    orders_sql := format('SELECT NULL::%s AS customer_key, NULL::timestamptz AS placed_at, NULL::numeric AS total WHERE false',
+                         coalesce(automation.customer_key_type()::text, 'text'));
     SELECT * INTO o FROM automation.source x WHERE x.kind = 'orders';
     IF FOUND THEN
-        orders_sql := format('SELECT %s::text AS customer_key, %s AS placed_at, (%s)::numeric AS total FROM %s o WHERE %s',
+        orders_sql := format('SELECT %s AS customer_key, %s AS placed_at, (%s)::numeric AS total FROM %s o WHERE %s',
                              automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'),
                              automation._col(o, 'total', 'o'), automation._rel(o), automation._counted(o, 'o'));
     END IF;
     RETURN QUERY EXECUTE format($q$
         WITH msg AS (
-            SELECT id, journey, step, variant, customer_key::text AS customer_key, 'queued' AS status, send_after AS sent_at
+            SELECT id, journey, step, variant, customer_key, 'queued' AS status, send_after AS sent_at
               FROM automation.outbox WHERE journey IS NOT NULL
             UNION ALL
-            SELECT id, journey, step, variant, customer_key::text, status, finished_at
+            SELECT id, journey, step, variant, customer_key, status, finished_at
               FROM automation.outbox_archive WHERE journey IS NOT NULL),
-        ord AS (%s),
         conv AS (
             SELECT m.id, count(ord.placed_at) > 0 AS converted, coalesce(sum(ord.total), 0) AS revenue
-              FROM msg m LEFT JOIN ord ON ord.customer_key = m.customer_key
+              FROM msg m LEFT JOIN (%1$s) ord ON ord.customer_key = m.customer_key
                                       AND ord.placed_at > m.sent_at AND ord.placed_at <= m.sent_at + $1
              WHERE m.status = 'sent'
              GROUP BY m.id),
@@ -142,13 +147,14 @@ BEGIN
              WHERE l.decision = 'held_out' GROUP BY 1, 2),
         enr AS (
             SELECT e.journey, count(*) AS enrolled,
-                   avg(CASE WHEN EXISTS (SELECT FROM ord WHERE ord.customer_key = e.customer_key::text
-                                            AND ord.placed_at > e.anchor_at AND ord.placed_at <= e.anchor_at + $1)
-                            THEN 1.0 ELSE 0.0 END) FILTER (WHERE NOT e.holdout) AS rate,
-                   avg(CASE WHEN EXISTS (SELECT FROM ord WHERE ord.customer_key = e.customer_key::text
-                                            AND ord.placed_at > e.anchor_at AND ord.placed_at <= e.anchor_at + $1)
-                            THEN 1.0 ELSE 0.0 END) FILTER (WHERE e.holdout) AS holdout_rate
-              FROM automation.enrollment e GROUP BY 1)
+                   avg(e.converted) FILTER (WHERE NOT e.holdout) AS rate,
+                   avg(e.converted) FILTER (WHERE e.holdout) AS holdout_rate
+              FROM (SELECT e.journey, e.holdout,
+                           CASE WHEN EXISTS (SELECT FROM (%1$s) ord WHERE ord.customer_key = e.customer_key
+                                                AND ord.placed_at > e.anchor_at AND ord.placed_at <= e.anchor_at + $1)
+                                THEN 1.0 ELSE 0.0 END AS converted
+                      FROM automation.enrollment e) e
+             GROUP BY 1)
         SELECT p.journey, p.step, nullif(p.variant, ''), coalesce(enr.enrolled, 0), coalesce(held.held_out, 0),
                p.sent, p.queued, p.cancelled, p.delivered, p.opened, p.clicked, p.unsubscribed, p.converted, p.revenue,
                round(enr.rate, 4), round(enr.holdout_rate, 4), round(enr.rate - enr.holdout_rate, 4)

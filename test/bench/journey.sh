@@ -15,7 +15,9 @@
 #       work, so that the CPU time is the journey stages').  It runs twice in
 #       one session: first in a transaction rolled back, the session's first
 #       touch of what the tick reads and writes; then again, as the worker's
-#       long-lived session runs ticks.
+#       long-lived session runs ticks;
+#   (d) the analyst's reports on the shop (c) left: journey_stats,
+#       cart_abandonment_stats, explain_customer, timed.
 #
 # Quiet hours are switched off for (c): the generated shop's customers live
 # in several time zones, and the point is the rate, not the clock.  The
@@ -103,4 +105,12 @@ $(blast "first in this session")
 ROLLBACK;
 VACUUM automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note, automation.trigger_mark;
 $(blast "again in the same session")
+SQL
+
+echo "(d) the reports, after (c):"
+run <<'SQL'
+\timing on
+SELECT 'journey_stats: ' || count(*) || ' rows' FROM automation.journey_stats;
+SELECT 'cart_abandonment_stats: ' || count(*) || ' rows' FROM automation.cart_abandonment_stats;
+SELECT 'explain_customer: ' || count(*) || ' rows' FROM automation.explain_customer((SELECT customer_key FROM automation.outbox WHERE journey = 'blast' LIMIT 1));
 SQL
