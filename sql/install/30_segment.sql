@@ -365,7 +365,8 @@ INSERT INTO automation.access_rule VALUES
     ('analyst', 'FUNCTION automation._store_segment(text, text, text, name)', 'EXECUTE');
 
 -- Tick stages (automation.tick_stage rows, function(now) returning bigint):
--- profiles incrementally, then segments; both do nothing until orders are bound.
+-- profiles incrementally first, segments after the stages that feed them
+-- (35_profile_tick.sql); both do nothing until orders are bound.
 CREATE FUNCTION automation._tick_profiles(now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -405,11 +406,10 @@ BEGIN
        OR EXISTS (SELECT FROM automation.segment s WHERE s.refreshed_at IS NULL)
        OR EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND r.full_refresh)
        OR (SELECT t.scored_at FROM automation.profile_threshold t) > last
-       -- (these stages run after this one: at the same moment is after it)
-       OR EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of >= last)
+       OR EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of > last)
        OR EXISTS (SELECT FROM automation.basket_rule r
-                   WHERE EXISTS (SELECT FROM automation.customer_tag t WHERE t.tag = r.tag AND t.tagged_at >= last))
-       OR automation._scored_at() >= last
+                   WHERE EXISTS (SELECT FROM automation.customer_tag t WHERE t.tag = r.tag AND t.tagged_at > last))
+       OR automation._scored_at() > last
        -- so many changed that one pass over everybody is cheaper
        OR (SELECT count(*) FROM (SELECT FROM automation.segment_dirty LIMIT 50001) x) > 50000 THEN
         RETURN automation._refresh_segments(now, false);
