@@ -263,18 +263,23 @@ BEGIN
              ' WHEN p.order_count >= $8 THEN ''loyal'' WHEN p.order_count >= 2 THEN ''returning'' ELSE ''new'' END';
     tier := 'CASE WHEN p.spent_prev_quarter >= $9 THEN ''gold'' WHEN p.spent_prev_quarter >= $10 THEN ''vip'' END';
     points := 'floor(p.total_spent * $11)::bigint';
-    -- (the profiles rescored here are new to the segments: see
-    -- automation.segment_dirty; rescoring every one starts a full evaluation)
+    -- The profiles rescored here are new to the segments (see
+    -- automation.segment_dirty); rescoring every one starts a full
+    -- evaluation of them anyway.
     EXECUTE format('WITH u AS (UPDATE automation.customer_profile p '
                    'SET r_score = %1$s, f_score = %2$s, m_score = %3$s, rfm_group = %4$s, '
                    '    lifecycle_stage = %5$s, vip_tier = %6$s, loyalty_points = %7$s '
                    'WHERE (%8$s) AND (p.r_score, p.f_score, p.m_score, p.rfm_group, p.lifecycle_stage, p.vip_tier, p.loyalty_points) '
                    '      IS DISTINCT FROM (%1$s::smallint, %2$s::smallint, %3$s::smallint, %4$s, %5$s, %6$s, %7$s) '
-                   'RETURNING p.customer_key), '
-                   'd AS (INSERT INTO automation.segment_dirty (customer_key) SELECT u.customer_key FROM u WHERE %9$L = ''some'' '
-                   '      ON CONFLICT ON CONSTRAINT segment_dirty_pkey DO NOTHING) '
+                   'RETURNING %9$s) '
+                   '%10$s'
                    'SELECT count(*) FROM u',
-                   rs, fs, ms, grp, stage, tier, points, which, scope)
+                   rs, fs, ms, grp, stage, tier, points, which,
+                   CASE WHEN scope = 'some' THEN 'p.customer_key' ELSE '1' END,
+                   CASE WHEN scope = 'some'
+                        THEN ', d AS (INSERT INTO automation.segment_dirty (customer_key) SELECT u.customer_key FROM u '
+                             '       ON CONFLICT ON CONSTRAINT segment_dirty_pkey DO NOTHING) '
+                        ELSE '' END)
       INTO n
       USING r, f, m, now, lost_days, lapsing_factor, lapsing_min, loyal_orders, gold, vip, ppu,
             keys, old_r, old_f, old_m;
