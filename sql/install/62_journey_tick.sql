@@ -678,7 +678,9 @@ BEGIN
     -- message written is its "sent" decision, and the enrollment moved on
     -- below its "completed" one: automation.decision_log reads them there.
     WITH go AS MATERIALIZED (
-        SELECT d.*, nextval('automation.outbox_id_seq') AS message_id,
+        SELECT d.journey, d.step, d.subject, d.customer_key, d.dedupe_key, d.channel, d.recipient, d.template,
+               d.payload, d.context, d.first_name, d.variant, d.extra, d.includes, d.purpose, d.send_at,
+               nextval('automation.outbox_id_seq') AS message_id,
                CASE WHEN d.variant IS NOT NULL
                     THEN (SELECT e.value FROM jsonb_array_elements(d.variants) e WHERE e.value ->> 'name' = d.variant LIMIT 1)
                END AS chosen
