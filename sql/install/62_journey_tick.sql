@@ -1,16 +1,19 @@
 -- The journey stages of the tick: enroll, then steps.  See 60_journey.sql.
 
--- _new_enrollments(): makes sure this session has pg_temp.automation_enrolled,
+-- _new_enrollments(make): whether this session has pg_temp.automation_enrolled,
 -- where the enroll stage puts the new enrollments whose first step is due
--- at once.  The steps stage takes its due steps from there as from
--- automation.enrollment, and writes them to automation.enrollment only
--- after, in the state that step leaves them in: one row written per new
--- enrollment instead of an insert and an update (which, moving due_at,
--- cannot be a HOT update).  The table lives as long as the session, its
--- rows only until the end of the transaction; it is made again when the
--- customer key's type changed (automation._retype_keys).
-CREATE FUNCTION automation._new_enrollments()
-RETURNS void
+-- at once -- with make, after making it if need be.  The steps stage takes
+-- its due steps from there as from automation.enrollment, and writes them to
+-- automation.enrollment only after, in the state that step leaves them in:
+-- one row written per new enrollment instead of an insert and an update
+-- (which, moving due_at, cannot be a HOT update).  The table lives as long
+-- as the session, its rows only until the end of the transaction; it is
+-- made the first time a session needs it (a session that only ever ticks
+-- with nothing to enroll at once, such as one pg_cron job run, never makes
+-- it), and again when the customer key's type changed
+-- (automation._retype_keys).
+CREATE FUNCTION automation._new_enrollments(make boolean)
+RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -20,11 +23,14 @@ BEGIN
              WHERE a.attrelid = 'pg_temp.automation_enrolled'::regclass AND a.attname = 'customer_key')
            = (SELECT a.atttypid FROM pg_attribute a
                WHERE a.attrelid = 'automation.enrollment'::regclass AND a.attname = 'customer_key') THEN
-            RETURN;
+            RETURN true;
         END IF;
         DROP TABLE pg_temp.automation_enrolled;
     END IF;
-    CREATE TEMP TABLE automation_enrolled (LIKE automation.enrollment) ON COMMIT DELETE ROWS;
+    IF make THEN
+        CREATE TEMP TABLE automation_enrolled (LIKE automation.enrollment) ON COMMIT DELETE ROWS;
+    END IF;
+    RETURN make;
 END
 $$;
 
@@ -43,9 +49,12 @@ DECLARE
     since timestamptz;
     watermark timestamptz;
     grace interval;
+    ready boolean;
+    pending bigint;
+    enroll_sql text;
 BEGIN
     PERFORM automation._load();
-    PERFORM automation._new_enrollments();
+    ready := automation._new_enrollments(false);
     grace := make_interval(mins => (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.trigger_grace'));
     -- Each journey is locked as a foreign key check would lock it (the
     -- enrollments have none, see automation._journey_deleted): it cannot be
@@ -77,7 +86,7 @@ BEGIN
         -- The enrollment is the "enrolled" decision (automation.decision_log
         -- reads it there).  One whose first step is due now waits for the
         -- steps stage in pg_temp.automation_enrolled (see _new_enrollments).
-        EXECUTE format($q$
+        enroll_sql := format($q$
             WITH found AS (%s),
             new AS (
                 SELECT %L AS journey, f.subject, f.customer_key, f.anchor_at, f.context,
@@ -95,16 +104,31 @@ BEGIN
                 ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING
                 RETURNING 1),
             at_once AS (
+                SELECT n.* FROM new n
+                 WHERE n.due_at <= $1
+                   AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = n.journey AND e.subject = n.subject))$q$,
+            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name);
+        IF NOT ready THEN
+            -- No table for them in this session yet: the others first, and
+            -- the table only when there are any due at once.
+            EXECUTE enroll_sql || ' SELECT (SELECT count(*) FROM later), (SELECT count(*) FROM at_once)'
+              INTO n, pending USING now, since;
+            total := total + n;
+            IF pending = 0 THEN
+                CONTINUE;
+            END IF;
+            ready := automation._new_enrollments(true);
+        END IF;
+        EXECUTE enroll_sql || $q$,
+            held AS (
                 INSERT INTO pg_temp.automation_enrolled (journey, subject, customer_key, anchor_at, enrolled_at, context,
                                                          holdout, bucket, next_step, due_at, status, updated_at)
-                SELECT n.journey, n.subject, n.customer_key, n.anchor_at, $1, n.context,
-                       n.holdout, n.bucket, 1, n.due_at, 'active', $1
-                  FROM new n
-                 WHERE n.due_at <= $1
-                   AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = n.journey AND e.subject = n.subject)
+                SELECT a.journey, a.subject, a.customer_key, a.anchor_at, $1, a.context,
+                       a.holdout, a.bucket, 1, a.due_at, 'active', $1
+                  FROM at_once a
                 RETURNING 1)
-            SELECT (SELECT count(*) FROM later) + (SELECT count(*) FROM at_once)$q$,
-            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name) INTO n USING now, since;
+            SELECT (SELECT count(*) FROM later) + (SELECT count(*) FROM held)$q$
+          INTO n USING now, since;
         total := total + n;
     END LOOP;
     RETURN total;
@@ -173,14 +197,20 @@ DECLARE
     need_discount boolean;
     need_order boolean;
     channels text[];
+    has_new boolean;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
     -- and none enrolled by this tick with a step due at once.
-    PERFORM automation._new_enrollments();
-    IF NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now)
-       AND NOT EXISTS (SELECT FROM pg_temp.automation_enrolled) THEN
+    IF to_regclass('pg_temp.automation_enrolled') IS NULL THEN
+        has_new := false;
+    ELSE
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_temp.automation_enrolled)' INTO has_new;
+    END IF;
+    IF NOT has_new AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now) THEN
         RETURN 0;
     END IF;
+    -- (the statements below read the table, empty or not)
+    PERFORM automation._new_enrollments(true);
     PERFORM automation._load();
     min_interval := current_setting('automation.min_interval')::interval;
     max_per_week := current_setting('automation.max_per_week')::integer;

@@ -4,7 +4,7 @@
 -- for everybody.  Journey triggers look back to the previous tick
 -- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(21);
+SELECT plan(22);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -20,6 +20,8 @@ SELECT results_eq($$SELECT customers, rescored FROM automation.profile_refresh O
                   $$VALUES (0::bigint, false)$$, 'the second writes no profile and does not rescore');
 SELECT is((SELECT max(refreshed_at) FROM automation.segment), '2026-05-10 12:00+00'::timestamptz,
           'nor evaluates the segments');
+SELECT is(to_regclass('pg_temp.automation_enrolled'), NULL,
+          'ticks with nothing to enroll make no temporary table (a pg_cron run''s session stays light)');
 
 INSERT INTO tshop.orders VALUES (3, 'bob', '2026-05-10 12:05+00', 30);
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-10 12:10+00')$$, 'a tick after Bob ordered');
