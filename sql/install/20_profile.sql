@@ -706,7 +706,7 @@ BEGIN
                     now, windows, q.bound_by, counts.array_agg, q.category_names_query;
             GET DIAGNOSTICS written = ROW_COUNT;
             -- written or removed: new to the segments
-            EXECUTE 'INSERT INTO automation.segment_dirty (customer_key) SELECT DISTINCT k FROM unnest($1) k '
+            EXECUTE 'INSERT INTO automation.segment_dirty (customer_key) SELECT k FROM unnest($1) k '
                     'ON CONFLICT ON CONSTRAINT segment_dirty_pkey DO NOTHING'
               USING counts.array_agg;
         END IF;

@@ -414,6 +414,10 @@ BEGIN
        OR (SELECT count(*) FROM (SELECT FROM automation.segment_dirty LIMIT 50001) x) > 50000 THEN
         RETURN automation._refresh_segments(now, false);
     END IF;
+    -- Nothing changed (most ticks): no retyping, no lock on the members.
+    IF NOT EXISTS (SELECT FROM automation.segment_dirty) THEN
+        RETURN 0;
+    END IF;
     RETURN automation._refresh_segments(now, true);
 END
 $$;
