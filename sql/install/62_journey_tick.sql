@@ -196,6 +196,7 @@ DECLARE
     need_hour boolean;
     need_discount boolean;
     need_order boolean;
+    need_cart boolean;
     channels text[];
     has_new boolean;
 BEGIN
@@ -293,46 +294,86 @@ BEGIN
     IF to_regclass('pg_temp.automation_cart') IS NOT NULL THEN
         DROP TABLE pg_temp.automation_cart;
     END IF;
-    CREATE TEMP TABLE automation_cart (cart_id text, lines jsonb) ON COMMIT DROP;
+    CREATE TEMP TABLE automation_cart (cart_id text, state text, line_count bigint, in_stock bigint, lines jsonb) ON COMMIT DROP;
     ANALYZE automation_due (journey, step, customer_key, channel, purpose, holdout, send_at, tz, exit_reason);
     -- Which of the optional passes below this tick needs at all.
     SELECT bool_or('left_segment' = ANY (d.exit_on)), bool_or(d.purpose = 'marketing'),
-           bool_or(d.at_preferred_hour), bool_or(d.discount IS NOT NULL), bool_or('order' = ANY (d.includes))
-      INTO need_segment, need_marketing, need_hour, need_discount, need_order
+           bool_or(d.at_preferred_hour), bool_or(d.discount IS NOT NULL), bool_or('order' = ANY (d.includes)),
+           bool_or('cart' = ANY (d.includes))
+      INTO need_segment, need_marketing, need_hour, need_discount, need_order, need_cart
       FROM (SELECT DISTINCT journey, step, exit_on, purpose, at_preferred_hour, discount, includes
               FROM automation_due) d;
 
     -- Exit conditions that depend on the journey, against the live shop rows.
-    IF EXISTS (SELECT FROM automation_due d WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL) THEN
+    -- The carts first, in one grouped read of the carts and their lines
+    -- (not one probe per message and condition): whether each cart named is
+    -- still open, how many lines it has and how many of them are in stock,
+    -- and -- when a step shows the cart -- its lines for the message.
+    IF EXISTS (SELECT FROM automation_due d
+                WHERE d.exit_reason IS NULL AND d.context ? 'cart_id'
+                  AND (d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes))) THEN
         b_carts := automation._src('carts', 'a cart journey');
-        -- A cart that became an order, or that is gone, ends its reminders.
-        EXECUTE format($q$
-            UPDATE automation_due d
-               SET send_at = NULL, exit_reason = CASE WHEN EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s)
-                                      THEN 'converted' ELSE 'cart_gone' END
-             WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
-               AND NOT EXISTS (SELECT FROM %1$s c WHERE %2$s = (d.context ->> 'cart_id')::%3$s AND %4$s)$q$,
-            automation._rel(b_carts), automation._col(b_carts, 'cart_id', 'c'), b_carts.keys ->> 'cart',
-            coalesce(automation._col(b_carts, 'order_id', 'c') || ' IS NULL', 'true'));
         SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
-        IF FOUND THEN
-            EXECUTE format($q$
-                UPDATE automation_due d SET send_at = NULL, exit_reason = 'cart_emptied'
-                 WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'converted' = ANY (d.exit_on)
-                   AND (SELECT true FROM %s l WHERE %s = (d.context ->> 'cart_id')::%s LIMIT 1) IS NULL$q$,
-                automation._rel(b_lines), automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart');
-            SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products' AND x.columns ? 'stock';
-            IF FOUND THEN
-                EXECUTE format($q$
-                    UPDATE automation_due d SET send_at = NULL, exit_reason = 'out_of_stock'
-                     WHERE d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL AND 'out_of_stock' = ANY (d.exit_on)
-                       AND NOT EXISTS (SELECT FROM %s l JOIN %s p ON %s = %s
-                                        WHERE %s = (d.context ->> 'cart_id')::%s AND coalesce(%s, 1) > 0)$q$,
-                    automation._rel(b_lines), automation._rel(b_products), automation._col(b_products, 'product', 'p'),
-                    automation._col(b_lines, 'product', 'l'), automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart',
-                    automation._col(b_products, 'stock', 'p'));
-            END IF;
-        END IF;
+        SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
+        EXECUTE format($q$
+            INSERT INTO automation_cart (cart_id, state, line_count, in_stock, lines)
+            WITH named AS (
+                SELECT DISTINCT (d.context ->> 'cart_id')::%1$s AS cart_id
+                  FROM automation_due d
+                 WHERE d.exit_reason IS NULL AND d.context ? 'cart_id'
+                   AND (d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes)))
+            SELECT k.cart_id::text,
+                   CASE WHEN EXISTS (SELECT FROM %2$s c WHERE %3$s = k.cart_id AND %4$s) THEN NULL
+                        WHEN EXISTS (SELECT FROM %2$s c WHERE %3$s = k.cart_id) THEN 'converted'
+                        ELSE 'cart_gone' END,
+                   %5$s, %6$s, %7$s
+              FROM named k %8$s$q$,
+            b_carts.keys ->> 'cart', automation._rel(b_carts), automation._col(b_carts, 'cart_id', 'c'),
+            coalesce(automation._col(b_carts, 'order_id', 'c') || ' IS NULL', 'true'),
+            CASE WHEN b_lines.kind IS NULL THEN 'NULL::bigint' ELSE 'coalesce(l.line_count, 0)' END,
+            CASE WHEN b_lines.kind IS NULL OR NOT coalesce(b_products.columns ? 'stock', false) THEN 'NULL::bigint'
+                 ELSE 'coalesce(l.in_stock, 0)' END,
+            CASE WHEN b_lines.kind IS NULL OR NOT need_cart THEN 'NULL::jsonb' ELSE 'l.lines' END,
+            CASE WHEN b_lines.kind IS NULL THEN '' ELSE format($j$
+              LEFT JOIN (
+                SELECT %1$s AS cart_id, count(*) AS line_count,
+                       count(*) FILTER (WHERE %2$s) AS in_stock,
+                       $j$ || CASE WHEN need_cart THEN $j$jsonb_agg(jsonb_build_object(
+                           'product', %3$s, 'quantity', %4$s, 'name', %5$s, 'price', %6$s,
+                           'only_left', CASE WHEN %7$s <= $1 AND %7$s > 0 THEN %7$s END) ORDER BY %3$s)$j$
+                       ELSE 'NULL::jsonb' END || $j$ AS lines
+                  FROM %8$s l %9$s
+                 WHERE %1$s IN (SELECT cart_id FROM named)
+                 GROUP BY 1) l ON l.cart_id = k.cart_id$j$,
+                automation._col(b_lines, 'cart_id', 'l'),
+                -- (a line counts as in stock when its product is known and
+                -- not at zero; an unknown stock counts as some)
+                CASE WHEN coalesce(b_products.columns ? 'stock', false)
+                     THEN format('%s IS NOT NULL AND coalesce(%s, 1) > 0', automation._col(b_products, 'product', 'p'),
+                                 automation._col(b_products, 'stock', 'p'))
+                     ELSE 'false' END,
+                automation._col(b_lines, 'product', 'l'), automation._col(b_lines, 'quantity', 'l'),
+                coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
+                coalesce(automation._col(b_products, 'price', 'p'), 'NULL::numeric'),
+                coalesce(automation._col(b_products, 'stock', 'p'), 'NULL::numeric'),
+                automation._rel(b_lines),
+                CASE WHEN b_products.kind IS NULL THEN ''
+                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products),
+                                 automation._col(b_products, 'product', 'p'), automation._col(b_lines, 'product', 'l')) END) END)
+        USING low_stock;
+        ANALYZE automation_cart;
+        -- A cart that became an order, or that is gone or empty, ends its
+        -- reminders (exit on "converted"); so does one with nothing left in
+        -- stock (exit on "out_of_stock").
+        UPDATE automation_due d
+           SET send_at = NULL,
+               exit_reason = CASE WHEN 'converted' = ANY (d.exit_on) AND k.state IS NOT NULL THEN k.state
+                                  WHEN 'converted' = ANY (d.exit_on) AND k.line_count = 0 THEN 'cart_emptied'
+                                  WHEN 'out_of_stock' = ANY (d.exit_on) AND k.in_stock = 0 THEN 'out_of_stock' END
+          FROM automation_cart k
+         WHERE k.cart_id = d.context ->> 'cart_id' AND d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL
+           AND (('converted' = ANY (d.exit_on) AND (k.state IS NOT NULL OR k.line_count = 0))
+                OR ('out_of_stock' = ANY (d.exit_on) AND k.in_stock = 0));
     END IF;
 
     IF EXISTS (SELECT FROM automation_due d WHERE 'ordered' = ANY (d.exit_on) AND d.exit_reason IS NULL) THEN
@@ -508,37 +549,6 @@ BEGIN
                'percent', (d.discount ->> 'percent')::numeric,
                'expires_at', d.send_at + coalesce((d.discount ->> 'valid_for')::interval, interval '24 hours')))
      WHERE d.send_at IS NOT NULL AND d.discount IS NOT NULL;
-    END IF;
-    IF EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'cart' = ANY (includes)) THEN
-        b_carts := automation._src('carts', 'a step that includes the cart');
-        SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
-        SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
-        -- The lines of every cart named, in one grouped read of the cart
-        -- lines joined to them (not one small query per message); the
-        -- cart itself goes into the payload as the message is written.
-        IF b_lines.kind IS NOT NULL THEN
-            EXECUTE format($q$
-                INSERT INTO automation_cart (cart_id, lines)
-                SELECT %8$s::text,
-                       jsonb_agg(jsonb_build_object(
-                           'product', %1$s, 'quantity', %2$s, 'name', %3$s, 'price', %4$s,
-                           'only_left', CASE WHEN %5$s <= $1 AND %5$s > 0 THEN %5$s END) ORDER BY %1$s)
-                  FROM %6$s l %7$s
-                 WHERE %8$s IN (SELECT (d.context ->> 'cart_id')::%9$s FROM automation_due d
-                                 WHERE d.send_at IS NOT NULL AND 'cart' = ANY (d.includes))
-                 GROUP BY %8$s$q$,
-                automation._col(b_lines, 'product', 'l'), automation._col(b_lines, 'quantity', 'l'),
-                coalesce(automation._col(b_products, 'name', 'p'), 'NULL::text'),
-                coalesce(automation._col(b_products, 'price', 'p'), 'NULL::numeric'),
-                coalesce(automation._col(b_products, 'stock', 'p'), 'NULL::numeric'),
-                automation._rel(b_lines),
-                CASE WHEN b_products.kind IS NULL THEN ''
-                     ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products),
-                                 automation._col(b_products, 'product', 'p'), automation._col(b_lines, 'product', 'l')) END,
-                automation._col(b_lines, 'cart_id', 'l'), b_carts.keys ->> 'cart')
-            USING low_stock;
-            ANALYZE automation_cart;
-        END IF;
     END IF;
     -- Products to show: the journey's recommendation, the newest or best
     -- selling of the categories bought, or related products -- never one
