@@ -74,9 +74,15 @@ COMMENT ON COLUMN automation.outbox.errors IS 'every failure the mailer reported
 -- does not change (the lease is checked on the row), so a claim's UPDATE is
 -- a HOT update -- no new index entries -- when the page has room, which the
 -- fillfactor leaves.  The price: a claim steps over the messages leased
--- ahead of it, a few batches' worth.  This and the primary key are the hot
--- table's only indexes: the dedupe keys live in automation.outbox_key.
+-- ahead of it, a few batches' worth.  The dedupe keys live in
+-- automation.outbox_key, not here.
 CREATE INDEX outbox_due_idx ON automation.outbox (channel, send_after);
+-- The marketing messages queued for a customer, for the frequency caps of a
+-- tick with messages for a few customers: without it, every such tick read
+-- the whole queue (and a queue grows while the mailer is away).  A claim
+-- changes neither column, so it stays a HOT update; the price is one index
+-- entry per marketing message enqueued.
+CREATE INDEX outbox_marketing_idx ON automation.outbox (customer_key) WHERE purpose = 'marketing';
 
 CREATE TABLE automation.outbox_archive (
     id bigint NOT NULL,
@@ -106,6 +112,14 @@ CREATE TABLE automation.outbox_archive (
 -- Pruning deletes by finished_at, which grows with the table: a BRIN index
 -- serves that and costs next to nothing on the ack path.
 CREATE INDEX outbox_archive_finished_at_idx ON automation.outbox_archive USING brin (finished_at);
+-- The guardrails of a tick (frequency caps, saturation) read the marketing
+-- messages sent to the customers it has messages for.  Without this index
+-- each such tick read the whole archive -- a month of messages -- however
+-- few were due; with it, a few index pages per customer (index-only: the
+-- archive is written once and vacuumed).  Its price is one b-tree insert per
+-- marketing message acked.
+CREATE INDEX outbox_archive_marketing_idx ON automation.outbox_archive (customer_key)
+    INCLUDE (channel, send_after, finished_at) WHERE purpose = 'marketing' AND status = 'sent';
 COMMENT ON TABLE automation.outbox_archive IS 'finished messages (sent, cancelled with a reason, dead), kept for automation.retention';
 COMMENT ON COLUMN automation.outbox_archive.reason IS 'why a cancelled message was not handed out: no_consent, suppressed, no_customer, no_address';
 
@@ -139,6 +153,8 @@ CREATE TABLE automation.message_event (
     CONSTRAINT message_event_data_check CHECK (jsonb_typeof(data) = 'object')
 );
 CREATE INDEX message_event_message_id_idx ON automation.message_event (message_id);
+-- A customer's last open or click, for the saturation guardrail.
+CREATE INDEX message_event_engaged_idx ON automation.message_event (customer_key, at) WHERE event IN ('open', 'click');
 COMMENT ON TABLE automation.message_event IS 'what happened to messages after they were sent, as reported by automation.track()';
 
 CREATE TABLE automation.suppression (

@@ -197,6 +197,7 @@ DECLARE
     need_discount boolean;
     need_order boolean;
     need_cart boolean;
+    horizon timestamptz;
     channels text[];
     has_new boolean;
 BEGIN
@@ -419,20 +420,28 @@ BEGIN
                           AND m.exited_at IS NULL);
     END IF;
 
-    -- Customers who stopped engaging.
+    -- Customers who stopped engaging: their sent marketing messages since
+    -- their last open, click or order.  Each history is read for the due
+    -- customers only, by index when they are few (the archive keeps a month
+    -- of messages, the events as many): never per archived message.
     IF saturation > 0 AND need_marketing THEN
         UPDATE automation_due d SET send_at = NULL, skip_reason = 'saturated'
           FROM (SELECT a.customer_key, a.channel, count(*) AS unengaged
                   FROM automation.outbox_archive a
+                  LEFT JOIN (SELECT ev.customer_key, max(ev.at) AS at
+                               FROM automation.message_event ev
+                              WHERE ev.event IN ('open', 'click')
+                                AND ev.customer_key IN (SELECT x.customer_key FROM automation_due x
+                                                         WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout)
+                              GROUP BY 1) e ON e.customer_key = a.customer_key
+                  LEFT JOIN automation.customer_profile p ON p.customer_key = a.customer_key
                  WHERE a.status = 'sent' AND a.purpose = 'marketing'
-                   AND a.customer_key IN (SELECT customer_key FROM automation_due WHERE purpose = 'marketing')
-                   AND a.finished_at > coalesce((SELECT max(ev.at) FROM automation.message_event ev
-                                                  WHERE ev.customer_key = a.customer_key AND ev.event IN ('open', 'click')),
-                                                '-infinity')
-                   AND a.finished_at > coalesce((SELECT p.last_order_at FROM automation.customer_profile p
-                                                  WHERE p.customer_key = a.customer_key), '-infinity')
+                   AND a.customer_key IN (SELECT x.customer_key FROM automation_due x
+                                           WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout)
+                   AND a.finished_at > coalesce(e.at, '-infinity')
+                   AND a.finished_at > coalesce(p.last_order_at, '-infinity')
                  GROUP BY 1, 2) u
-         WHERE d.exit_reason IS NULL AND d.skip_reason IS NULL AND d.purpose = 'marketing' AND NOT d.holdout
+         WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
            AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= saturation;
     END IF;
 
@@ -449,34 +458,41 @@ BEGIN
            AND automation._at_hour(now, d.tz, p.preferred_hour) > now;
     END IF;
     IF need_marketing THEN
-    IF min_interval > interval '0' THEN
-    UPDATE automation_due d
-       SET send_at = m.last_sent + min_interval, defer_reason = 'frequency_cap'
-      FROM (SELECT x.customer_key, x.channel, max(x.send_after) AS last_sent
-              FROM (SELECT customer_key, channel, send_after FROM automation.outbox WHERE purpose = 'marketing'
-                    UNION ALL
-                    SELECT customer_key, channel, send_after FROM automation.outbox_archive
-                     WHERE purpose = 'marketing' AND status = 'sent') x
-             WHERE x.customer_key IN (SELECT customer_key FROM automation_due WHERE purpose = 'marketing')
-             GROUP BY 1, 2) m
-     WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
-       AND m.customer_key = d.customer_key AND m.channel = d.channel
-       AND m.last_sent + min_interval > d.send_at;
-    END IF;
-    IF max_per_week > 0 THEN
+    -- The frequency caps, from one read of the marketing messages queued
+    -- and sent to the due customers lately (since the longer of the two
+    -- caps' windows: an older message holds back nothing): the minimum
+    -- interval after the last one, then at most max_per_week in 7 days.
+    IF min_interval > interval '0' OR max_per_week > 0 THEN
+        horizon := now - greatest(CASE WHEN min_interval > interval '0' THEN min_interval ELSE interval '0' END,
+                                  CASE WHEN max_per_week > 0 THEN interval '7 days' ELSE interval '0' END);
         UPDATE automation_due d
-           SET send_at = w.oldest + interval '7 days', defer_reason = 'weekly_cap'
-          FROM (SELECT x.customer_key, x.channel, count(*) AS sent, min(x.send_after) AS oldest
-                  FROM (SELECT customer_key, channel, send_after FROM automation.outbox WHERE purpose = 'marketing'
-                        UNION ALL
-                        SELECT customer_key, channel, send_after FROM automation.outbox_archive
-                         WHERE purpose = 'marketing' AND status = 'sent') x
-                 WHERE x.send_after > now - interval '7 days'
-                   AND x.customer_key IN (SELECT customer_key FROM automation_due WHERE purpose = 'marketing')
-                 GROUP BY 1, 2) w
-         WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
-           AND w.customer_key = d.customer_key AND w.channel = d.channel AND w.sent >= max_per_week
-           AND w.oldest + interval '7 days' > d.send_at;
+           SET send_at = c.until, defer_reason = c.reason
+          FROM (SELECT t.ctid AS row, w.until, w.reason
+                  FROM automation_due t
+                  JOIN (SELECT x.customer_key, x.channel, max(x.send_after) AS last_sent,
+                               count(*) FILTER (WHERE x.send_after > now - interval '7 days') AS week_sent,
+                               min(x.send_after) FILTER (WHERE x.send_after > now - interval '7 days') AS week_oldest
+                          FROM (SELECT o.customer_key, o.channel, o.send_after FROM automation.outbox o
+                                 WHERE o.purpose = 'marketing' AND o.send_after > horizon
+                                   AND o.customer_key IN (SELECT y.customer_key FROM automation_due y
+                                                           WHERE y.send_at IS NOT NULL AND y.purpose = 'marketing' AND NOT y.holdout)
+                                UNION ALL
+                                SELECT a.customer_key, a.channel, a.send_after FROM automation.outbox_archive a
+                                 WHERE a.purpose = 'marketing' AND a.status = 'sent' AND a.send_after > horizon
+                                   AND a.customer_key IN (SELECT y.customer_key FROM automation_due y
+                                                           WHERE y.send_at IS NOT NULL AND y.purpose = 'marketing' AND NOT y.holdout)) x
+                         GROUP BY 1, 2) h ON h.customer_key = t.customer_key AND h.channel = t.channel
+                 CROSS JOIN LATERAL (
+                       SELECT CASE WHEN min_interval > interval '0' AND h.last_sent + min_interval > t.send_at
+                                   THEN h.last_sent + min_interval ELSE t.send_at END AS at) m
+                 CROSS JOIN LATERAL (
+                       SELECT CASE WHEN max_per_week > 0 AND h.week_sent >= max_per_week AND h.week_oldest + interval '7 days' > m.at
+                                   THEN h.week_oldest + interval '7 days' ELSE m.at END AS until,
+                              CASE WHEN max_per_week > 0 AND h.week_sent >= max_per_week AND h.week_oldest + interval '7 days' > m.at
+                                   THEN 'weekly_cap' ELSE 'frequency_cap' END AS reason) w
+                 WHERE t.send_at IS NOT NULL AND t.purpose = 'marketing' AND NOT t.holdout
+                   AND w.until > t.send_at) c
+         WHERE d.ctid = c.row;
     END IF;
     -- Two marketing messages for one customer and channel in this tick: the
     -- first (earliest due, then by journey) goes, the others wait their turn.
