@@ -420,26 +420,41 @@ BEGIN
                           AND m.exited_at IS NULL);
     END IF;
 
+    -- What was sent before, for the guardrails below: the marketing
+    -- messages queued for the due customers or sent to them (a cancelled or
+    -- dead one holds nothing back).  Read once per tick, for the due
+    -- customers only -- through their dedupe keys, by index when they are
+    -- few (see automation.outbox_key): the archive keeps a month of messages.
+    IF need_marketing AND (saturation > 0 OR min_interval > interval '0' OR max_per_week > 0) THEN
+        IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
+            DROP TABLE pg_temp.automation_sent;
+        END IF;
+        CREATE TEMP TABLE automation_sent ON COMMIT DROP AS
+        SELECT k.customer_key, coalesce(o.channel, a.channel) AS channel,
+               coalesce(o.send_after, a.send_after) AS send_after, a.finished_at
+          FROM automation.outbox_key k
+          LEFT JOIN automation.outbox o ON o.id = k.message_id
+          LEFT JOIN automation.outbox_archive a ON a.id = k.message_id AND a.status = 'sent'
+         WHERE k.marketing AND (o.id IS NOT NULL OR a.id IS NOT NULL)
+           AND k.customer_key IN (SELECT x.customer_key FROM automation_due x
+                                   WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout);
+    END IF;
+
     -- Customers who stopped engaging: their sent marketing messages since
-    -- their last open, click or order.  Each history is read for the due
-    -- customers only, by index when they are few (the archive keeps a month
-    -- of messages, the events as many): never per archived message.
+    -- their last open, click or order.
     IF saturation > 0 AND need_marketing THEN
         UPDATE automation_due d SET send_at = NULL, skip_reason = 'saturated'
-          FROM (SELECT a.customer_key, a.channel, count(*) AS unengaged
-                  FROM automation.outbox_archive a
+          FROM (SELECT h.customer_key, h.channel, count(*) AS unengaged
+                  FROM automation_sent h
                   LEFT JOIN (SELECT ev.customer_key, max(ev.at) AS at
                                FROM automation.message_event ev
                               WHERE ev.event IN ('open', 'click')
-                                AND ev.customer_key IN (SELECT x.customer_key FROM automation_due x
-                                                         WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout)
-                              GROUP BY 1) e ON e.customer_key = a.customer_key
-                  LEFT JOIN automation.customer_profile p ON p.customer_key = a.customer_key
-                 WHERE a.status = 'sent' AND a.purpose = 'marketing'
-                   AND a.customer_key IN (SELECT x.customer_key FROM automation_due x
-                                           WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout)
-                   AND a.finished_at > coalesce(e.at, '-infinity')
-                   AND a.finished_at > coalesce(p.last_order_at, '-infinity')
+                                AND ev.customer_key IN (SELECT x.customer_key FROM automation_sent x)
+                              GROUP BY 1) e ON e.customer_key = h.customer_key
+                  LEFT JOIN automation.customer_profile p ON p.customer_key = h.customer_key
+                 WHERE h.finished_at IS NOT NULL
+                   AND h.finished_at > coalesce(e.at, '-infinity')
+                   AND h.finished_at > coalesce(p.last_order_at, '-infinity')
                  GROUP BY 1, 2) u
          WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
            AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= saturation;
@@ -458,10 +473,10 @@ BEGIN
            AND automation._at_hour(now, d.tz, p.preferred_hour) > now;
     END IF;
     IF need_marketing THEN
-    -- The frequency caps, from one read of the marketing messages queued
-    -- and sent to the due customers lately (since the longer of the two
-    -- caps' windows: an older message holds back nothing): the minimum
-    -- interval after the last one, then at most max_per_week in 7 days.
+    -- The frequency caps, from the marketing messages queued and sent to
+    -- the due customers lately (since the longer of the two caps' windows:
+    -- an older message holds back nothing): the minimum interval after the
+    -- last one, then at most max_per_week in 7 days.
     IF min_interval > interval '0' OR max_per_week > 0 THEN
         horizon := now - greatest(CASE WHEN min_interval > interval '0' THEN min_interval ELSE interval '0' END,
                                   CASE WHEN max_per_week > 0 THEN interval '7 days' ELSE interval '0' END);
@@ -472,15 +487,8 @@ BEGIN
                   JOIN (SELECT x.customer_key, x.channel, max(x.send_after) AS last_sent,
                                count(*) FILTER (WHERE x.send_after > now - interval '7 days') AS week_sent,
                                min(x.send_after) FILTER (WHERE x.send_after > now - interval '7 days') AS week_oldest
-                          FROM (SELECT o.customer_key, o.channel, o.send_after FROM automation.outbox o
-                                 WHERE o.purpose = 'marketing' AND o.send_after > horizon
-                                   AND o.customer_key IN (SELECT y.customer_key FROM automation_due y
-                                                           WHERE y.send_at IS NOT NULL AND y.purpose = 'marketing' AND NOT y.holdout)
-                                UNION ALL
-                                SELECT a.customer_key, a.channel, a.send_after FROM automation.outbox_archive a
-                                 WHERE a.purpose = 'marketing' AND a.status = 'sent' AND a.send_after > horizon
-                                   AND a.customer_key IN (SELECT y.customer_key FROM automation_due y
-                                                           WHERE y.send_at IS NOT NULL AND y.purpose = 'marketing' AND NOT y.holdout)) x
+                          FROM automation_sent x
+                         WHERE x.send_after > horizon
                          GROUP BY 1, 2) h ON h.customer_key = t.customer_key AND h.channel = t.channel
                  CROSS JOIN LATERAL (
                        SELECT CASE WHEN min_interval > interval '0' AND h.last_sent + min_interval > t.send_at
@@ -743,8 +751,8 @@ BEGIN
           FROM automation_due d
          WHERE d.send_at <= now AND NOT d.holdout),
     keys AS (
-        INSERT INTO automation.outbox_key AS k (dedupe_key, message_id)
-        SELECT g.dedupe_key, g.message_id FROM go g
+        INSERT INTO automation.outbox_key AS k (dedupe_key, message_id, customer_key, marketing)
+        SELECT g.dedupe_key, g.message_id, g.customer_key, g.purpose = 'marketing' FROM go g
         ON CONFLICT ON CONSTRAINT outbox_key_pkey DO NOTHING
         RETURNING k.message_id),
     ins AS (
@@ -823,6 +831,9 @@ BEGIN
 
     DROP TABLE automation_due;
     DROP TABLE automation_cart;
+    IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
+        DROP TABLE pg_temp.automation_sent;
+    END IF;
     RETURN sent;
 END
 $$;

@@ -96,14 +96,15 @@ EOF
 # The producer writes a batch as the tick does: the dedupe keys first.
 cat >"$SCRATCH/produce100.sql" <<EOF
 WITH keys AS (
-    INSERT INTO automation.outbox_key (dedupe_key, message_id)
-    SELECT gen_random_uuid()::text, nextval('automation.outbox_id_seq') FROM generate_series(1, 100)
-    RETURNING dedupe_key, message_id
+    INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
+    SELECT gen_random_uuid()::text, i, 1 + (random() * ($CUSTOMERS - 1))::int + 0 * i, true
+      FROM (SELECT nextval('automation.outbox_id_seq') AS i FROM generate_series(1, 100)) n
+    RETURNING dedupe_key, message_id, customer_key
 )
 INSERT INTO automation.outbox (id, customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
-SELECT k.message_id, c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}',
-       'marketing', k.dedupe_key, now()
-  FROM keys k, LATERAL (SELECT 1 + (random() * ($CUSTOMERS - 1))::int + 0 * k.message_id) r(c);
+SELECT k.message_id, k.customer_key, 'email', 'c' || k.customer_key || '@example.com', 'bench',
+       '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing', k.dedupe_key, now()
+  FROM keys k;
 EOF
 cat >"$SCRATCH/claim_ack.sql" <<'EOF'
 SELECT quote_literal(coalesce(array_agg(id), '{}')) AS ids FROM automation.claim(100, '5 minutes', 'email') \gset
@@ -130,14 +131,16 @@ tps() {
 fill_outbox() {
     $SQL >/dev/null <<EOF
 WITH keys AS (
-    INSERT INTO automation.outbox_key (dedupe_key, message_id)
-    SELECT gen_random_uuid()::text, nextval('automation.outbox_id_seq') FROM generate_series(1, $1)
-    RETURNING dedupe_key, message_id
+    INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
+    SELECT gen_random_uuid()::text, i, 1 + (i % $CUSTOMERS), true
+      FROM (SELECT nextval('automation.outbox_id_seq') AS i FROM generate_series(1, $1)) n
+    RETURNING dedupe_key, message_id, customer_key
 )
 INSERT INTO automation.outbox (id, customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
-SELECT k.message_id, c, 'email', 'c' || c || '@example.com', 'bench', '{"first_name": "Ada", "items": [1, 2, 3]}',
-       'marketing', k.dedupe_key, now() - interval '1 hour' + k.message_id * interval '1 microsecond'
-  FROM keys k, LATERAL (SELECT 1 + (k.message_id % $CUSTOMERS)) r(c);
+SELECT k.message_id, k.customer_key, 'email', 'c' || k.customer_key || '@example.com', 'bench',
+       '{"first_name": "Ada", "items": [1, 2, 3]}', 'marketing', k.dedupe_key,
+       now() - interval '1 hour' + k.message_id * interval '1 microsecond'
+  FROM keys k;
 VACUUM ANALYZE automation.outbox, automation.outbox_key;
 EOF
 }

@@ -80,6 +80,8 @@ INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, tem
 SELECT 100000 + g, 77, 'email', 'c77@example.com', 'old', '{}', 'marketing', 'old:' || g,
        '2026-01-01'::timestamptz + g * interval '1 day', 'sent', 1, '[]', '2026-01-01', '2026-01-01'::timestamptz + g * interval '1 day'
   FROM generate_series(1, 5) g;
+INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
+SELECT 'old:' || g, 100000 + g, 77, true FROM generate_series(1, 5) g;
 DELETE FROM automation.outbox WHERE customer_key = 77;
 SELECT automation.set_journey_enabled('news', true);
 UPDATE automation.enrollment SET status = 'active', next_step = 1, due_at = '2026-02-15 10:00+00'

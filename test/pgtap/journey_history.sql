@@ -43,6 +43,11 @@ VALUES (1041, 4, 'email', 'c4@example.com', 'old', '{}'::jsonb, 'marketing', 'ol
         'cancelled', 1, '[]', '2026-06-01 04:00+00', '2026-06-01 04:01+00', 'no_consent');
 INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
 VALUES (6, 'email', 'c6@example.com', 'old', '{}', 'marketing', 'old:6:1', '2026-05-31 22:00+00');
+-- (each with its dedupe key, as enqueue and the tick take them)
+INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
+SELECT dedupe_key, id, customer_key, true FROM automation.outbox_archive
+UNION ALL
+SELECT dedupe_key, id, customer_key, true FROM automation.outbox;
 INSERT INTO automation.message_event (message_id, customer_key, event, at) VALUES (1023, 2, 'open', '2026-05-22 15:00+00');
 INSERT INTO hshop.orders VALUES (1, 3, '2026-05-23 18:00+00', 30);
 
