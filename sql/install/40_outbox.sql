@@ -152,6 +152,9 @@ CREATE TABLE automation.message_event (
 CREATE INDEX message_event_message_id_idx ON automation.message_event (message_id);
 -- A customer's last open or click, for the saturation guardrail.
 CREATE INDEX message_event_engaged_idx ON automation.message_event (customer_key, at) WHERE event IN ('open', 'click');
+-- Pruning (automation.archive_outbox, at every tick) deletes by the event's
+-- time, which grows with the table: a BRIN index, as on the archive.
+CREATE INDEX message_event_at_idx ON automation.message_event USING brin (at);
 COMMENT ON TABLE automation.message_event IS 'what happened to messages after they were sent, as reported by automation.track()';
 
 CREATE TABLE automation.suppression (

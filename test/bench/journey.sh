@@ -17,9 +17,15 @@
 #       session's first touch of what the tick reads and writes; then, also
 #       rolled back, with quiet hours on as installed (the customers asleep
 #       are deferred, not written); then again as the first, as the worker's
-#       long-lived session runs ticks;
+#       long-lived session runs ticks; and, beside it, the floor: the
+#       rows it wrote written again with plain INSERTs, and the open carts
+#       read bare;
 #   (d) the analyst's reports on the shop (c) left: journey_stats,
-#       cart_abandonment_stats, explain_customer, timed.
+#       cart_abandonment_stats, explain_customer, timed;
+#   (e) a month of sent history -- two archived marketing messages per
+#       customer, an open or click for one in six -- and then ticks with 1,
+#       10, 100 and 1,000 welcome messages due: the frequency caps and the
+#       saturation guardrail read that history for the customers due.
 #
 # Quiet hours are switched off for (c) but in its second run: the generated
 # shop's customers live in several time zones, and the point is the rate,
@@ -118,6 +124,41 @@ SET automation.quiet_hours_end = 0;
 $(blast "again in the same session")
 SQL
 
+# The floor under (c): the rows the last blast wrote, written again bare
+# (plain INSERT ... SELECT from a copy, in a transaction rolled back, after
+# deleting them in it), and the bare read of the open carts and their lines.
+run <<'SQL'
+\set QUIET on
+BEGIN;
+CREATE TEMP TABLE bare_e AS SELECT * FROM automation.enrollment WHERE journey = 'blast';
+CREATE TEMP TABLE bare_o AS SELECT * FROM automation.outbox WHERE journey = 'blast';
+CREATE TEMP TABLE bare_k AS SELECT k.* FROM automation.outbox_key k JOIN bare_o o ON o.id = k.message_id;
+CREATE TEMP TABLE bare_n AS SELECT * FROM automation.decision_note WHERE journey = 'blast';
+DELETE FROM automation.outbox_key k USING bare_k b WHERE k.dedupe_key = b.dedupe_key;
+DELETE FROM automation.outbox WHERE journey = 'blast';
+DELETE FROM automation.enrollment WHERE journey = 'blast';
+DELETE FROM automation.decision_note WHERE journey = 'blast';
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO automation.enrollment SELECT * FROM bare_e;
+SELECT clock_timestamp() AS t1 \gset
+INSERT INTO automation.outbox SELECT * FROM bare_o;
+SELECT clock_timestamp() AS t2 \gset
+INSERT INTO automation.outbox_key SELECT * FROM bare_k;
+SELECT clock_timestamp() AS t3 \gset
+INSERT INTO automation.decision_note SELECT * FROM bare_n;
+SELECT clock_timestamp() AS t4 \gset
+SELECT count(*), sum(l.quantity) FROM shop.carts c JOIN shop.cart_lines l ON l.cart_id = c.id WHERE c.order_id IS NULL \gset
+SELECT clock_timestamp() AS t5 \gset
+SELECT format('the same rows written bare: %s enrollments %s ms, %s messages %s ms, their keys %s ms, %s decision notes %s ms: %s ms in all',
+              (SELECT count(*) FROM bare_e), round(extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz) * 1000),
+              (SELECT count(*) FROM bare_o), round(extract(epoch FROM :'t2'::timestamptz - :'t1'::timestamptz) * 1000),
+              round(extract(epoch FROM :'t3'::timestamptz - :'t2'::timestamptz) * 1000),
+              (SELECT count(*) FROM bare_n), round(extract(epoch FROM :'t4'::timestamptz - :'t3'::timestamptz) * 1000),
+              round(extract(epoch FROM :'t4'::timestamptz - :'t0'::timestamptz) * 1000));
+SELECT format('the open carts and their lines read bare: %s ms', round(extract(epoch FROM :'t5'::timestamptz - :'t4'::timestamptz) * 1000));
+ROLLBACK;
+SQL
+
 echo "(d) the reports, after (c):"
 run <<'SQL'
 \timing on
@@ -125,3 +166,45 @@ SELECT 'journey_stats: ' || count(*) || ' rows' FROM automation.journey_stats;
 SELECT 'cart_abandonment_stats: ' || count(*) || ' rows' FROM automation.cart_abandonment_stats;
 SELECT 'explain_customer: ' || count(*) || ' rows' FROM automation.explain_customer((SELECT customer_key FROM automation.outbox WHERE journey = 'blast' LIMIT 1));
 SQL
+
+echo "(e) a month of sent history (two archived marketing messages per customer, an open or click for"
+echo "    one in six), then ticks with a few welcome messages due, each rolled back:"
+run <<'SQL'
+\set QUIET on
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey, step, variant,
+                                       purpose, dedupe_key, send_after, status, attempts, last_error, errors, created_at,
+                                       claimed_at, finished_at, reason)
+SELECT 1000000000 + g, g % c.n + 1, 'email', 'x@example.com', 'news', '{}', 'history', 1, NULL, 'marketing',
+       'history:' || g, t, 'sent', 1, NULL, '[]', t, t, t + interval '1 minute', NULL
+  FROM (SELECT count(*) AS n FROM shop.customers) c
+ CROSS JOIN generate_series(1, 2 * c.n) g
+ CROSS JOIN LATERAL (SELECT timestamptz '2026-10-02 12:00+00' + (g::float8 / (2 * c.n)) * interval '30 days' AS t) x;
+INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
+SELECT a.dedupe_key, a.id, a.customer_key, true FROM automation.outbox_archive a WHERE a.journey = 'history';
+INSERT INTO automation.message_event (message_id, customer_key, event, at)
+SELECT a.id, a.customer_key, CASE WHEN a.id % 4 = 0 THEN 'click' ELSE 'open' END, a.finished_at + interval '2 hours'
+  FROM automation.outbox_archive a WHERE a.journey = 'history' AND a.id % 6 = 0;
+VACUUM ANALYZE automation.outbox_archive, automation.outbox_key, automation.message_event;
+SELECT 'history: ' || (SELECT count(*) FROM automation.outbox_archive) || ' archived messages, '
+       || (SELECT count(*) FROM automation.message_event) || ' events, written in '
+       || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz)) || ' s';
+SELECT automation.set_journey_enabled('welcome', true) \gset
+SELECT 'welcome switched back on, the first tick: '
+       || string_agg(stage || '=' || rows || ' (' || round(ms, 1) || ' ms)', ', ' ORDER BY stage)
+       || ' -- ' || round(sum(ms), 1) || ' ms' FROM automation.tick('2026-11-01 12:00:20+00');
+SQL
+for n in 1 10 100 1000; do
+    run <<SQL
+\\set QUIET on
+BEGIN;
+INSERT INTO shop.newsletter_signups (customer_id, signed_up_at)
+SELECT g * 7919 % (SELECT count(*) FROM shop.customers) + 1, '2026-11-01 12:00:30+00' FROM generate_series(1, $n) g;
+SELECT '$n sign-ups: ' || string_agg(stage || '=' || rows || ' (' || round(ms, 1) || ' ms)', ', ' ORDER BY stage)
+       || ' -- ' || round(sum(ms), 1) || ' ms' FROM automation.tick('2026-11-01 12:00:31+00');
+SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
+  FROM automation.decision_log WHERE journey = 'welcome' AND at = '2026-11-01 12:00:31+00'
+ GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
+ROLLBACK;
+SQL
+done
