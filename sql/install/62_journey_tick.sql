@@ -334,7 +334,7 @@ BEGIN
             CASE WHEN b_lines.kind IS NULL THEN 'NULL::bigint' ELSE 'coalesce(l.line_count, 0)' END,
             CASE WHEN b_lines.kind IS NULL OR NOT coalesce(b_products.columns ? 'stock', false) THEN 'NULL::bigint'
                  ELSE 'coalesce(l.in_stock, 0)' END,
-            CASE WHEN b_lines.kind IS NULL OR NOT need_cart THEN 'NULL::jsonb' ELSE 'l.lines' END,
+            CASE WHEN b_lines.kind IS NULL THEN 'NULL::jsonb' ELSE 'l.lines' END,
             CASE WHEN b_lines.kind IS NULL THEN '' ELSE format($j$
               LEFT JOIN (
                 SELECT %1$s AS cart_id, count(*) AS line_count,
@@ -494,10 +494,11 @@ BEGIN
                        SELECT CASE WHEN min_interval > interval '0' AND h.last_sent + min_interval > t.send_at
                                    THEN h.last_sent + min_interval ELSE t.send_at END AS at) m
                  CROSS JOIN LATERAL (
-                       SELECT CASE WHEN max_per_week > 0 AND h.week_sent >= max_per_week AND h.week_oldest + interval '7 days' > m.at
-                                   THEN h.week_oldest + interval '7 days' ELSE m.at END AS until,
-                              CASE WHEN max_per_week > 0 AND h.week_sent >= max_per_week AND h.week_oldest + interval '7 days' > m.at
-                                   THEN 'weekly_cap' ELSE 'frequency_cap' END AS reason) w
+                       SELECT max_per_week > 0 AND h.week_sent >= max_per_week
+                              AND h.week_oldest + interval '7 days' > m.at AS week_full) wk
+                 CROSS JOIN LATERAL (
+                       SELECT CASE WHEN wk.week_full THEN h.week_oldest + interval '7 days' ELSE m.at END AS until,
+                              CASE WHEN wk.week_full THEN 'weekly_cap' ELSE 'frequency_cap' END AS reason) w
                  WHERE t.send_at IS NOT NULL AND t.purpose = 'marketing' AND NOT t.holdout
                    AND w.until > t.send_at) c
          WHERE d.ctid = c.row;
