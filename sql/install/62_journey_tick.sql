@@ -51,6 +51,7 @@ DECLARE
     grace interval;
     ready boolean;
     pending bigint;
+    at_once boolean;
     enroll_sql text;
 BEGIN
     PERFORM automation._load();
@@ -109,13 +110,30 @@ BEGIN
                    AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = n.journey AND e.subject = n.subject))$q$,
             automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name);
         IF NOT ready THEN
-            -- No table for them in this session yet: the others first, and
-            -- the table only when there are any due at once.
-            EXECUTE enroll_sql || ' SELECT (SELECT count(*) FROM later), (SELECT count(*) FROM at_once)'
-              INTO n, pending USING now, since;
-            total := total + n;
-            IF pending = 0 THEN
-                CONTINUE;
+            -- No table for them in this session yet (see _new_enrollments):
+            -- it is made when a new subject's first step is due at once, as
+            -- a look that stops at the first one finds.  Without one, the
+            -- enrollments for later, and the table only should the trigger
+            -- have found one since (a row committed in between).  Deciding by
+            -- reading the trigger once in full and then again would double
+            -- the largest read of a tick that enrolls many (pg_cron's
+            -- sessions are all first ones).
+            EXECUTE format($q$
+                WITH found AS (%s)
+                SELECT EXISTS (SELECT FROM found f (subject, customer_key, anchor_at, context)
+                                 JOIN automation.journey_step s ON s.journey = %L AND s.step = 1
+                                WHERE f.customer_key IS NOT NULL AND f.anchor_at + s.wait <= $1
+                                  AND NOT EXISTS (SELECT FROM automation.enrollment e
+                                                   WHERE e.journey = %L AND e.subject = f.subject))$q$,
+                automation._trigger_sql(j), j.name, j.name)
+              INTO at_once USING now, since;
+            IF NOT at_once THEN
+                EXECUTE enroll_sql || ' SELECT (SELECT count(*) FROM later), (SELECT count(*) FROM at_once)'
+                  INTO n, pending USING now, since;
+                total := total + n;
+                IF pending = 0 THEN
+                    CONTINUE;
+                END IF;
             END IF;
             ready := automation._new_enrollments(true);
         END IF;
