@@ -112,14 +112,16 @@ BEGIN
         IF NOT ready THEN
             -- No table for them in this session yet (see _new_enrollments):
             -- it is made when a new subject's first step is due at once, as
-            -- a look that stops at the first one finds.  Without one, the
+            -- a look that stops at the first one finds (the trigger planned
+            -- as for reading it all, not for a first row fast: the look
+            -- reads it all when there is none).  Without one, the
             -- enrollments for later, and the table only should the trigger
             -- have found one since (a row committed in between).  Deciding by
             -- reading the trigger once in full and then again would double
             -- the largest read of a tick that enrolls many (pg_cron's
             -- sessions are all first ones).
             EXECUTE format($q$
-                WITH found AS (%s)
+                WITH found AS MATERIALIZED (%s)
                 SELECT EXISTS (SELECT FROM found f (subject, customer_key, anchor_at, context)
                                  JOIN automation.journey_step s ON s.journey = %L AND s.step = 1
                                 WHERE f.customer_key IS NOT NULL AND f.anchor_at + s.wait <= $1
