@@ -326,10 +326,14 @@ BEGIN
               FROM automation_due) d;
 
     -- Exit conditions that depend on the journey, against the live shop rows.
-    -- The carts first, in one grouped read of the carts and their lines
-    -- (not one probe per message and condition): whether each cart named is
+    -- The carts first, in one read of the carts named and their lines (not
+    -- one probe per message and condition): whether each cart named is
     -- still open, how many lines it has and how many of them are in stock,
-    -- and -- when a step shows the cart -- its lines for the message.
+    -- and -- when a step shows the cart -- its lines for the message.  The
+    -- lines are summed per cart through their index (LATERAL): joined to
+    -- the lines grouped beforehand, the named carts -- estimated at a few
+    -- rows -- got a nested loop that grouped all the lines again per cart,
+    -- 1.7 s for 842 carts.
     IF EXISTS (SELECT FROM automation_due d
                 WHERE d.exit_reason IS NULL AND d.context ? 'cart_id'
                   AND (d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes))) THEN
@@ -356,16 +360,15 @@ BEGIN
                  ELSE 'coalesce(l.in_stock, 0)' END,
             CASE WHEN b_lines.kind IS NULL THEN 'NULL::jsonb' ELSE 'l.lines' END,
             CASE WHEN b_lines.kind IS NULL THEN '' ELSE format($j$
-              LEFT JOIN (
-                SELECT %1$s AS cart_id, count(*) AS line_count,
+              LEFT JOIN LATERAL (
+                SELECT count(*) AS line_count,
                        count(*) FILTER (WHERE %2$s) AS in_stock,
                        $j$ || CASE WHEN need_cart THEN $j$jsonb_agg(jsonb_build_object(
                            'product', %3$s, 'quantity', %4$s, 'name', %5$s, 'price', %6$s,
                            'only_left', CASE WHEN %7$s <= $1 AND %7$s > 0 THEN %7$s END) ORDER BY %3$s)$j$
                        ELSE 'NULL::jsonb' END || $j$ AS lines
                   FROM %8$s l %9$s
-                 WHERE %1$s IN (SELECT cart_id FROM named)
-                 GROUP BY 1) l ON l.cart_id = k.cart_id$j$,
+                 WHERE %1$s = k.cart_id) l ON true$j$,
                 automation._col(b_lines, 'cart_id', 'l'),
                 -- (a line counts as in stock when its product is known and
                 -- not at zero; an unknown stock counts as some)
