@@ -25,7 +25,10 @@
 #   (e) a month of sent history -- two archived marketing messages per
 #       customer, an open or click for one in six -- and then ticks with 1,
 #       10, 100 and 1,000 welcome messages due: the frequency caps and the
-#       saturation guardrail read that history for the customers due.
+#       saturation guardrail read that history for the customers due;
+#   (f) the blast of (c) once more with that history behind it, first in
+#       its session (as every pg_cron run is): the guardrails read the
+#       history of every customer due.
 #
 # Quiet hours are switched off for (c) but in its second run: the generated
 # shop's customers live in several time zones, and the point is the rate,
@@ -80,12 +83,12 @@ SQL
 
 echo "(c) one tick that writes a message for every open cart:"
 CLK_TCK=$(getconf CLK_TCK)
-# blast LABEL: the tick, timed, and what it did.
+# blast LABEL [NOW]: the tick, timed, and what it did.
 blast() {
     cat <<SQL
 SELECT split_part(pg_read_file('/proc/self/stat'), ' ', 14)::bigint + split_part(pg_read_file('/proc/self/stat'), ' ', 15)::bigint AS cpu0,
        clock_timestamp() AS wall0 \\gset
-CREATE TEMP TABLE blast AS SELECT *, clock_timestamp() AS done FROM automation.tick('2026-11-01 12:00:10+00');
+CREATE TEMP TABLE blast AS SELECT *, clock_timestamp() AS done FROM automation.tick('${2:-2026-11-01 12:00:10+00}');
 SELECT '$1: the tick used ' || round(((split_part(pg_read_file('/proc/self/stat'), ' ', 14)::bigint
                                        + split_part(pg_read_file('/proc/self/stat'), ' ', 15)::bigint - :cpu0) / $CLK_TCK.0)::numeric, 1)
        || ' s of CPU in ' || round(extract(epoch FROM clock_timestamp() - :'wall0'::timestamptz)::numeric, 1) || ' s'
@@ -208,3 +211,24 @@ SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')',
 ROLLBACK;
 SQL
 done
+
+echo "(f) the blast of (c) again, with the month of history of (e) behind it and the guardrails as"
+echo "    installed but quiet hours (the frequency caps and saturation read that history for every"
+echo "    customer due), first in a session as every pg_cron run is, rolled back:"
+run <<SQL
+\\set QUIET on
+SELECT automation.set_journey_enabled('welcome', false) \\gset
+BEGIN;
+DELETE FROM automation.outbox_key k USING automation.outbox o WHERE o.id = k.message_id AND o.journey = 'blast';
+DELETE FROM automation.outbox WHERE journey = 'blast';
+DELETE FROM automation.enrollment WHERE journey = 'blast';
+DELETE FROM automation.decision_note WHERE journey = 'blast';
+DELETE FROM automation.trigger_mark WHERE journey = 'blast';
+SET LOCAL automation.quiet_hours_start = 0;
+SET LOCAL automation.quiet_hours_end = 0;
+$(blast "with a month of history" "2026-11-01 12:00:40+00")
+SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
+  FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:40+00' AND decision <> 'sent'
+ GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
+ROLLBACK;
+SQL
