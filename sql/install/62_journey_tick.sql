@@ -52,6 +52,7 @@ DECLARE
     ready boolean;
     pending bigint;
     at_once boolean;
+    found_sql text;
     enroll_sql text;
 BEGIN
     PERFORM automation._load();
@@ -87,6 +88,7 @@ BEGIN
         -- The enrollment is the "enrolled" decision (automation.decision_log
         -- reads it there).  One whose first step is due now waits for the
         -- steps stage in pg_temp.automation_enrolled (see _new_enrollments).
+        found_sql := automation._trigger_sql(j);
         enroll_sql := format($q$
             WITH found AS (%s),
             new AS (
@@ -108,18 +110,17 @@ BEGIN
                 SELECT n.* FROM new n
                  WHERE n.due_at <= $1
                    AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = n.journey AND e.subject = n.subject))$q$,
-            automation._trigger_sql(j), j.name, j.holdout_percent, j.name, j.name);
+            found_sql, j.name, j.holdout_percent, j.name, j.name);
         IF NOT ready THEN
-            -- No table for them in this session yet (see _new_enrollments):
-            -- it is made when a new subject's first step is due at once, as
-            -- a look that stops at the first one finds (the trigger planned
-            -- as for reading it all, not for a first row fast: the look
-            -- reads it all when there is none).  Without one, the
-            -- enrollments for later, and the table only should the trigger
-            -- have found one since (a row committed in between).  Deciding by
-            -- reading the trigger once in full and then again would double
-            -- the largest read of a tick that enrolls many (pg_cron's
-            -- sessions are all first ones).
+            -- No table for them in this session yet (see _new_enrollments).
+            -- A look that stops at the first new subject due at once decides
+            -- whether to make it, so that a tick enrolling many reads the
+            -- trigger in full once (every pg_cron run is a first session).
+            -- The trigger is materialized: planned as for the full read, not
+            -- for a first row fast, since the look reads it all when there
+            -- is none.  Without one: the enrollments for later, and the table
+            -- after all should the trigger have found one since (a row
+            -- committed in between).
             EXECUTE format($q$
                 WITH found AS MATERIALIZED (%s)
                 SELECT EXISTS (SELECT FROM found f (subject, customer_key, anchor_at, context)
@@ -127,7 +128,7 @@ BEGIN
                                 WHERE f.customer_key IS NOT NULL AND f.anchor_at + s.wait <= $1
                                   AND NOT EXISTS (SELECT FROM automation.enrollment e
                                                    WHERE e.journey = %L AND e.subject = f.subject))$q$,
-                automation._trigger_sql(j), j.name, j.name)
+                found_sql, j.name, j.name)
               INTO at_once USING now, since;
             IF NOT at_once THEN
                 EXECUTE enroll_sql || ' SELECT (SELECT count(*) FROM later), (SELECT count(*) FROM at_once)'
