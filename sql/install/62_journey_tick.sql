@@ -447,38 +447,66 @@ BEGIN
     -- What was sent before, for the guardrails below: the marketing
     -- messages queued for the due customers or sent to them (a cancelled or
     -- dead one holds nothing back).  Read once per tick, for the due
-    -- customers only -- through their dedupe keys, by index when they are
-    -- few (see automation.outbox_key): the archive keeps a month of messages.
+    -- customers only, through their dedupe keys (see automation.outbox_key;
+    -- the customers as an array: one descent of the index each, in its
+    -- order, however many are due): the archive keeps a month of
+    -- messages.  The caps look back no further
+    -- than their longer window (horizon), and a message sent after it
+    -- finished after it, so the archive is read from there on (by its
+    -- finished_at index when many are due, by id when few).  Saturation
+    -- looks back further, but only at a customer with at least as many keys
+    -- as its limit: one with fewer cannot have sent that many.
     IF need_marketing AND (saturation > 0 OR min_interval > interval '0' OR max_per_week > 0) THEN
+        horizon := CASE WHEN min_interval > interval '0' OR max_per_week > 0
+                        THEN now - greatest(CASE WHEN min_interval > interval '0' THEN min_interval ELSE interval '0' END,
+                                            CASE WHEN max_per_week > 0 THEN interval '7 days' ELSE interval '0' END)
+                        ELSE 'infinity' END;
         IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
             DROP TABLE pg_temp.automation_sent;
         END IF;
-        CREATE TEMP TABLE automation_sent ON COMMIT DROP AS
-        SELECT k.customer_key, coalesce(o.channel, a.channel) AS channel,
-               coalesce(o.send_after, a.send_after) AS send_after, a.finished_at
+        IF to_regclass('pg_temp.automation_sent_key') IS NOT NULL THEN
+            DROP TABLE pg_temp.automation_sent_key;
+        END IF;
+        CREATE TEMP TABLE automation_sent_key ON COMMIT DROP AS
+        SELECT k.message_id, saturation > 0 AND count(*) OVER (PARTITION BY k.customer_key) >= saturation AS whole
           FROM automation.outbox_key k
-          LEFT JOIN automation.outbox o ON o.id = k.message_id
-          LEFT JOIN automation.outbox_archive a ON a.id = k.message_id AND a.status = 'sent'
-         WHERE k.marketing AND (o.id IS NOT NULL OR a.id IS NOT NULL)
-           AND k.customer_key IN (SELECT x.customer_key FROM automation_due x
-                                   WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout);
+         WHERE k.marketing
+           AND k.customer_key = ANY (ARRAY(SELECT x.customer_key FROM automation_due x
+                                            WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout));
+        ANALYZE automation_sent_key;
+        CREATE TEMP TABLE automation_sent ON COMMIT DROP AS
+        SELECT o.customer_key, o.channel, o.send_after, NULL::timestamptz AS finished_at
+          FROM automation.outbox o
+         WHERE o.id IN (SELECT k.message_id FROM automation_sent_key k)
+         UNION ALL
+        SELECT a.customer_key, a.channel, a.send_after, a.finished_at
+          FROM automation.outbox_archive a
+         WHERE a.finished_at > horizon AND a.status = 'sent'
+           AND a.id IN (SELECT k.message_id FROM automation_sent_key k)
+         UNION ALL
+        SELECT a.customer_key, a.channel, a.send_after, a.finished_at
+          FROM automation.outbox_archive a
+         WHERE a.finished_at <= horizon AND a.status = 'sent'
+           AND a.id IN (SELECT k.message_id FROM automation_sent_key k WHERE k.whole);
+        DROP TABLE automation_sent_key;
     END IF;
 
     -- Customers who stopped engaging: their sent marketing messages since
-    -- their last open, click or order.
+    -- their last open, click or order.  Only those sent at least as many
+    -- as the limit can be saturated; the engagement and orders are read
+    -- for them alone.
     IF saturation > 0 AND need_marketing THEN
         UPDATE automation_due d SET send_at = NULL, skip_reason = 'saturated'
           FROM (SELECT h.customer_key, h.channel, count(*) AS unengaged
-                  FROM automation_sent h
-                  LEFT JOIN (SELECT ev.customer_key, max(ev.at) AS at
-                               FROM automation.message_event ev
-                              WHERE ev.event IN ('open', 'click')
-                                AND ev.customer_key IN (SELECT x.customer_key FROM automation_sent x)
-                              GROUP BY 1) e ON e.customer_key = h.customer_key
-                  LEFT JOIN automation.customer_profile p ON p.customer_key = h.customer_key
-                 WHERE h.finished_at IS NOT NULL
-                   AND h.finished_at > coalesce(e.at, '-infinity')
-                   AND h.finished_at > coalesce(p.last_order_at, '-infinity')
+                  FROM (SELECT c.customer_key, c.channel, greatest(e.at, p.last_order_at) AS engaged_at
+                          FROM (SELECT s.customer_key, s.channel FROM automation_sent s
+                                 WHERE s.finished_at IS NOT NULL
+                                 GROUP BY 1, 2 HAVING count(*) >= saturation) c
+                          LEFT JOIN LATERAL (SELECT max(ev.at) AS at FROM automation.message_event ev
+                                              WHERE ev.event IN ('open', 'click') AND ev.customer_key = c.customer_key) e ON true
+                          LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key) c
+                  JOIN automation_sent h ON h.customer_key = c.customer_key AND h.channel = c.channel
+                 WHERE h.finished_at > coalesce(c.engaged_at, '-infinity')
                  GROUP BY 1, 2) u
          WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
            AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= saturation;
@@ -502,8 +530,6 @@ BEGIN
     -- an older message holds back nothing): the minimum interval after the
     -- last one, then at most max_per_week in 7 days.
     IF min_interval > interval '0' OR max_per_week > 0 THEN
-        horizon := now - greatest(CASE WHEN min_interval > interval '0' THEN min_interval ELSE interval '0' END,
-                                  CASE WHEN max_per_week > 0 THEN interval '7 days' ELSE interval '0' END);
         UPDATE automation_due d
            SET send_at = c.until, defer_reason = c.reason
           FROM (SELECT t.ctid AS row, w.until, w.reason

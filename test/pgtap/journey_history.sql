@@ -14,7 +14,7 @@ CREATE SCHEMA hshop;
 CREATE TABLE hshop.customers (id bigint PRIMARY KEY, email text, consent boolean);
 CREATE TABLE hshop.orders (id bigint PRIMARY KEY, customer_id bigint, placed_at timestamptz, total numeric(12,2));
 CREATE TABLE hshop.signups (customer_id bigint, signed_up_at timestamptz);
-INSERT INTO hshop.customers SELECT g, 'c' || g || '@example.com', true FROM generate_series(1, 7) g;
+INSERT INTO hshop.customers SELECT g, 'c' || g || '@example.com', true FROM generate_series(1, 9) g;
 SELECT automation.bind_customers('hshop.customers', 'id', 'email', 'consent');
 SELECT automation.bind_orders('hshop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id');
 SELECT automation.bind_signups('hshop.signups', 'customer_id', 'signed_up_at');
@@ -25,7 +25,11 @@ SELECT automation.bind_signups('hshop.signups', 'customer_id', 'signed_up_at');
 --   4: one on 26 May and one at 04:00 on 1 June (the 7-day cap is full);
 --   5: one at 04:00 on 1 June (16 hours not yet passed);
 --   6: one at 22:00 on 31 May, still queued (not sent yet: it counts too);
---   7: one cancelled at 04:00 (never sent: it does not count).
+--   7: one cancelled at 04:00 (never sent: it does not count);
+--   8: three on 20-22 May and two on 30-31 May (five, before the caps'
+--      window and in it: saturated);
+--   9: four on 20-23 May and a fifth that died on 24 May (four sent: not
+--      saturated).
 INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, purpose, dedupe_key,
                                        send_after, status, attempts, errors, created_at, finished_at, reason)
 SELECT 1000 + c * 10 + g, c, 'email', 'c' || c || '@example.com', 'old', '{}', 'marketing', 'old:' || c || ':' || g,
@@ -40,7 +44,27 @@ VALUES (1041, 4, 'email', 'c4@example.com', 'old', '{}'::jsonb, 'marketing', 'ol
        (1051, 5, 'email', 'c5@example.com', 'old', '{}', 'marketing', 'old:5:1', '2026-06-01 04:00+00',
         'sent', 1, '[]', '2026-06-01 04:00+00', '2026-06-01 04:01+00', NULL),
        (1071, 7, 'email', 'c7@example.com', 'old', '{}', 'marketing', 'old:7:1', '2026-06-01 04:00+00',
-        'cancelled', 1, '[]', '2026-06-01 04:00+00', '2026-06-01 04:01+00', 'no_consent');
+        'cancelled', 1, '[]', '2026-06-01 04:00+00', '2026-06-01 04:01+00', 'no_consent'),
+       (1081, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:1', '2026-05-20 12:00+00',
+        'sent', 1, '[]', '2026-05-20 12:00+00', '2026-05-20 12:01+00', NULL),
+       (1082, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:2', '2026-05-21 12:00+00',
+        'sent', 1, '[]', '2026-05-21 12:00+00', '2026-05-21 12:01+00', NULL),
+       (1083, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:3', '2026-05-22 12:00+00',
+        'sent', 1, '[]', '2026-05-22 12:00+00', '2026-05-22 12:01+00', NULL),
+       (1084, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:4', '2026-05-30 12:00+00',
+        'sent', 1, '[]', '2026-05-30 12:00+00', '2026-05-30 12:01+00', NULL),
+       (1085, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:5', '2026-05-31 12:00+00',
+        'sent', 1, '[]', '2026-05-31 12:00+00', '2026-05-31 12:01+00', NULL),
+       (1091, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:1', '2026-05-20 12:00+00',
+        'sent', 1, '[]', '2026-05-20 12:00+00', '2026-05-20 12:01+00', NULL),
+       (1092, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:2', '2026-05-21 12:00+00',
+        'sent', 1, '[]', '2026-05-21 12:00+00', '2026-05-21 12:01+00', NULL),
+       (1093, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:3', '2026-05-22 12:00+00',
+        'sent', 1, '[]', '2026-05-22 12:00+00', '2026-05-22 12:01+00', NULL),
+       (1094, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:4', '2026-05-23 12:00+00',
+        'sent', 1, '[]', '2026-05-23 12:00+00', '2026-05-23 12:01+00', NULL),
+       (1095, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:5', '2026-05-24 12:00+00',
+        'dead', 5, '[]', '2026-05-24 12:00+00', '2026-05-24 12:01+00', NULL);
 INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
 VALUES (6, 'email', 'c6@example.com', 'old', '{}', 'marketing', 'old:6:1', '2026-05-31 22:00+00');
 -- (each with its dedupe key, as enqueue and the tick take them)
@@ -53,7 +77,7 @@ INSERT INTO hshop.orders VALUES (1, 3, '2026-05-23 18:00+00', 30);
 
 SELECT automation.create_journey('promo', 'signup');
 SELECT automation.add_step('promo', '0', 'promo');
-INSERT INTO hshop.signups SELECT g, '2026-06-01 11:50+00' FROM generate_series(1, 7) g;
+INSERT INTO hshop.signups SELECT g, '2026-06-01 11:50+00' FROM generate_series(1, 9) g;
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-01 12:00+00')$$, 'the tick at noon');
 
 SELECT results_eq(
@@ -65,22 +89,24 @@ SELECT results_eq(
              (4::bigint, 'deferred', 'weekly_cap until 2026-06-02 12:00:00+00'),
              (5::bigint, 'deferred', 'frequency_cap until 2026-06-01 20:00:00+00'),
              (6::bigint, 'deferred', 'frequency_cap until 2026-06-01 14:00:00+00'),
-             (7::bigint, 'sent', NULL)$$,
+             (7::bigint, 'sent', NULL),
+             (8::bigint, 'skipped', 'saturated'),
+             (9::bigint, 'sent', NULL)$$,
     'each customer''s history decides: saturated, reset by an open or an order, capped by the week or the interval');
 SELECT is((SELECT reason FROM automation.decision_log WHERE journey = 'promo' AND customer_key = 6 AND decision = 'deferred'),
           'frequency_cap until 2026-06-01 14:00:00+00', 'a queued message counts from its send time');
 SELECT results_eq($$SELECT customer_key FROM automation.outbox WHERE journey = 'promo' ORDER BY 1$$,
-                  $$VALUES (2::bigint), (3::bigint), (7::bigint)$$,
-                  'a cancelled message holds nothing back');
+                  $$VALUES (2::bigint), (3::bigint), (7::bigint), (9::bigint)$$,
+                  'a cancelled or dead message holds nothing back');
 
 -- The deferred ones go when their cap allows, and not before.
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-01 20:00+00')$$, 'the tick at 20:00');
 SELECT results_eq($$SELECT customer_key FROM automation.outbox WHERE journey = 'promo' ORDER BY 1$$,
-                  $$VALUES (2::bigint), (3::bigint), (5::bigint), (6::bigint), (7::bigint)$$,
+                  $$VALUES (2::bigint), (3::bigint), (5::bigint), (6::bigint), (7::bigint), (9::bigint)$$,
                   'customer 5''s 16 hours have passed, and 6''s');
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-02 12:00+00')$$, 'the tick the next noon');
 SELECT results_eq($$SELECT customer_key FROM automation.outbox WHERE journey = 'promo' ORDER BY 1$$,
-                  $$VALUES (2::bigint), (3::bigint), (4::bigint), (5::bigint), (6::bigint), (7::bigint)$$,
+                  $$VALUES (2::bigint), (3::bigint), (4::bigint), (5::bigint), (6::bigint), (7::bigint), (9::bigint)$$,
                   'customer 4''s oldest message has left the week');
 
 SELECT * FROM finish();
