@@ -44,27 +44,13 @@ VALUES (1041, 4, 'email', 'c4@example.com', 'old', '{}'::jsonb, 'marketing', 'ol
        (1051, 5, 'email', 'c5@example.com', 'old', '{}', 'marketing', 'old:5:1', '2026-06-01 04:00+00',
         'sent', 1, '[]', '2026-06-01 04:00+00', '2026-06-01 04:01+00', NULL),
        (1071, 7, 'email', 'c7@example.com', 'old', '{}', 'marketing', 'old:7:1', '2026-06-01 04:00+00',
-        'cancelled', 1, '[]', '2026-06-01 04:00+00', '2026-06-01 04:01+00', 'no_consent'),
-       (1081, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:1', '2026-05-20 12:00+00',
-        'sent', 1, '[]', '2026-05-20 12:00+00', '2026-05-20 12:01+00', NULL),
-       (1082, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:2', '2026-05-21 12:00+00',
-        'sent', 1, '[]', '2026-05-21 12:00+00', '2026-05-21 12:01+00', NULL),
-       (1083, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:3', '2026-05-22 12:00+00',
-        'sent', 1, '[]', '2026-05-22 12:00+00', '2026-05-22 12:01+00', NULL),
-       (1084, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:4', '2026-05-30 12:00+00',
-        'sent', 1, '[]', '2026-05-30 12:00+00', '2026-05-30 12:01+00', NULL),
-       (1085, 8, 'email', 'c8@example.com', 'old', '{}', 'marketing', 'old:8:5', '2026-05-31 12:00+00',
-        'sent', 1, '[]', '2026-05-31 12:00+00', '2026-05-31 12:01+00', NULL),
-       (1091, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:1', '2026-05-20 12:00+00',
-        'sent', 1, '[]', '2026-05-20 12:00+00', '2026-05-20 12:01+00', NULL),
-       (1092, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:2', '2026-05-21 12:00+00',
-        'sent', 1, '[]', '2026-05-21 12:00+00', '2026-05-21 12:01+00', NULL),
-       (1093, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:3', '2026-05-22 12:00+00',
-        'sent', 1, '[]', '2026-05-22 12:00+00', '2026-05-22 12:01+00', NULL),
-       (1094, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:4', '2026-05-23 12:00+00',
-        'sent', 1, '[]', '2026-05-23 12:00+00', '2026-05-23 12:01+00', NULL),
-       (1095, 9, 'email', 'c9@example.com', 'old', '{}', 'marketing', 'old:9:5', '2026-05-24 12:00+00',
-        'dead', 5, '[]', '2026-05-24 12:00+00', '2026-05-24 12:01+00', NULL);
+        'cancelled', 1, '[]', '2026-06-01 04:00+00', '2026-06-01 04:01+00', 'no_consent')
+UNION ALL
+SELECT 1000 + c * 10 + g, c, 'email', 'c' || c || '@example.com', 'old', '{}', 'marketing', 'old:' || c || ':' || g,
+       t, CASE WHEN c = 9 AND g = 5 THEN 'dead' ELSE 'sent' END, 1, '[]', t, t + interval '1 minute', NULL
+  FROM generate_series(8, 9) c, generate_series(1, 5) g,
+       LATERAL (SELECT timestamptz '2026-05-19 12:00+00' + g * interval '1 day'
+                       + CASE WHEN c = 8 AND g > 3 THEN interval '7 days' ELSE interval '0' END AS t) x;
 INSERT INTO automation.outbox (customer_key, channel, recipient, template, payload, purpose, dedupe_key, send_after)
 VALUES (6, 'email', 'c6@example.com', 'old', '{}', 'marketing', 'old:6:1', '2026-05-31 22:00+00');
 -- (each with its dedupe key, as enqueue and the tick take them)
