@@ -449,13 +449,13 @@ BEGIN
     -- dead one holds nothing back).  Read once per tick, for the due
     -- customers only, through their dedupe keys (see automation.outbox_key;
     -- the customers as an array: one descent of the index each, in its
-    -- order, however many are due): the archive keeps a month of
-    -- messages.  The caps look back no further
-    -- than their longer window (horizon), and a message sent after it
-    -- finished after it, so the archive is read from there on (by its
-    -- finished_at index when many are due, by id when few).  Saturation
-    -- looks back further, but only at a customer with at least as many keys
-    -- as its limit: one with fewer cannot have sent that many.
+    -- order, however many are due): the archive keeps a month of messages.
+    -- The caps look back no further than their longer window (horizon), and
+    -- a message sent after it finished after it, so the archive is read from
+    -- there on (by its finished_at index when many are due, by id when
+    -- few).  Saturation looks back further, but only at a customer with at
+    -- least as many keys as its limit: one with fewer cannot have sent that
+    -- many.
     IF need_marketing AND (saturation > 0 OR min_interval > interval '0' OR max_per_week > 0) THEN
         horizon := CASE WHEN min_interval > interval '0' OR max_per_week > 0
                         THEN now - greatest(CASE WHEN min_interval > interval '0' THEN min_interval ELSE interval '0' END,
@@ -463,9 +463,6 @@ BEGIN
                         ELSE 'infinity' END;
         IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
             DROP TABLE pg_temp.automation_sent;
-        END IF;
-        IF to_regclass('pg_temp.automation_sent_key') IS NOT NULL THEN
-            DROP TABLE pg_temp.automation_sent_key;
         END IF;
         CREATE TEMP TABLE automation_sent_key ON COMMIT DROP AS
         SELECT k.message_id, saturation > 0 AND count(*) OVER (PARTITION BY k.customer_key) >= saturation AS whole
