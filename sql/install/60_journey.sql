@@ -346,6 +346,23 @@ AS $$
                 ELSE 'true' END
 $$;
 
+-- _leads_index(s, role): whether the column bound to that role is the first
+-- column of a valid, whole-table btree index on the bound relation (a view
+-- has none), so that many keys can be looked up in it one descent each.
+CREATE FUNCTION automation._leads_index(s automation.source, role text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_index i
+                     JOIN pg_class ic ON ic.oid = i.indexrelid
+                     JOIN pg_am am ON am.oid = ic.relam
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = to_regclass(automation._rel(s))
+                      AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree'
+                      AND a.attname = s.columns ->> role)
+$$;
+
 -- _customers_sql(): the bound customers as (customer_key, email, phone,
 -- consent, first_name, timezone), consent true only when given.
 CREATE FUNCTION automation._customers_sql()
