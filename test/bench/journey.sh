@@ -28,7 +28,12 @@
 #       saturation guardrail read that history for the customers due;
 #   (f) the blast of (c) once more with that history behind it, first in
 #       its session (as every pg_cron run is): the guardrails read the
-#       history of every customer due.
+#       history of every customer due;
+#   (g) a heavy sender: three more archived marketing messages per customer
+#       in the weeks before the frequency caps' window, five in all (the
+#       saturation limit), and the blast of (f) again: saturation now reads
+#       the whole month of every customer due, and stops marketing to those
+#       who opened nothing.
 #
 # Quiet hours are switched off for (c) but in its second run: the generated
 # shop's customers live in several time zones, and the point is the rate,
@@ -227,6 +232,42 @@ DELETE FROM automation.trigger_mark WHERE journey = 'blast';
 SET LOCAL automation.quiet_hours_start = 0;
 SET LOCAL automation.quiet_hours_end = 0;
 $(blast "with a month of history" "2026-11-01 12:00:40+00")
+SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
+  FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:40+00' AND decision <> 'sent'
+ GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
+ROLLBACK;
+SQL
+
+echo "(g) a heavy sender: three more archived marketing messages per customer before the caps' window"
+echo "    (five each, the saturation limit), then the blast of (f) again, first in a session, rolled back:"
+run <<'SQL'
+\set QUIET on
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey, step, variant,
+                                       purpose, dedupe_key, send_after, status, attempts, last_error, errors, created_at,
+                                       claimed_at, finished_at, reason)
+SELECT 2000000000 + g, g % c.n + 1, 'email', 'x@example.com', 'news', '{}', 'heavy', 1, NULL, 'marketing',
+       'heavy:' || g, t, 'sent', 1, NULL, '[]', t, t, t + interval '1 minute', NULL
+  FROM (SELECT count(*) AS n FROM shop.customers) c
+ CROSS JOIN generate_series(1, 3 * c.n) g
+ CROSS JOIN LATERAL (SELECT timestamptz '2026-10-02 12:00+00' + (g::float8 / (3 * c.n)) * interval '22 days' AS t) x;
+INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
+SELECT a.dedupe_key, a.id, a.customer_key, true FROM automation.outbox_archive a WHERE a.journey = 'heavy';
+VACUUM ANALYZE automation.outbox_archive, automation.outbox_key;
+SELECT 'history: ' || (SELECT count(*) FROM automation.outbox_archive) || ' archived messages, written in '
+       || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz)) || ' s';
+SQL
+run <<SQL
+\\set QUIET on
+BEGIN;
+DELETE FROM automation.outbox_key k USING automation.outbox o WHERE o.id = k.message_id AND o.journey = 'blast';
+DELETE FROM automation.outbox WHERE journey = 'blast';
+DELETE FROM automation.enrollment WHERE journey = 'blast';
+DELETE FROM automation.decision_note WHERE journey = 'blast';
+DELETE FROM automation.trigger_mark WHERE journey = 'blast';
+SET LOCAL automation.quiet_hours_start = 0;
+SET LOCAL automation.quiet_hours_end = 0;
+$(blast "with a heavy sender" "2026-11-01 12:00:40+00")
 SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
   FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:40+00' AND decision <> 'sent'
  GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
