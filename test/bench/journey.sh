@@ -175,21 +175,30 @@ SELECT 'cart_abandonment_stats: ' || count(*) || ' rows' FROM automation.cart_ab
 SELECT 'explain_customer: ' || count(*) || ' rows' FROM automation.explain_customer((SELECT customer_key FROM automation.outbox WHERE journey = 'blast' LIMIT 1));
 SQL
 
-echo "(e) a month of sent history (two archived marketing messages per customer, an open or click for"
-echo "    one in six), then ticks with a few welcome messages due, each rolled back:"
-run <<'SQL'
-\set QUIET on
-SELECT clock_timestamp() AS t0 \gset
+# archived JOURNEY ID_BASE PER_CUSTOMER DAYS: SQL that archives PER_CUSTOMER
+# sent marketing messages per customer, spread over DAYS from 2 October,
+# with their dedupe keys.
+archived() {
+    cat <<SQL
 INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey, step, variant,
                                        purpose, dedupe_key, send_after, status, attempts, last_error, errors, created_at,
                                        claimed_at, finished_at, reason)
-SELECT 1000000000 + g, g % c.n + 1, 'email', 'x@example.com', 'news', '{}', 'history', 1, NULL, 'marketing',
-       'history:' || g, t, 'sent', 1, NULL, '[]', t, t, t + interval '1 minute', NULL
+SELECT $2 + g, g % c.n + 1, 'email', 'x@example.com', 'news', '{}', '$1', 1, NULL, 'marketing',
+       '$1:' || g, t, 'sent', 1, NULL, '[]', t, t, t + interval '1 minute', NULL
   FROM (SELECT count(*) AS n FROM shop.customers) c
- CROSS JOIN generate_series(1, 2 * c.n) g
- CROSS JOIN LATERAL (SELECT timestamptz '2026-10-02 12:00+00' + (g::float8 / (2 * c.n)) * interval '30 days' AS t) x;
+ CROSS JOIN generate_series(1, $3 * c.n) g
+ CROSS JOIN LATERAL (SELECT timestamptz '2026-10-02 12:00+00' + (g::float8 / ($3 * c.n)) * interval '$4 days' AS t) x;
 INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
-SELECT a.dedupe_key, a.id, a.customer_key, true FROM automation.outbox_archive a WHERE a.journey = 'history';
+SELECT a.dedupe_key, a.id, a.customer_key, true FROM automation.outbox_archive a WHERE a.journey = '$1';
+SQL
+}
+
+echo "(e) a month of sent history (two archived marketing messages per customer, an open or click for"
+echo "    one in six), then ticks with a few welcome messages due, each rolled back:"
+run <<SQL
+\set QUIET on
+SELECT clock_timestamp() AS t0 \gset
+$(archived history 1000000000 2 30)
 INSERT INTO automation.message_event (message_id, customer_key, event, at)
 SELECT a.id, a.customer_key, CASE WHEN a.id % 4 = 0 THEN 'click' ELSE 'open' END, a.finished_at + interval '2 hours'
   FROM automation.outbox_archive a WHERE a.journey = 'history' AND a.id % 6 = 0;
@@ -217,59 +226,46 @@ ROLLBACK;
 SQL
 done
 
+# reblast LABEL: the blast of (c) again, its rows of (c) deleted first, quiet
+# hours off, with the decisions that wrote no message, rolled back.
+reblast() {
+    cat <<SQL
+BEGIN;
+DELETE FROM automation.outbox_key k USING automation.outbox o WHERE o.id = k.message_id AND o.journey = 'blast';
+DELETE FROM automation.outbox WHERE journey = 'blast';
+DELETE FROM automation.enrollment WHERE journey = 'blast';
+DELETE FROM automation.decision_note WHERE journey = 'blast';
+DELETE FROM automation.trigger_mark WHERE journey = 'blast';
+SET LOCAL automation.quiet_hours_start = 0;
+SET LOCAL automation.quiet_hours_end = 0;
+$(blast "$1" "2026-11-01 12:00:40+00")
+SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
+  FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:40+00' AND decision <> 'sent'
+ GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
+ROLLBACK;
+SQL
+}
+
 echo "(f) the blast of (c) again, with the month of history of (e) behind it and the guardrails as"
 echo "    installed but quiet hours (the frequency caps and saturation read that history for every"
 echo "    customer due), first in a session as every pg_cron run is, rolled back:"
 run <<SQL
 \\set QUIET on
 SELECT automation.set_journey_enabled('welcome', false) \\gset
-BEGIN;
-DELETE FROM automation.outbox_key k USING automation.outbox o WHERE o.id = k.message_id AND o.journey = 'blast';
-DELETE FROM automation.outbox WHERE journey = 'blast';
-DELETE FROM automation.enrollment WHERE journey = 'blast';
-DELETE FROM automation.decision_note WHERE journey = 'blast';
-DELETE FROM automation.trigger_mark WHERE journey = 'blast';
-SET LOCAL automation.quiet_hours_start = 0;
-SET LOCAL automation.quiet_hours_end = 0;
-$(blast "with a month of history" "2026-11-01 12:00:40+00")
-SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
-  FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:40+00' AND decision <> 'sent'
- GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
-ROLLBACK;
+$(reblast "with a month of history")
 SQL
 
 echo "(g) a heavy sender: three more archived marketing messages per customer before the caps' window"
 echo "    (five each, the saturation limit), then the blast of (f) again, first in a session, rolled back:"
-run <<'SQL'
+run <<SQL
 \set QUIET on
 SELECT clock_timestamp() AS t0 \gset
-INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey, step, variant,
-                                       purpose, dedupe_key, send_after, status, attempts, last_error, errors, created_at,
-                                       claimed_at, finished_at, reason)
-SELECT 2000000000 + g, g % c.n + 1, 'email', 'x@example.com', 'news', '{}', 'heavy', 1, NULL, 'marketing',
-       'heavy:' || g, t, 'sent', 1, NULL, '[]', t, t, t + interval '1 minute', NULL
-  FROM (SELECT count(*) AS n FROM shop.customers) c
- CROSS JOIN generate_series(1, 3 * c.n) g
- CROSS JOIN LATERAL (SELECT timestamptz '2026-10-02 12:00+00' + (g::float8 / (3 * c.n)) * interval '22 days' AS t) x;
-INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
-SELECT a.dedupe_key, a.id, a.customer_key, true FROM automation.outbox_archive a WHERE a.journey = 'heavy';
+$(archived heavy 2000000000 3 22)
 VACUUM ANALYZE automation.outbox_archive, automation.outbox_key;
 SELECT 'history: ' || (SELECT count(*) FROM automation.outbox_archive) || ' archived messages, written in '
        || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz)) || ' s';
 SQL
 run <<SQL
 \\set QUIET on
-BEGIN;
-DELETE FROM automation.outbox_key k USING automation.outbox o WHERE o.id = k.message_id AND o.journey = 'blast';
-DELETE FROM automation.outbox WHERE journey = 'blast';
-DELETE FROM automation.enrollment WHERE journey = 'blast';
-DELETE FROM automation.decision_note WHERE journey = 'blast';
-DELETE FROM automation.trigger_mark WHERE journey = 'blast';
-SET LOCAL automation.quiet_hours_start = 0;
-SET LOCAL automation.quiet_hours_end = 0;
-$(blast "with a heavy sender" "2026-11-01 12:00:40+00")
-SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
-  FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:40+00' AND decision <> 'sent'
- GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
-ROLLBACK;
+$(reblast "with a heavy sender")
 SQL
