@@ -196,8 +196,8 @@ SQL
 echo "(e) a month of sent history (two archived marketing messages per customer, an open or click for"
 echo "    one in six), then ticks with a few welcome messages due, each rolled back:"
 run <<SQL
-\set QUIET on
-SELECT clock_timestamp() AS t0 \gset
+\\set QUIET on
+SELECT clock_timestamp() AS t0 \\gset
 $(archived history 1000000000 2 30)
 INSERT INTO automation.message_event (message_id, customer_key, event, at)
 SELECT a.id, a.customer_key, CASE WHEN a.id % 4 = 0 THEN 'click' ELSE 'open' END, a.finished_at + interval '2 hours'
@@ -206,7 +206,7 @@ VACUUM ANALYZE automation.outbox_archive, automation.outbox_key, automation.mess
 SELECT 'history: ' || (SELECT count(*) FROM automation.outbox_archive) || ' archived messages, '
        || (SELECT count(*) FROM automation.message_event) || ' events, written in '
        || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz)) || ' s';
-SELECT automation.set_journey_enabled('welcome', true) \gset
+SELECT automation.set_journey_enabled('welcome', true) \\gset
 SELECT 'welcome switched back on, the first tick: '
        || string_agg(stage || '=' || rows || ' (' || round(ms, 1) || ' ms)', ', ' ORDER BY stage)
        || ' -- ' || round(sum(ms), 1) || ' ms' FROM automation.tick('2026-11-01 12:00:20+00');
@@ -258,8 +258,8 @@ SQL
 echo "(g) a heavy sender: three more archived marketing messages per customer before the caps' window"
 echo "    (five each, the saturation limit), then the blast of (f) again, first in a session, rolled back:"
 run <<SQL
-\set QUIET on
-SELECT clock_timestamp() AS t0 \gset
+\\set QUIET on
+SELECT clock_timestamp() AS t0 \\gset
 $(archived heavy 2000000000 3 22)
 VACUUM ANALYZE automation.outbox_archive, automation.outbox_key;
 SELECT 'history: ' || (SELECT count(*) FROM automation.outbox_archive) || ' archived messages, written in '
