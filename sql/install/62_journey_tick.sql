@@ -260,10 +260,10 @@ BEGIN
     -- The due steps first, counted (ANALYZE), so that their customers are
     -- joined the way that suits how many there are.  The customers due are
     -- looked up in the index on the customers' key, one descent each in key
-    -- order (the keys as an array), where the shop has such an index: for
-    -- 100,000 of 1,000,000 customers that took about half the time of one
-    -- pass over them all, hashed against the due steps, and as long for
-    -- 500,000.  Without one (a view, say) the planner chooses.
+    -- order (the keys as an array), where the shop has such an index:
+    -- quicker than one pass over all the customers hashed against the due
+    -- steps while those due are fewer than about half of them, and as
+    -- quick beyond.  Without one (a view, say) the planner chooses.
     CREATE TEMP TABLE automation_step ON COMMIT DROP AS
     SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
            e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
@@ -357,7 +357,7 @@ BEGIN
     -- many are read in one pass over the lines, hashed, and a few through
     -- the lines' index.  (Summed per cart through a LATERAL subquery, each
     -- cart read the products again, and an ORDER BY in jsonb_agg sorted each
-    -- cart apart: 1.5 s for 80,000 carts where this takes 1.1 s.)
+    -- cart apart.)
     IF need_carts AND EXISTS (SELECT FROM automation_due d
                 WHERE d.exit_reason IS NULL AND d.cart_id IS NOT NULL
                   AND (d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes))) THEN
@@ -430,7 +430,7 @@ BEGIN
     -- An order since the enrollment's moment ends it.  The orders are
     -- looked up per customer through the shop's index, in customer order
     -- (the rows to update found first, by ctid): in the due steps' own order
-    -- the lookups wander the index, half as slow again for 80,000.
+    -- the lookups wander the index.
     IF need_ordered AND EXISTS (SELECT FROM automation_due d WHERE 'ordered' = ANY (d.exit_on) AND d.exit_reason IS NULL) THEN
         b_orders := automation._src('orders', 'the exit condition "ordered"');
         EXECUTE format($q$
@@ -491,8 +491,8 @@ BEGIN
     -- least as many keys as its limit: one with fewer cannot have sent that
     -- many.  Those older messages are looked up by id, in id order (the ids
     -- as an array): a shop that sends five a month has them for every
-    -- customer due, a tenth of the archive, which one pass over it all
-    -- hashed against took twice as long.
+    -- customer due (benchmark part (g)), a small part of the archive,
+    -- which one pass over it all hashed against them read in full.
     IF need_marketing AND (saturation > 0 OR min_interval > interval '0' OR max_per_week > 0) THEN
         horizon := CASE WHEN min_interval > interval '0' OR max_per_week > 0
                         THEN now - greatest(CASE WHEN min_interval > interval '0' THEN min_interval ELSE interval '0' END,
