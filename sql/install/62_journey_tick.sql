@@ -226,6 +226,7 @@ DECLARE
     horizon timestamptz;
     channels text[];
     has_new boolean;
+    carried text;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
     -- and none enrolled by this tick with a step due at once.
@@ -501,12 +502,33 @@ BEGIN
         IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
             DROP TABLE pg_temp.automation_sent;
         END IF;
-        CREATE TEMP TABLE automation_sent_key ON COMMIT DROP AS
-        SELECT k.message_id, saturation > 0 AND count(*) OVER (PARTITION BY k.customer_key) >= saturation AS whole
-          FROM automation.outbox_key k
-         WHERE k.marketing
-           AND k.customer_key = ANY (ARRAY(SELECT x.customer_key FROM automation_due x
-                                            WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout));
+        -- The streaks the archive's pruning carried over (see
+        -- automation.pruned_unengaged) of the due customers, when there are
+        -- any: they count towards saturation as the messages on record do.
+        IF to_regclass('pg_temp.automation_carried') IS NOT NULL THEN
+            DROP TABLE pg_temp.automation_carried;
+        END IF;
+        IF saturation > 0 AND EXISTS (SELECT FROM automation.pruned_unengaged) THEN
+            CREATE TEMP TABLE automation_carried ON COMMIT DROP AS
+            SELECT u.customer_key, u.channel, u.sends, u.first_at
+              FROM automation.pruned_unengaged u
+             WHERE u.customer_key = ANY (ARRAY(SELECT x.customer_key FROM automation_due x
+                                                WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout));
+            ANALYZE automation_carried;
+            carried := 'pg_temp.automation_carried';
+        ELSE
+            carried := '(SELECT u.customer_key, u.channel, u.sends, u.first_at FROM automation.pruned_unengaged u WHERE false)';
+        END IF;
+        EXECUTE format($q$
+            CREATE TEMP TABLE automation_sent_key ON COMMIT DROP AS
+            SELECT k.message_id,
+                   $1 > 0 AND count(*) OVER (PARTITION BY k.customer_key) + coalesce(c.sends, 0) >= $1 AS whole
+              FROM automation.outbox_key k
+              LEFT JOIN (SELECT u.customer_key, sum(u.sends) AS sends FROM %s u GROUP BY 1) c ON c.customer_key = k.customer_key
+             WHERE k.marketing
+               AND k.customer_key = ANY (ARRAY(SELECT x.customer_key FROM automation_due x
+                                                WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout))$q$,
+            carried) USING saturation;
         ANALYZE automation_sent_key;
         CREATE TEMP TABLE automation_sent ON COMMIT DROP AS
         SELECT o.customer_key, o.channel, o.send_after, NULL::timestamptz AS finished_at
@@ -526,24 +548,33 @@ BEGIN
     END IF;
 
     -- Customers who stopped engaging: their sent marketing messages since
-    -- their last open, click or order.  Only those sent at least as many
-    -- as the limit can be saturated; the engagement and orders are read
-    -- for them alone.
+    -- their last open, click or order, and the streak carried over from the
+    -- pruned archive unless they engaged since it began.  Only those with
+    -- at least as many on record and carried as the limit can be
+    -- saturated; the engagement and orders are read for them alone.
     IF saturation > 0 AND need_marketing THEN
+        EXECUTE format($q$
         UPDATE automation_due d SET send_at = NULL, skip_reason = 'saturated'
-          FROM (SELECT h.customer_key, h.channel, count(*) AS unengaged
-                  FROM (SELECT c.customer_key, c.channel, greatest(e.at, p.last_order_at) AS engaged_at
-                          FROM (SELECT s.customer_key, s.channel FROM automation_sent s
-                                 WHERE s.finished_at IS NOT NULL
-                                 GROUP BY 1, 2 HAVING count(*) >= saturation) c
+          FROM (SELECT c.customer_key, c.channel,
+                       count(h.finished_at) + CASE WHEN c.engaged_at >= c.carried_from THEN 0 ELSE c.carried END AS unengaged
+                  FROM (SELECT c.customer_key, c.channel, c.carried, c.carried_from, greatest(e.at, p.last_order_at) AS engaged_at
+                          FROM (SELECT x.customer_key, x.channel, sum(x.carried) AS carried, min(x.carried_from) AS carried_from
+                                  FROM (SELECT s.customer_key, s.channel, 0 AS carried, NULL::timestamptz AS carried_from
+                                          FROM automation_sent s
+                                         WHERE s.finished_at IS NOT NULL
+                                         UNION ALL
+                                        SELECT u.customer_key, u.channel, u.sends, u.first_at FROM %s u) x
+                                 GROUP BY 1, 2
+                                HAVING count(*) - count(x.carried_from) + sum(x.carried) >= $1) c
                           LEFT JOIN LATERAL (SELECT max(ev.at) AS at FROM automation.message_event ev
                                               WHERE ev.event IN ('open', 'click') AND ev.customer_key = c.customer_key) e ON true
                           LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key) c
-                  JOIN automation_sent h ON h.customer_key = c.customer_key AND h.channel = c.channel
-                 WHERE h.finished_at > coalesce(c.engaged_at, '-infinity')
-                 GROUP BY 1, 2) u
+                  LEFT JOIN automation_sent h ON h.customer_key = c.customer_key AND h.channel = c.channel
+                                             AND h.finished_at > coalesce(c.engaged_at, '-infinity')
+                 GROUP BY c.customer_key, c.channel, c.carried, c.carried_from, c.engaged_at) u
          WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
-           AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= saturation;
+           AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= $1$q$,
+            carried) USING saturation;
     END IF;
 
     -- When each message may go: now (set as the due steps were read, and
@@ -920,6 +951,9 @@ BEGIN
     DROP TABLE automation_cart;
     IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
         DROP TABLE pg_temp.automation_sent;
+    END IF;
+    IF to_regclass('pg_temp.automation_carried') IS NOT NULL THEN
+        DROP TABLE pg_temp.automation_carried;
     END IF;
     RETURN sent;
 END

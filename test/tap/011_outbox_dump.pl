@@ -1,6 +1,7 @@
 # pg_dump keeps the outbox: queued messages, the archive, the events, the
-# suppression list and the id sequence come back with a restore, and the
-# restored queue works on (customer keys are retyped by the next enqueue).
+# streaks carried over for saturation, the suppression list and the id
+# sequence come back with a restore, and the restored queue works on
+# (customer keys are retyped by the next enqueue).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -24,6 +25,8 @@ $node->safe_psql('shopdb', q{
     SELECT automation.ack(ARRAY(SELECT id FROM automation.claim(1, '1 minute', 'email')));
     SELECT automation.track(1, 'unsubscribe');
     SELECT automation.enqueue(2, 'email', 'later', '{}', 'l-2', send_after => now() + interval '1 day');
+    INSERT INTO automation.pruned_unengaged (customer_key, channel, sends, first_at, last_at)
+    VALUES (2, 'email', 3, '2026-01-01 12:00+00', '2026-01-03 12:00+00');
 });
 
 my $state = q{
@@ -33,9 +36,12 @@ my $state = q{
     UNION ALL
     SELECT 'events', string_agg(format('%s %s', message_id, event), '; ' ORDER BY id) FROM automation.message_event
     UNION ALL
-    SELECT 'suppression', string_agg(format('%s %s', address, reason), '; ') FROM automation.suppression};
+    SELECT 'suppression', string_agg(format('%s %s', address, reason), '; ') FROM automation.suppression
+    UNION ALL
+    SELECT 'carried', string_agg(format('%s %s %s', customer_key, channel, sends), '; ') FROM automation.pruned_unengaged};
 my $before = $node->safe_psql('shopdb', $state);
 like($before, qr/suppression\|ada\@example\.com unsubscribe/, 'an address is suppressed before the dump');
+like($before, qr/carried\|2 email 3/, 'a saturation streak is carried over before the dump');
 
 my $dump = $PostgreSQL::Test::Utils::tmp_check . '/outbox.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-d', 'shopdb', '-f', $dump ], 'pg_dump succeeds');
@@ -43,7 +49,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE restored');
 $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'restored', $dump ], 'pg_restore succeeds');
 
 is($node->safe_psql('restored', $state), $before,
-   'the queue, the archive, the events and the suppression list are restored');
+   'the queue, the archive, the events, the carried streaks and the suppression list are restored');
 is($node->safe_psql('restored', q{
     SELECT automation.enqueue(1, 'email', 'welcome', '{}', 'w-1') || ' ' ||
            automation.enqueue(2, 'email', 'news', '{}', 'n-2')}),
