@@ -199,7 +199,8 @@ SELECT count(*) AS archived FROM automation.outbox_archive;
 SELECT automation.archive_outbox('2026-01-20');
 SET automation.retention = '1d';
 SELECT automation.archive_outbox('2026-01-02 12:00+00');
-SELECT id, status FROM automation.outbox_archive ORDER BY id;
+-- (the sent marketing message stays for the frequency caps' 7 days)
+SELECT id, status, purpose FROM automation.outbox_archive ORDER BY id;
 SELECT count(*) AS events_left FROM automation.message_event;
 SET automation.retention = '10s';
 \echo sqlstate :LAST_ERROR_SQLSTATE

@@ -766,17 +766,26 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     horizon timestamptz := now - (automation._outbox_settings()).retention;
+    caps_from timestamptz;
     pruned bigint;
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- The frequency caps of the journeys look back at the sent marketing
+    -- messages of their window (automation.min_interval, and 7 days for
+    -- automation.max_per_week): those stay, however short the retention.
+    caps_from := now - greatest(current_setting('automation.min_interval')::interval,
+                                CASE WHEN current_setting('automation.max_per_week')::integer > 0
+                                     THEN interval '7 days' ELSE interval '0' END);
     -- A pruned message's dedupe key may be taken again.  A sent marketing
     -- message that no open, click or order of its customer followed moves
     -- into the customer's streak in automation.pruned_unengaged (joined to
     -- the streak already there unless the customer engaged since it began).
     WITH gone AS (
-        DELETE FROM automation.outbox_archive a WHERE a.finished_at < horizon
+        DELETE FROM automation.outbox_archive a
+         WHERE a.finished_at < horizon
+           AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')
         RETURNING a.id, a.dedupe_key, a.customer_key, a.channel, a.finished_at,
                   a.status = 'sent' AND a.purpose = 'marketing' AS marketing_sent
     ), freed AS (

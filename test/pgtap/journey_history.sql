@@ -2,7 +2,7 @@
 -- open, a click or an order) and the two frequency caps together, on
 -- customers with a history in the archive and the queue.
 BEGIN;
-SELECT plan(8);
+SELECT plan(10);
 
 SET LOCAL automation.default_timezone = 'UTC';
 SET LOCAL automation.quiet_hours_start = 0;
@@ -94,6 +94,14 @@ SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-02 12:00+00')$$, 'the t
 SELECT results_eq($$SELECT customer_key FROM automation.outbox WHERE journey = 'promo' ORDER BY 1$$,
                   $$VALUES (2::bigint), (3::bigint), (4::bigint), (5::bigint), (6::bigint), (7::bigint), (9::bigint)$$,
                   'customer 4''s oldest message has left the week');
+
+-- A retention shorter than the caps' window prunes what they do not read,
+-- and keeps the sent marketing messages of the last 7 days.
+SET LOCAL automation.retention = '1h';
+SELECT is(automation.archive_outbox('2026-06-02 13:00+00'), 25::bigint, 'an hour''s retention prunes');
+SELECT results_eq($$SELECT dedupe_key FROM automation.outbox_archive ORDER BY 1$$,
+                  $$VALUES ('old:4:2'), ('old:5:1'), ('old:8:4'), ('old:8:5')$$,
+                  'all but the sent marketing messages since 26 May 13:00 (not the cancelled one)');
 
 SELECT * FROM finish();
 ROLLBACK;
