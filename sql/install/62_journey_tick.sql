@@ -227,6 +227,7 @@ DECLARE
     channels text[];
     has_new boolean;
     carried text;
+    has_carried boolean;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
     -- and none enrolled by this tick with a step due at once.
@@ -508,7 +509,8 @@ BEGIN
         IF to_regclass('pg_temp.automation_carried') IS NOT NULL THEN
             DROP TABLE pg_temp.automation_carried;
         END IF;
-        IF saturation > 0 AND EXISTS (SELECT FROM automation.pruned_unengaged) THEN
+        has_carried := saturation > 0 AND EXISTS (SELECT FROM automation.pruned_unengaged);
+        IF has_carried THEN
             CREATE TEMP TABLE automation_carried ON COMMIT DROP AS
             SELECT u.customer_key, u.channel, u.sends, u.first_at
               FROM automation.pruned_unengaged u
@@ -521,14 +523,16 @@ BEGIN
         END IF;
         EXECUTE format($q$
             CREATE TEMP TABLE automation_sent_key ON COMMIT DROP AS
-            SELECT k.message_id,
-                   $1 > 0 AND count(*) OVER (PARTITION BY k.customer_key) + coalesce(c.sends, 0) >= $1 AS whole
-              FROM automation.outbox_key k
-              LEFT JOIN (SELECT u.customer_key, sum(u.sends) AS sends FROM %s u GROUP BY 1) c ON c.customer_key = k.customer_key
+            SELECT k.message_id, $1 > 0 AND count(*) OVER (PARTITION BY k.customer_key) + %s >= $1 AS whole
+              FROM automation.outbox_key k %s
              WHERE k.marketing
                AND k.customer_key = ANY (ARRAY(SELECT x.customer_key FROM automation_due x
                                                 WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout))$q$,
-            carried) USING saturation;
+            CASE WHEN has_carried THEN 'coalesce(c.sends, 0)' ELSE '0' END,
+            CASE WHEN has_carried
+                 THEN format('LEFT JOIN (SELECT u.customer_key, sum(u.sends) AS sends FROM %s u GROUP BY 1) c
+                                     ON c.customer_key = k.customer_key', carried)
+                 ELSE '' END) USING saturation;
         ANALYZE automation_sent_key;
         CREATE TEMP TABLE automation_sent ON COMMIT DROP AS
         SELECT o.customer_key, o.channel, o.send_after, NULL::timestamptz AS finished_at
@@ -569,12 +573,14 @@ BEGIN
                           LEFT JOIN LATERAL (SELECT max(ev.at) AS at FROM automation.message_event ev
                                               WHERE ev.event IN ('open', 'click') AND ev.customer_key = c.customer_key) e ON true
                           LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key) c
-                  LEFT JOIN automation_sent h ON h.customer_key = c.customer_key AND h.channel = c.channel
+                  %s JOIN automation_sent h ON h.customer_key = c.customer_key AND h.channel = c.channel
                                              AND h.finished_at > coalesce(c.engaged_at, '-infinity')
                  GROUP BY c.customer_key, c.channel, c.carried, c.carried_from, c.engaged_at) u
          WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
            AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= $1$q$,
-            carried) USING saturation;
+            carried,
+            -- (one with nothing on record since may be saturated by a streak)
+            CASE WHEN has_carried THEN 'LEFT' ELSE '' END) USING saturation;
     END IF;
 
     -- When each message may go: now (set as the due steps were read, and
