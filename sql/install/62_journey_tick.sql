@@ -35,11 +35,13 @@ END
 $$;
 
 -- _journey_enroll(now): enrolls every new subject of every enabled journey
--- that has steps.  Returns the number enrolled.
+-- that has steps.  Returns the number enrolled.  Without JIT compilation,
+-- as _journey_steps.
 CREATE FUNCTION automation._journey_enroll(now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     j automation.journey;
@@ -189,11 +191,17 @@ AS $$
 $$;
 
 -- _journey_steps(now): runs every due step.  Returns the number of
--- messages written to the outbox.
+-- messages written to the outbox.  Without JIT compilation: its statements
+-- each pass over the due steps once or twice, and a big tick's are costed
+-- above jit_above_cost, so that with PostgreSQL's default (jit = on) each
+-- would be compiled first, for more time than the compiled code saves.
+-- (The analytic stages, which read the whole shop, keep the server's
+-- setting: there it pays.)
 CREATE FUNCTION automation._journey_steps(now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     min_interval interval;
