@@ -33,7 +33,11 @@
 #       in the weeks before the frequency caps' window, five in all (the
 #       saturation limit), and the blast of (f) again: saturation now reads
 #       the whole month of every customer due, and stops marketing to those
-#       who opened nothing.
+#       who opened nothing;
+#   (h) the archive's pruning of all that history at once, a month later
+#       (automation.archive_outbox, which carries the messages no open,
+#       click or order followed over to automation.pruned_unengaged for
+#       saturation), against the same rows deleted bare.
 #
 # Quiet hours are switched off for (c) but in its second run: the generated
 # shop's customers live in several time zones, and the point is the rate,
@@ -268,4 +272,31 @@ SQL
 run <<SQL
 \\set QUIET on
 $(reblast "with a heavy sender")
+SQL
+
+echo "(h) the archive's pruning a month later: all the messages of (e) and (g) at once, those"
+echo "    no open, click or order followed carried over for saturation, rolled back; beside it the"
+echo "    same messages, their keys and events deleted bare, rolled back:"
+run <<SQL
+\\set QUIET on
+BEGIN;
+SELECT clock_timestamp() AS t0 \\gset
+SELECT automation.archive_outbox('2026-12-05 12:00+00') AS pruned \\gset
+SELECT clock_timestamp() AS t1 \\gset
+SELECT 'archive_outbox: ' || :pruned || ' messages pruned in '
+       || round(extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz) * 1000) || ' ms, '
+       || count(*) || ' streaks carried over (' || coalesce(sum(sends), 0) || ' messages, '
+       || count(*) FILTER (WHERE sends >= 5) || ' of five or more)'
+  FROM automation.pruned_unengaged;
+ROLLBACK;
+BEGIN;
+SELECT clock_timestamp() AS t0 \\gset
+WITH gone AS (
+    DELETE FROM automation.outbox_archive a WHERE a.finished_at < timestamptz '2026-11-05 12:00+00'
+    RETURNING a.id, a.dedupe_key)
+DELETE FROM automation.outbox_key k USING gone g WHERE k.dedupe_key = g.dedupe_key AND k.message_id = g.id;
+DELETE FROM automation.message_event e WHERE e.at < timestamptz '2026-11-05 12:00+00';
+SELECT 'the same deleted bare: '
+       || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000) || ' ms';
+ROLLBACK;
 SQL
