@@ -148,9 +148,31 @@ CREATE TABLE automation.decision_note (
 CREATE INDEX decision_note_customer_key_idx ON automation.decision_note (customer_key);
 COMMENT ON TABLE automation.decision_note IS 'the decisions automation.decision_log cannot read from the enrollments and the messages: hold-outs, deferrals, skips, exits, sends that found their message already written';
 
+-- What automation.journey_stats must not forget when the archive prunes a
+-- journey's messages (automation.archive_outbox, after
+-- automation.retention): their counts per journey, step and variant ('' for
+-- none), added to those of the messages still held.  By then a message's
+-- events are in and its attribution window is over, so they are final.
+CREATE TABLE automation.journey_stats_pruned (
+    journey text NOT NULL,
+    step integer NOT NULL,
+    variant text NOT NULL,
+    sent bigint NOT NULL,
+    cancelled bigint NOT NULL,
+    delivered bigint NOT NULL,
+    opened bigint NOT NULL,
+    clicked bigint NOT NULL,
+    unsubscribed bigint NOT NULL,
+    converted bigint NOT NULL,
+    revenue numeric NOT NULL,
+    CONSTRAINT journey_stats_pruned_pkey PRIMARY KEY (journey, step, variant)
+);
+COMMENT ON TABLE automation.journey_stats_pruned IS 'the counts automation.journey_stats keeps of the messages the archive pruned, per journey, step and variant ('''' for none)';
+
 SELECT pg_catalog.pg_extension_config_dump('automation.enrollment', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.decision_note', '');
 SELECT pg_catalog.pg_extension_config_dump('automation.decision_note_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('automation.journey_stats_pruned', '');
 
 -- Every decision, one row each: the notes, and what the enrollments and the
 -- messages say.  An enrollment is "enrolled" at enrolled_at and, once its

@@ -73,11 +73,37 @@ END
 $$;
 COMMENT ON FUNCTION automation.explain_customer(anyelement) IS 'why a customer got, or did not get, each message';
 
+-- _counted_orders_sql(): a query of the counted orders, as customer_key,
+-- placed_at and total, keyed as the shop keys them (so that a question per
+-- customer reaches them through the shop's index on the customer); none
+-- when no orders are bound.  For journey_stats, and for the archive's
+-- pruning, which keeps the counts journey_stats reads.
+CREATE FUNCTION automation._counted_orders_sql()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o automation.source;
+BEGIN
+    SELECT * INTO o FROM automation.source x WHERE x.kind = 'orders';
+    IF NOT FOUND THEN
+        RETURN format('SELECT NULL::%s AS customer_key, NULL::timestamptz AS placed_at, NULL::numeric AS total WHERE false',
+                      coalesce(automation.customer_key_type()::text, 'text'));
+    END IF;
+    RETURN format('SELECT %s AS customer_key, %s AS placed_at, (%s)::numeric AS total FROM %s o WHERE %s',
+                  automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'),
+                  automation._col(o, 'total', 'o'), automation._rel(o), automation._counted(o, 'o'));
+END
+$$;
+
 -- _journey_stats(): per journey, step and variant (the row without a
 -- variant also counts the holdout group).  A message converted
 -- when its recipient placed a counted order within
 -- automation.attribution_window after it was sent; lift compares the
 -- conversion of enrollees who got messages with the holdout group's.
+-- The messages the archive pruned count through
+-- automation.journey_stats_pruned.
 CREATE FUNCTION automation._journey_stats()
 RETURNS TABLE (journey text, step integer, variant text, enrolled bigint, held_out bigint, sent bigint,
                queued bigint, cancelled bigint, delivered bigint, opened bigint, clicked bigint, unsubscribed bigint,
@@ -87,24 +113,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    o automation.source;
     orders_sql text;
     window_ interval;
 BEGIN
     PERFORM automation._load();
     window_ := current_setting('automation.attribution_window')::interval;
-    -- The counted orders, keyed as the shop keys them, so that the
-    -- questions below reach the orders by the shop's index on the customer
-    -- (a subquery in each place: a CTE read once per enrollment would be a
-    -- scan of every order per enrollment).
-    orders_sql := format('SELECT NULL::%s AS customer_key, NULL::timestamptz AS placed_at, NULL::numeric AS total WHERE false',
-                         coalesce(automation.customer_key_type()::text, 'text'));
-    SELECT * INTO o FROM automation.source x WHERE x.kind = 'orders';
-    IF FOUND THEN
-        orders_sql := format('SELECT %s AS customer_key, %s AS placed_at, (%s)::numeric AS total FROM %s o WHERE %s',
-                             automation._col(o, 'customer', 'o'), automation._ts(o, 'placed_at', 'o'),
-                             automation._col(o, 'total', 'o'), automation._rel(o), automation._counted(o, 'o'));
-    END IF;
+    -- The counted orders, a subquery in each place below (a CTE read once
+    -- per enrollment would be a scan of every order per enrollment).
+    orders_sql := automation._counted_orders_sql();
     RETURN QUERY EXECUTE format($q$
         WITH msg AS (
             SELECT id, journey, step, variant, customer_key, 'queued' AS status, send_after AS sent_at
@@ -125,7 +141,9 @@ BEGIN
         rows_ AS (
             SELECT s.journey, s.step, '' AS variant FROM automation.journey_step s
             UNION
-            SELECT DISTINCT m.journey, m.step, m.variant FROM msg m WHERE m.variant IS NOT NULL),
+            SELECT DISTINCT m.journey, m.step, m.variant FROM msg m WHERE m.variant IS NOT NULL
+            UNION
+            SELECT x.journey, x.step, x.variant FROM automation.journey_stats_pruned x WHERE x.variant <> ''),
         per_step AS (
             SELECT r.journey, r.step, r.variant,
                    count(m.id) FILTER (WHERE m.status = 'sent') AS sent,
@@ -156,9 +174,13 @@ BEGIN
                       FROM automation.enrollment e) e
              GROUP BY 1)
         SELECT p.journey, p.step, nullif(p.variant, ''), coalesce(enr.enrolled, 0), coalesce(held.held_out, 0),
-               p.sent, p.queued, p.cancelled, p.delivered, p.opened, p.clicked, p.unsubscribed, p.converted, p.revenue,
+               p.sent + coalesce(x.sent, 0), p.queued, p.cancelled + coalesce(x.cancelled, 0),
+               p.delivered + coalesce(x.delivered, 0), p.opened + coalesce(x.opened, 0), p.clicked + coalesce(x.clicked, 0),
+               p.unsubscribed + coalesce(x.unsubscribed, 0), p.converted + coalesce(x.converted, 0),
+               p.revenue + coalesce(x.revenue, 0),
                round(enr.rate, 4), round(enr.holdout_rate, 4), round(enr.rate - enr.holdout_rate, 4)
           FROM per_step p
+          LEFT JOIN automation.journey_stats_pruned x ON x.journey = p.journey AND x.step = p.step AND x.variant = p.variant
           LEFT JOIN held ON held.journey = p.journey AND held.step = p.step AND p.variant = ''
           LEFT JOIN enr ON enr.journey = p.journey
          ORDER BY 1, 2, 3 NULLS FIRST$q$, orders_sql) USING window_;
