@@ -243,6 +243,7 @@ DECLARE
     v record;
     views jsonb := '[]';
     acl record;
+    locked boolean := false;
 BEGIN
     FOR col IN
         SELECT c.oid::regclass AS rel, c.relkind
@@ -253,6 +254,15 @@ BEGIN
            AND format_type(a.atttypid, NULL) <> target
          ORDER BY c.relname
     LOOP
+        -- No tick while the tables change: one running is waited for, and
+        -- one starting meanwhile returns at once.  (A tick reads the tables
+        -- in its own order, the change locks them in name order: the two
+        -- side by side could each wait for the other.)  A tick that retypes
+        -- holds the lock already.
+        IF NOT locked THEN
+            PERFORM pg_advisory_xact_lock(automation._tick_lock_key());
+            locked := true;
+        END IF;
         -- Customers noted for the next segment evaluation: with a new key
         -- type the segments are evaluated for everybody anyway.
         IF col.rel = 'automation.segment_dirty'::regclass THEN

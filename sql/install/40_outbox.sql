@@ -785,7 +785,14 @@ BEGIN
     -- A journey's message leaves its counts in
     -- automation.journey_stats_pruned: sent or cancelled, its events, and
     -- whether a counted order followed within automation.attribution_window
-    -- (as automation.journey_stats counts the messages still held).
+    -- (as automation.journey_stats counts the messages still held).  Only
+    -- when there is something to prune: the statement reads the shop's
+    -- orders and the profiles, and a tick with nothing to prune (most
+    -- ticks of a young shop) need not plan it or lock them.
+    pruned := 0;
+    IF EXISTS (SELECT FROM automation.outbox_archive a
+                WHERE a.finished_at < horizon
+                  AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')) THEN
     EXECUTE format($q$
     WITH gone AS (
         DELETE FROM automation.outbox_archive a
@@ -843,6 +850,7 @@ BEGIN
     SELECT count(*) FROM gone$q$, automation._counted_orders_sql())
       INTO pruned
      USING horizon, caps_from, current_setting('automation.attribution_window')::interval;
+    END IF;
     -- An open or click pruned here ends the streaks it came after (the tick
     -- could no longer see it).
     WITH gone AS (
