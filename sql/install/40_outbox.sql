@@ -793,63 +793,63 @@ BEGIN
     IF EXISTS (SELECT FROM automation.outbox_archive a
                 WHERE a.finished_at < horizon
                   AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')) THEN
-    EXECUTE format($q$
-    WITH gone AS (
-        DELETE FROM automation.outbox_archive a
-         WHERE a.finished_at < $1
-           AND (a.finished_at < $2 OR a.status <> 'sent' OR a.purpose <> 'marketing')
-        RETURNING a.id, a.dedupe_key, a.customer_key, a.channel, a.finished_at, a.status, a.journey, a.step, a.variant,
-                  a.status = 'sent' AND a.purpose = 'marketing' AS marketing_sent
-    ), freed AS (
-        DELETE FROM automation.outbox_key k USING gone g
-         WHERE k.dedupe_key = g.dedupe_key AND k.message_id = g.id
-    ), engaged AS (
-        SELECT c.customer_key,
-               greatest((SELECT max(ev.at) FROM automation.message_event ev
-                          WHERE ev.event IN ('open', 'click') AND ev.customer_key = c.customer_key),
-                        p.last_order_at) AS at
-          FROM (SELECT DISTINCT g.customer_key FROM gone g WHERE g.marketing_sent) c
-          LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key
-    ), carried AS (
-        INSERT INTO automation.pruned_unengaged AS u (customer_key, channel, sends, first_at, last_at, engaged_at)
-        SELECT g.customer_key, g.channel, count(*), min(g.finished_at), max(g.finished_at), max(e.at)
-          FROM gone g JOIN engaged e ON e.customer_key = g.customer_key
-         WHERE g.marketing_sent AND g.finished_at > coalesce(e.at, '-infinity')
-         GROUP BY 1, 2
-        ON CONFLICT ON CONSTRAINT pruned_unengaged_pkey DO UPDATE
-           SET sends = CASE WHEN excluded.engaged_at >= u.first_at THEN 0 ELSE u.sends END + excluded.sends,
-               first_at = CASE WHEN excluded.engaged_at >= u.first_at THEN excluded.first_at ELSE u.first_at END,
-               last_at = greatest(u.last_at, excluded.last_at),
-               engaged_at = excluded.engaged_at
-    ), counted AS (
-        INSERT INTO automation.journey_stats_pruned AS t (journey, step, variant, sent, cancelled, delivered, opened,
-                                                          clicked, unsubscribed, converted, revenue)
-        SELECT g.journey, g.step, coalesce(g.variant, ''),
-               count(*) FILTER (WHERE g.status = 'sent'), count(*) FILTER (WHERE g.status = 'cancelled'),
-               count(*) FILTER (WHERE ev.delivered), count(*) FILTER (WHERE ev.opened),
-               count(*) FILTER (WHERE ev.clicked), count(*) FILTER (WHERE ev.unsubscribed),
-               count(*) FILTER (WHERE cv.converted), coalesce(sum(cv.revenue) FILTER (WHERE cv.converted), 0)
-          FROM gone g
-          LEFT JOIN (SELECT ev.message_id, bool_or(ev.event = 'delivered') AS delivered, bool_or(ev.event = 'open') AS opened,
-                            bool_or(ev.event = 'click') AS clicked, bool_or(ev.event = 'unsubscribe') AS unsubscribed
-                       FROM automation.message_event ev
-                      WHERE ev.message_id IN (SELECT g.id FROM gone g WHERE g.journey IS NOT NULL AND g.step IS NOT NULL)
-                      GROUP BY 1) ev ON ev.message_id = g.id
-          LEFT JOIN LATERAL (SELECT count(*) > 0 AS converted, sum(ord.total) AS revenue
-                               FROM (%s) ord
-                              WHERE g.status = 'sent' AND ord.customer_key = g.customer_key
-                                AND ord.placed_at > g.finished_at AND ord.placed_at <= g.finished_at + $3) cv ON true
-         WHERE g.journey IS NOT NULL AND g.step IS NOT NULL
-         GROUP BY 1, 2, 3
-        ON CONFLICT ON CONSTRAINT journey_stats_pruned_pkey DO UPDATE
-           SET sent = t.sent + excluded.sent, cancelled = t.cancelled + excluded.cancelled,
-               delivered = t.delivered + excluded.delivered, opened = t.opened + excluded.opened,
-               clicked = t.clicked + excluded.clicked, unsubscribed = t.unsubscribed + excluded.unsubscribed,
-               converted = t.converted + excluded.converted, revenue = t.revenue + excluded.revenue
-    )
-    SELECT count(*) FROM gone$q$, automation._counted_orders_sql())
-      INTO pruned
-     USING horizon, caps_from, current_setting('automation.attribution_window')::interval;
+        EXECUTE format($q$
+        WITH gone AS (
+            DELETE FROM automation.outbox_archive a
+             WHERE a.finished_at < $1
+               AND (a.finished_at < $2 OR a.status <> 'sent' OR a.purpose <> 'marketing')
+            RETURNING a.id, a.dedupe_key, a.customer_key, a.channel, a.finished_at, a.status, a.journey, a.step, a.variant,
+                      a.status = 'sent' AND a.purpose = 'marketing' AS marketing_sent
+        ), freed AS (
+            DELETE FROM automation.outbox_key k USING gone g
+             WHERE k.dedupe_key = g.dedupe_key AND k.message_id = g.id
+        ), engaged AS (
+            SELECT c.customer_key,
+                   greatest((SELECT max(ev.at) FROM automation.message_event ev
+                              WHERE ev.event IN ('open', 'click') AND ev.customer_key = c.customer_key),
+                            p.last_order_at) AS at
+              FROM (SELECT DISTINCT g.customer_key FROM gone g WHERE g.marketing_sent) c
+              LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key
+        ), carried AS (
+            INSERT INTO automation.pruned_unengaged AS u (customer_key, channel, sends, first_at, last_at, engaged_at)
+            SELECT g.customer_key, g.channel, count(*), min(g.finished_at), max(g.finished_at), max(e.at)
+              FROM gone g JOIN engaged e ON e.customer_key = g.customer_key
+             WHERE g.marketing_sent AND g.finished_at > coalesce(e.at, '-infinity')
+             GROUP BY 1, 2
+            ON CONFLICT ON CONSTRAINT pruned_unengaged_pkey DO UPDATE
+               SET sends = CASE WHEN excluded.engaged_at >= u.first_at THEN 0 ELSE u.sends END + excluded.sends,
+                   first_at = CASE WHEN excluded.engaged_at >= u.first_at THEN excluded.first_at ELSE u.first_at END,
+                   last_at = greatest(u.last_at, excluded.last_at),
+                   engaged_at = excluded.engaged_at
+        ), counted AS (
+            INSERT INTO automation.journey_stats_pruned AS t (journey, step, variant, sent, cancelled, delivered, opened,
+                                                              clicked, unsubscribed, converted, revenue)
+            SELECT g.journey, g.step, coalesce(g.variant, ''),
+                   count(*) FILTER (WHERE g.status = 'sent'), count(*) FILTER (WHERE g.status = 'cancelled'),
+                   count(*) FILTER (WHERE ev.delivered), count(*) FILTER (WHERE ev.opened),
+                   count(*) FILTER (WHERE ev.clicked), count(*) FILTER (WHERE ev.unsubscribed),
+                   count(*) FILTER (WHERE cv.converted), coalesce(sum(cv.revenue) FILTER (WHERE cv.converted), 0)
+              FROM gone g
+              LEFT JOIN (SELECT ev.message_id, bool_or(ev.event = 'delivered') AS delivered, bool_or(ev.event = 'open') AS opened,
+                                bool_or(ev.event = 'click') AS clicked, bool_or(ev.event = 'unsubscribe') AS unsubscribed
+                           FROM automation.message_event ev
+                          WHERE ev.message_id IN (SELECT g.id FROM gone g WHERE g.journey IS NOT NULL AND g.step IS NOT NULL)
+                          GROUP BY 1) ev ON ev.message_id = g.id
+              LEFT JOIN LATERAL (SELECT count(*) > 0 AS converted, sum(ord.total) AS revenue
+                                   FROM (%s) ord
+                                  WHERE g.status = 'sent' AND ord.customer_key = g.customer_key
+                                    AND ord.placed_at > g.finished_at AND ord.placed_at <= g.finished_at + $3) cv ON true
+             WHERE g.journey IS NOT NULL AND g.step IS NOT NULL
+             GROUP BY 1, 2, 3
+            ON CONFLICT ON CONSTRAINT journey_stats_pruned_pkey DO UPDATE
+               SET sent = t.sent + excluded.sent, cancelled = t.cancelled + excluded.cancelled,
+                   delivered = t.delivered + excluded.delivered, opened = t.opened + excluded.opened,
+                   clicked = t.clicked + excluded.clicked, unsubscribed = t.unsubscribed + excluded.unsubscribed,
+                   converted = t.converted + excluded.converted, revenue = t.revenue + excluded.revenue
+        )
+        SELECT count(*) FROM gone$q$, automation._counted_orders_sql())
+          INTO pruned
+         USING horizon, caps_from, current_setting('automation.attribution_window')::interval;
     END IF;
     -- An open or click pruned here ends the streaks it came after (the tick
     -- could no longer see it).
