@@ -234,7 +234,6 @@ DECLARE
     horizon timestamptz;
     channels text[];
     has_new boolean;
-    carried text;
     has_carried boolean;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
@@ -525,9 +524,6 @@ BEGIN
              WHERE u.customer_key = ANY (ARRAY(SELECT x.customer_key FROM automation_due x
                                                 WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout));
             ANALYZE automation_carried;
-            carried := 'pg_temp.automation_carried';
-        ELSE
-            carried := '(SELECT u.customer_key, u.channel, u.sends, u.first_at FROM automation.pruned_unengaged u WHERE false)';
         END IF;
         EXECUTE format($q$
             CREATE TEMP TABLE automation_sent_key ON COMMIT DROP AS
@@ -538,8 +534,8 @@ BEGIN
                                                 WHERE x.send_at IS NOT NULL AND x.purpose = 'marketing' AND NOT x.holdout))$q$,
             CASE WHEN has_carried THEN 'coalesce(c.sends, 0)' ELSE '0' END,
             CASE WHEN has_carried
-                 THEN format('LEFT JOIN (SELECT u.customer_key, sum(u.sends) AS sends FROM %s u GROUP BY 1) c
-                                     ON c.customer_key = k.customer_key', carried)
+                 THEN 'LEFT JOIN (SELECT u.customer_key, sum(u.sends) AS sends FROM pg_temp.automation_carried u GROUP BY 1) c
+                              ON c.customer_key = k.customer_key'
                  ELSE '' END) USING saturation;
         ANALYZE automation_sent_key;
         CREATE TEMP TABLE automation_sent ON COMMIT DROP AS
@@ -574,8 +570,7 @@ BEGIN
                                   FROM (SELECT s.customer_key, s.channel, 0 AS carried, NULL::timestamptz AS carried_from
                                           FROM automation_sent s
                                          WHERE s.finished_at IS NOT NULL
-                                         UNION ALL
-                                        SELECT u.customer_key, u.channel, u.sends, u.first_at FROM %s u) x
+                                        %s) x
                                  GROUP BY 1, 2
                                 HAVING count(*) - count(x.carried_from) + sum(x.carried) >= $1) c
                           LEFT JOIN LATERAL (SELECT max(ev.at) AS at FROM automation.message_event ev
@@ -586,7 +581,9 @@ BEGIN
                  GROUP BY c.customer_key, c.channel, c.carried, c.carried_from, c.engaged_at) u
          WHERE d.send_at IS NOT NULL AND d.purpose = 'marketing' AND NOT d.holdout
            AND u.customer_key = d.customer_key AND u.channel = d.channel AND u.unengaged >= $1$q$,
-            carried,
+            CASE WHEN has_carried
+                 THEN 'UNION ALL SELECT u.customer_key, u.channel, u.sends, u.first_at FROM pg_temp.automation_carried u'
+                 ELSE '' END,
             -- (one with nothing on record since may be saturated by a streak)
             CASE WHEN has_carried THEN 'LEFT' ELSE '' END) USING saturation;
     END IF;
