@@ -199,12 +199,17 @@ SELECT count(*) AS archived FROM automation.outbox_archive;
 SELECT automation.archive_outbox('2026-01-20');
 SET automation.retention = '1d';
 SELECT automation.archive_outbox('2026-01-02 12:00+00');
--- (the sent marketing message stays for the frequency caps' 7 days)
+-- (the sent marketing message stays for the frequency caps' 7 days, and
+-- the events of those days with it)
 SELECT id, status, purpose FROM automation.outbox_archive ORDER BY id;
 SELECT count(*) AS events_left FROM automation.message_event;
 SET automation.retention = '10s';
 \echo sqlstate :LAST_ERROR_SQLSTATE
 RESET automation.retention;
+-- at most this many messages a call, the oldest first
+SHOW automation.prune_batch;
+SET automation.prune_batch = -1;
+\echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- the settings
 SET automation.max_attempts = 0;

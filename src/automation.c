@@ -210,6 +210,16 @@ _PG_init(void)
 							GUC_UNIT_MIN,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("automation.prune_batch",
+							"Archived messages automation.archive_outbox() prunes at most per call.",
+							"The oldest go first, and a backlog is worked off over several "
+							"ticks rather than in one long one.  0 prunes all that is due.",
+							&automation_prune_batch,
+							100000, 0, PG_INT32_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
 	/* profiles and segments */
 	DefineCustomRealVariable("automation.points_per_unit",
 							 "Loyalty points per currency unit spent.",

@@ -50,6 +50,7 @@
 
 int			automation_max_attempts = 8;
 int			automation_retention = 30 * 24 * 60;	/* minutes */
+int			automation_prune_batch = 100000;
 
 /*
  * The claim asks for customers every time it runs, so the two queries are

@@ -14,4 +14,7 @@ extern int	automation_max_attempts;
 /* automation.retention, in minutes: how long the archive keeps finished messages */
 extern int	automation_retention;
 
+/* automation.prune_batch: archived messages pruned per tick at most (0: all due) */
+extern int	automation_prune_batch;
+
 #endif							/* AUTOMATION_OUTBOX_H */

@@ -757,8 +757,8 @@ COMMENT ON FUNCTION automation.notify_due(timestamptz)
     IS 'NOTIFY automation_outbox (payload: the channel) for messages that became due since the last call; returns how many channels';
 
 -- archive_outbox: removes archived messages and events older than
--- automation.retention.  A stage of the tick; returns how many messages were
--- removed.
+-- automation.retention, the oldest automation.prune_batch messages at a
+-- time.  A stage of the tick; returns how many messages were removed.
 CREATE FUNCTION automation.archive_outbox(now timestamptz DEFAULT now())
 RETURNS bigint
 LANGUAGE plpgsql
@@ -767,6 +767,9 @@ AS $$
 DECLARE
     horizon timestamptz := now - (automation._outbox_settings()).retention;
     caps_from timestamptz;
+    batch integer := current_setting('automation.prune_batch')::integer;
+    edge timestamptz[];
+    upto timestamptz;
     pruned bigint;
 BEGIN
     IF now IS NULL THEN
@@ -789,15 +792,34 @@ BEGIN
     -- when there is something to prune: the statement reads the shop's
     -- orders and the profiles, and a tick with nothing to prune (most
     -- ticks of a young shop) need not plan it or lock them.
+    --
+    -- The oldest go first, automation.prune_batch of them at most (and those
+    -- that finished at the same moment as the last): a backlog, as after
+    -- the retention was shortened, is worked off over several ticks instead
+    -- of holding the tick's lock through one long one.  Then "upto" is the
+    -- last finished_at pruned.
     pruned := 0;
-    IF EXISTS (SELECT FROM automation.outbox_archive a
-                WHERE a.finished_at < horizon
-                  AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')) THEN
+    IF batch > 0 THEN
+        SELECT array_agg(x.finished_at ORDER BY x.finished_at) INTO edge
+          FROM (SELECT a.finished_at FROM automation.outbox_archive a
+                 WHERE a.finished_at < horizon
+                   AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')
+                 ORDER BY a.finished_at
+                OFFSET batch - 1 LIMIT 2) x;
+        IF cardinality(edge) = 2 THEN
+            upto := edge[1];
+        END IF;
+    END IF;
+    IF upto IS NOT NULL
+       OR EXISTS (SELECT FROM automation.outbox_archive a
+                   WHERE a.finished_at < horizon
+                     AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')) THEN
         EXECUTE format($q$
         WITH gone AS (
             DELETE FROM automation.outbox_archive a
              WHERE a.finished_at < $1
                AND (a.finished_at < $2 OR a.status <> 'sent' OR a.purpose <> 'marketing')
+               AND a.finished_at <= coalesce($4, 'infinity')
             RETURNING a.id, a.dedupe_key, a.customer_key, a.channel, a.finished_at, a.status, a.journey, a.step, a.variant,
                       a.status = 'sent' AND a.purpose = 'marketing' AS marketing_sent
         ), freed AS (
@@ -849,12 +871,17 @@ BEGIN
         )
         SELECT count(*) FROM gone$q$, automation._counted_orders_sql())
           INTO pruned
-         USING horizon, caps_from, current_setting('automation.attribution_window')::interval;
+         USING horizon, caps_from, current_setting('automation.attribution_window')::interval, upto;
     END IF;
-    -- An open or click pruned here ends the streaks it came after (the tick
-    -- could no longer see it).
+    -- Events go once no message they may belong to is left to prune: those
+    -- of a message pruned later still count for it, in
+    -- automation.journey_stats_pruned and as its customer's engagement.  So
+    -- not before the sent marketing messages the caps keep, and not past
+    -- the last message of a batch with more to come.  An open or click
+    -- pruned here ends the streaks it came after (the tick could no longer
+    -- see it).
     WITH gone AS (
-        DELETE FROM automation.message_event e WHERE e.at < horizon
+        DELETE FROM automation.message_event e WHERE e.at < least(horizon, caps_from, upto)
         RETURNING e.customer_key, e.event, e.at
     )
     DELETE FROM automation.pruned_unengaged u
@@ -864,7 +891,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION automation.archive_outbox(timestamptz)
-    IS 'remove archived messages and message events older than automation.retention; returns the number of messages removed';
+    IS 'remove archived messages (the oldest automation.prune_batch at most) and message events older than automation.retention; returns the number of messages removed';
 
 CREATE VIEW automation.outbox_dead AS
 SELECT a.id, a.customer_key, a.channel, a.recipient, a.template, a.purpose, a.dedupe_key, a.attempts,

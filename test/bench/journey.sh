@@ -34,10 +34,11 @@
 #       saturation limit), and the blast of (f) again: saturation now reads
 #       the whole month of every customer due, and stops marketing to those
 #       who opened nothing;
-#   (h) the archive's pruning of all that history at once, a month later
+#   (h) the archive's pruning of all that history a month later
 #       (automation.archive_outbox, which carries the messages no open,
 #       click or order followed over to automation.pruned_unengaged for
-#       saturation), against the same rows deleted bare.
+#       saturation): the first tick's batch (automation.prune_batch), and
+#       all of it at once against the same rows deleted bare.
 #
 # Quiet hours are switched off for (c) but in its second run: the generated
 # shop's customers live in several time zones, and the point is the rate,
@@ -274,16 +275,26 @@ run <<SQL
 $(reblast "with a heavy sender")
 SQL
 
-echo "(h) the archive's pruning a month later: all the messages of (e) and (g) at once, those"
-echo "    no open, click or order followed carried over for saturation, rolled back; beside it the"
-echo "    same messages, their keys and events deleted bare, rolled back:"
+echo "(h) the archive's pruning a month later of the messages of (e) and (g), those no open,"
+echo "    click or order followed carried over for saturation: the first tick's batch, then all"
+echo "    at once (automation.prune_batch = 0), each rolled back; beside it the same messages, their"
+echo "    keys and events deleted bare, rolled back:"
 run <<SQL
 \\set QUIET on
 BEGIN;
 SELECT clock_timestamp() AS t0 \\gset
 SELECT automation.archive_outbox('2026-12-05 12:00+00') AS pruned \\gset
+SELECT 'one batch: ' || :pruned || ' messages pruned in '
+       || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000) || ' ms (automation.prune_batch = '
+       || current_setting('automation.prune_batch') || '), ' || count(*) || ' left to prune'
+  FROM automation.outbox_archive WHERE finished_at < timestamptz '2026-11-05 12:00+00';
+ROLLBACK;
+BEGIN;
+SET LOCAL automation.prune_batch = 0;
+SELECT clock_timestamp() AS t0 \\gset
+SELECT automation.archive_outbox('2026-12-05 12:00+00') AS pruned \\gset
 SELECT clock_timestamp() AS t1 \\gset
-SELECT 'archive_outbox: ' || :pruned || ' messages pruned in '
+SELECT 'all at once: ' || :pruned || ' messages pruned in '
        || round(extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz) * 1000) || ' ms, '
        || count(*) || ' streaks carried over (' || coalesce(sum(sends), 0) || ' messages, '
        || count(*) FILTER (WHERE sends >= 5) || ' of five or more)'

@@ -2,7 +2,7 @@
 -- open, a click or an order) and the two frequency caps together, on
 -- customers with a history in the archive and the queue.
 BEGIN;
-SELECT plan(10);
+SELECT plan(12);
 
 SET LOCAL automation.default_timezone = 'UTC';
 SET LOCAL automation.quiet_hours_start = 0;
@@ -96,12 +96,19 @@ SELECT results_eq($$SELECT customer_key FROM automation.outbox WHERE journey = '
                   'customer 4''s oldest message has left the week');
 
 -- A retention shorter than the caps' window prunes what they do not read,
--- and keeps the sent marketing messages of the last 7 days.
+-- and keeps the sent marketing messages of the last 7 days, and their
+-- events with them (customer 8 opened the last of theirs on 1 June).
+INSERT INTO automation.message_event (message_id, customer_key, event, at) VALUES (1085, 8, 'open', '2026-06-01 09:00+00');
 SET LOCAL automation.retention = '1h';
 SELECT is(automation.archive_outbox('2026-06-02 13:00+00'), 25::bigint, 'an hour''s retention prunes');
 SELECT results_eq($$SELECT dedupe_key FROM automation.outbox_archive ORDER BY 1$$,
                   $$VALUES ('old:4:2'), ('old:5:1'), ('old:8:4'), ('old:8:5')$$,
                   'all but the sent marketing messages since 26 May 13:00 (not the cancelled one)');
+SELECT is((SELECT count(*) FROM automation.message_event WHERE message_id = 1085), 1::bigint,
+          'an open of a message the caps keep stays with it');
+SELECT automation.archive_outbox('2026-06-09 13:00+00');
+SELECT is_empty($$SELECT FROM automation.pruned_unengaged WHERE customer_key = 8$$,
+                'so when the message goes a week later, the open still counts: no streak of unengaged messages');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -2,7 +2,7 @@
 -- prunes after automation.retention still count, until the customer opens,
 -- clicks or orders (automation.pruned_unengaged).
 BEGIN;
-SELECT plan(9);
+SELECT plan(11);
 
 SET LOCAL automation.default_timezone = 'UTC';
 SET LOCAL automation.quiet_hours_start = 0;
@@ -46,6 +46,34 @@ INSERT INTO sshop.orders VALUES (1, 3, '2026-05-20 18:00+00', 30);
 
 SELECT automation.create_journey('promo', 'signup');
 SELECT automation.add_step('promo', '0', 'promo');
+
+-- Pruned in batches of automation.prune_batch, a batch a tick, oldest
+-- first: a batch takes the messages that finished at the same moment as
+-- its last one too, and an event stays while a message before it is left
+-- to prune (customer 6's open of 6 May, until the last of May is gone).
+-- The streaks come out as from one prune (below).
+SAVEPOINT batched;
+SET LOCAL automation.prune_batch = 7;
+CREATE TEMP TABLE batch (call integer, pruned bigint, c6_open_kept boolean);
+DO $$
+BEGIN
+    FOR i IN 1..5 LOOP
+        INSERT INTO batch SELECT i, t.rows FROM automation.tick('2026-06-12 12:00+00') t WHERE t.stage = 'archive';
+        UPDATE batch SET c6_open_kept = EXISTS (SELECT FROM automation.message_event WHERE customer_key = 6) WHERE call = i;
+    END LOOP;
+END
+$$;
+SELECT results_eq($$SELECT pruned, c6_open_kept FROM batch ORDER BY call$$,
+                  $$VALUES (8::bigint, true), (8::bigint, true), (8::bigint, true), (12::bigint, true), (0::bigint, false)$$,
+                  'the oldest first: a day''s eight together, then the last two days'' twelve; the open kept until they are gone');
+SELECT results_eq(
+    $$SELECT customer_key, channel, sends, first_at, last_at FROM automation.pruned_unengaged ORDER BY 1$$,
+    $$VALUES (1::bigint, 'email', 5, timestamptz '2026-05-01 12:01+00', timestamptz '2026-05-05 12:01+00'),
+             (4::bigint, 'email', 3, '2026-05-01 12:01+00', '2026-05-03 12:01+00'),
+             (5::bigint, 'email', 3, '2026-05-01 12:01+00', '2026-05-03 12:01+00'),
+             (7::bigint, 'email', 4, '2026-05-01 12:01+00', '2026-05-04 12:01+00')$$,
+    'the streaks of a prune in batches are those of one prune');
+ROLLBACK TO SAVEPOINT batched;
 
 -- The tick of 12 June prunes what finished before 13 May.
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-12 12:00+00')$$, 'the tick that prunes May');
