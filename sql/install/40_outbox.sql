@@ -823,7 +823,9 @@ BEGIN
             RETURNING a.id, a.dedupe_key, a.customer_key, a.channel, a.finished_at, a.status, a.journey, a.step, a.variant,
                       a.status = 'sent' AND a.purpose = 'marketing' AS marketing_sent
         ), freed AS (
-            DELETE FROM automation.outbox_key k USING gone g
+            -- (DISTINCT tells the planner the keys are distinct: it then
+            -- hashes a batch's keys rather than the whole key table.)
+            DELETE FROM automation.outbox_key k USING (SELECT DISTINCT g.dedupe_key, g.id FROM gone g) g
              WHERE k.dedupe_key = g.dedupe_key AND k.message_id = g.id
         ), engaged AS (
             SELECT c.customer_key,
