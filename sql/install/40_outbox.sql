@@ -768,8 +768,11 @@ DECLARE
     horizon timestamptz := now - (automation._outbox_settings()).retention;
     caps_from timestamptz;
     batch integer := current_setting('automation.prune_batch')::integer;
+    -- the messages due to be pruned (given horizon and caps_from)
+    due text := $d$a.finished_at < $1 AND (a.finished_at < $2 OR a.status <> 'sent' OR a.purpose <> 'marketing')$d$;
     edge timestamptz[];
     upto timestamptz;
+    any_due boolean;
     pruned bigint;
 BEGIN
     IF now IS NULL THEN
@@ -800,26 +803,26 @@ BEGIN
     -- last finished_at pruned.
     pruned := 0;
     IF batch > 0 THEN
-        SELECT array_agg(x.finished_at ORDER BY x.finished_at) INTO edge
-          FROM (SELECT a.finished_at FROM automation.outbox_archive a
-                 WHERE a.finished_at < horizon
-                   AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')
-                 ORDER BY a.finished_at
-                OFFSET batch - 1 LIMIT 2) x;
-        IF cardinality(edge) = 2 THEN
-            upto := edge[1];
-        END IF;
+        EXECUTE format($q$
+            SELECT array_agg(x.finished_at ORDER BY x.finished_at)
+              FROM (SELECT a.finished_at FROM automation.outbox_archive a WHERE %s
+                     ORDER BY a.finished_at OFFSET $3 LIMIT 2) x$q$, due)
+           INTO edge
+          USING horizon, caps_from, batch - 1;
+        upto := CASE WHEN cardinality(edge) = 2 THEN edge[1] END;
     END IF;
-    IF upto IS NOT NULL
-       OR EXISTS (SELECT FROM automation.outbox_archive a
-                   WHERE a.finished_at < horizon
-                     AND (a.finished_at < caps_from OR a.status <> 'sent' OR a.purpose <> 'marketing')) THEN
+    IF cardinality(edge) > 0 THEN
+        any_due := true;
+    ELSE
+        EXECUTE format('SELECT EXISTS (SELECT FROM automation.outbox_archive a WHERE %s)', due)
+           INTO any_due
+          USING horizon, caps_from;
+    END IF;
+    IF any_due THEN
         EXECUTE format($q$
         WITH gone AS (
             DELETE FROM automation.outbox_archive a
-             WHERE a.finished_at < $1
-               AND (a.finished_at < $2 OR a.status <> 'sent' OR a.purpose <> 'marketing')
-               AND a.finished_at <= coalesce($4, 'infinity')
+             WHERE %2$s AND a.finished_at <= coalesce($4, 'infinity')
             RETURNING a.id, a.dedupe_key, a.customer_key, a.channel, a.finished_at, a.status, a.journey, a.step, a.variant,
                       a.status = 'sent' AND a.purpose = 'marketing' AS marketing_sent
         ), freed AS (
@@ -860,7 +863,7 @@ BEGIN
                           WHERE ev.message_id IN (SELECT g.id FROM gone g WHERE g.journey IS NOT NULL AND g.step IS NOT NULL)
                           GROUP BY 1) ev ON ev.message_id = g.id
               LEFT JOIN LATERAL (SELECT count(*) > 0 AS converted, sum(ord.total) AS revenue
-                                   FROM (%s) ord
+                                   FROM (%1$s) ord
                                   WHERE g.status = 'sent' AND ord.customer_key = g.customer_key
                                     AND ord.placed_at > g.finished_at AND ord.placed_at <= g.finished_at + $3) cv ON true
              WHERE g.journey IS NOT NULL AND g.step IS NOT NULL
@@ -871,7 +874,7 @@ BEGIN
                    clicked = t.clicked + excluded.clicked, unsubscribed = t.unsubscribed + excluded.unsubscribed,
                    converted = t.converted + excluded.converted, revenue = t.revenue + excluded.revenue
         )
-        SELECT count(*) FROM gone$q$, automation._counted_orders_sql())
+        SELECT count(*) FROM gone$q$, automation._counted_orders_sql(), due)
           INTO pruned
          USING horizon, caps_from, current_setting('automation.attribution_window')::interval, upto;
     END IF;
