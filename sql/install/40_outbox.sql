@@ -719,9 +719,20 @@ COMMENT ON FUNCTION automation.track(bigint, text, timestamptz, jsonb)
     IS 'record an event of a message (delivered, open, click, bounce, complaint, unsubscribe, feedback); hard bounces, complaints and unsubscribes suppress the address';
 
 -- notify_due: NOTIFY automation_outbox for every channel that has messages
--- which became due since the last call (their send_after came or their
--- lease ran out).  Messages due when enqueued were notified by enqueue.  A
--- stage of the tick; returns how many channels it notified.
+-- which became due since the last call: their send_after came, or their
+-- lease ran out -- unless the channel has queued messages that were due
+-- already at the last call, which its mailers were told of and have not
+-- taken: they are busy with that backlog (and take the expired leases with
+-- it, in send_after order) or gone, and a wake-up changes neither.
+-- Messages due when enqueued were notified by enqueue.  A stage of the
+-- tick; returns how many channels it notified.
+--
+-- Every question is a range of outbox_due_idx (channel, send_after): the
+-- channels one probe each, the messages come due since the last call, the
+-- oldest queued one, and the leases only of a channel without a backlog,
+-- whose messages due are then those leased and those just come due.  So
+-- a tick pays for what changed, not for the whole backlog a mailer that
+-- fell behind left in the table (it read all of it before).
 CREATE FUNCTION automation.notify_due(now timestamptz DEFAULT now())
 RETURNS bigint
 LANGUAGE plpgsql
@@ -740,14 +751,23 @@ BEGIN
         RETURN 0;
     END IF;
     FOR ch IN
-        SELECT DISTINCT o.channel FROM automation.outbox o
-         WHERE coalesce(o.lease_until, o.send_after) > since
-           AND coalesce(o.lease_until, o.send_after) <= now
-           AND o.send_after <= now
-         ORDER BY o.channel
+        WITH RECURSIVE c AS (
+            (SELECT o.channel FROM automation.outbox o ORDER BY o.channel LIMIT 1)
+            UNION ALL
+            SELECT (SELECT o.channel FROM automation.outbox o WHERE o.channel > c.channel ORDER BY o.channel LIMIT 1)
+              FROM c WHERE c.channel IS NOT NULL)
+        SELECT c.channel FROM c WHERE c.channel IS NOT NULL
     LOOP
-        PERFORM pg_notify('automation_outbox', ch);
-        notified := notified + 1;
+        IF EXISTS (SELECT FROM automation.outbox o
+                    WHERE o.channel = ch AND o.send_after > since AND o.send_after <= now AND o.status = 'queued')
+           OR (NOT EXISTS (SELECT FROM automation.outbox o
+                            WHERE o.channel = ch AND o.send_after <= since AND o.status = 'queued')
+               AND EXISTS (SELECT FROM automation.outbox o
+                            WHERE o.channel = ch AND o.send_after <= now AND o.status = 'leased'
+                              AND o.lease_until > since AND o.lease_until <= now)) THEN
+            PERFORM pg_notify('automation_outbox', ch);
+            notified := notified + 1;
+        END IF;
     END LOOP;
     UPDATE automation.outbox_notify SET notified_until = now;
     RETURN notified;
