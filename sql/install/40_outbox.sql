@@ -850,17 +850,18 @@ BEGIN
             -- hashes a batch's keys rather than the whole key table.)
             DELETE FROM automation.outbox_key k USING (SELECT DISTINCT g.dedupe_key, g.id FROM gone g) g
              WHERE k.dedupe_key = g.dedupe_key AND k.message_id = g.id
-        ), engaged AS (
-            SELECT c.customer_key,
-                   greatest((SELECT max(ev.at) FROM automation.message_event ev
-                              WHERE ev.event IN ('open', 'click') AND ev.customer_key = c.customer_key),
-                            p.last_order_at) AS at
-              FROM (SELECT DISTINCT g.customer_key FROM gone g WHERE g.marketing_sent) c
-              LEFT JOIN automation.customer_profile p ON p.customer_key = c.customer_key
         ), carried AS (
+            -- (the customer's last engagement once per message: OFFSET 0
+            -- keeps the subquery from being pulled up into both the filter
+            -- and the aggregate, each of which would look it up again)
             INSERT INTO automation.pruned_unengaged AS u (customer_key, channel, sends, first_at, last_at, engaged_at)
             SELECT g.customer_key, g.channel, count(*), min(g.finished_at), max(g.finished_at), max(e.at)
-              FROM gone g JOIN engaged e ON e.customer_key = g.customer_key
+              FROM gone g
+              LEFT JOIN automation.customer_profile p ON p.customer_key = g.customer_key
+             CROSS JOIN LATERAL (SELECT greatest((SELECT max(ev.at) FROM automation.message_event ev
+                                                   WHERE ev.event IN ('open', 'click') AND ev.customer_key = g.customer_key),
+                                                 p.last_order_at) AS at
+                                 OFFSET 0) e
              WHERE g.marketing_sent AND g.finished_at > coalesce(e.at, '-infinity')
              GROUP BY 1, 2
             ON CONFLICT ON CONSTRAINT pruned_unengaged_pkey DO UPDATE
