@@ -776,6 +776,20 @@ $$;
 COMMENT ON FUNCTION automation.notify_due(timestamptz)
     IS 'NOTIFY automation_outbox (payload: the channel) for messages that became due since the last call; returns how many channels';
 
+-- _caps_lookback(): how far back the frequency caps of the journeys look at
+-- the sent marketing messages: automation.min_interval, and 7 days when
+-- automation.max_per_week is set; zero with both off.  The steps stage reads
+-- the messages of that window, and archive_outbox keeps them.
+CREATE FUNCTION automation._caps_lookback()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(current_setting('automation.min_interval')::interval,
+                    CASE WHEN current_setting('automation.max_per_week')::integer > 0
+                         THEN interval '7 days' ELSE interval '0' END)
+$$;
+
 -- archive_outbox: removes archived messages and events older than
 -- automation.retention, the oldest automation.prune_batch messages at a
 -- time.  A stage of the tick; returns how many messages were removed.
@@ -801,9 +815,7 @@ BEGIN
     -- The frequency caps of the journeys look back at the sent marketing
     -- messages of their window (automation.min_interval, and 7 days for
     -- automation.max_per_week): those stay, however short the retention.
-    caps_from := now - greatest(current_setting('automation.min_interval')::interval,
-                                CASE WHEN current_setting('automation.max_per_week')::integer > 0
-                                     THEN interval '7 days' ELSE interval '0' END);
+    caps_from := now - automation._caps_lookback();
     -- A pruned message's dedupe key may be taken again.  A sent marketing
     -- message that no open, click or order of its customer followed moves
     -- into the customer's streak in automation.pruned_unengaged (joined to

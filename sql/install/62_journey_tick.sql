@@ -504,9 +504,7 @@ BEGIN
     -- which one pass over it all hashed against them read in full.
     IF need_marketing AND (saturation > 0 OR min_interval > interval '0' OR max_per_week > 0) THEN
         horizon := CASE WHEN min_interval > interval '0' OR max_per_week > 0
-                        THEN now - greatest(CASE WHEN min_interval > interval '0' THEN min_interval ELSE interval '0' END,
-                                            CASE WHEN max_per_week > 0 THEN interval '7 days' ELSE interval '0' END)
-                        ELSE 'infinity' END;
+                        THEN now - automation._caps_lookback() ELSE 'infinity' END;
         IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
             DROP TABLE pg_temp.automation_sent;
         END IF;
