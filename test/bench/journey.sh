@@ -12,11 +12,13 @@
 #       writes its message, guardrails included (target: 20,000 messages/s
 #       or more), with the CPU time the tick used beside its wall time
 #       (after a tick at the same moment that takes the profile and segment
-#       work, so that the CPU time is the journey stages').  It runs three
+#       work, so that the CPU time is the journey stages').  It runs four
 #       times in one session: first in a transaction rolled back, the
 #       session's first touch of what the tick reads and writes; then, also
 #       rolled back, with quiet hours on as installed (the customers asleep
-#       are deferred, not written); then again as the first, as the worker's
+#       are deferred, not written); then as the first, rolled back, with
+#       each of its statements of 50 ms or more timed (auto_explain), to
+#       show where the time goes; then again as the first, as the worker's
 #       long-lived session runs ticks; and, beside it, the floor: the
 #       rows it wrote written again with plain INSERTs, and the open carts
 #       read bare;
@@ -45,7 +47,7 @@
 # not the clock.  The
 # frequency caps stay on (customers who got a marketing message in the last
 # 16 hours are deferred): their checks are part of the rate.
-set -eu
+set -eu -o pipefail
 run() { $PSQL -d "$BENCH_DB" -At "$@"; }
 
 run -q <<'SQL'
@@ -112,7 +114,18 @@ SELECT '$1: enroll + steps ' || round(sum(ms)) || ' ms, ' ||
 DROP TABLE blast;
 SQL
 }
-run <<SQL
+# statements: the notices of auto_explain (JSON plans, one key per line)
+# as one line per statement: its duration and the start of its text.  The
+# other lines pass as they are.
+statements() {
+    awk '/NOTICE:  duration: [0-9.]+ ms/ { match($0, /[0-9.]+ ms/); ms = substr($0, RSTART, RLENGTH - 3); plan = 1; next }
+         plan && /^ *"Query Text": / { q = $0; sub(/^ *"Query Text": "/, "", q); gsub(/\\n|\\t/, " ", q); gsub(/  +/, " ", q);
+                                      sub(/^ /, "", q); sub(/ *",?$/, "", q); printf "    %8.0f ms  %s\n", ms, substr(q, 1, 90); next }
+         plan && /^[{} ]/ { next }
+         { plan = 0; print }'
+}
+echo "    (the third, rolled back, is the same tick with its statements of 50 ms or more timed, innermost first)"
+run <<SQL 2>&1 | statements
 SELECT automation.set_journey_enabled(name, false) FROM automation.journey;
 -- A tick at the same moment first, so that the profile changes and the
 -- segment pass they start (seconds) fall there and the figures below are
@@ -134,6 +147,19 @@ ROLLBACK;
 VACUUM automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note, automation.trigger_mark;
 SET automation.quiet_hours_start = 0;
 SET automation.quiet_hours_end = 0;
+-- Where the time goes: the same tick once more, rolled back, with each of
+-- its statements (nested in the stages' functions) of 50 ms or more timed
+-- by auto_explain, which then reports only the duration and the plan.
+BEGIN;
+LOAD 'auto_explain';
+SET LOCAL auto_explain.log_min_duration = 50;
+SET LOCAL auto_explain.log_nested_statements = on;
+SET LOCAL auto_explain.log_format = json;
+SET LOCAL auto_explain.log_level = notice;
+SET LOCAL client_min_messages = notice;
+SELECT count(*) AS stages FROM automation.tick('2026-11-01 12:00:10+00') \\gset
+ROLLBACK;
+VACUUM automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note, automation.trigger_mark;
 $(blast "again in the same session")
 SQL
 
