@@ -805,6 +805,10 @@ DECLARE
     -- the messages due to be pruned (given horizon and caps_from)
     due text := $d$a.finished_at < $1 AND (a.finished_at < $2 OR a.status <> 'sent' OR a.purpose <> 'marketing')$d$;
     edge timestamptz[];
+    bounds timestamptz[];
+    n_rows real;
+    probe integer;
+    below timestamptz;
     upto timestamptz;
     any_due boolean;
     pruned bigint;
@@ -833,14 +837,37 @@ BEGIN
     -- the retention was shortened, is worked off over several ticks instead
     -- of holding the tick's lock through one long one.  Then "upto" is the
     -- last finished_at pruned.
+    --
+    -- That edge is looked for among the messages that finished before
+    -- "below", first a moment the archive's statistics (its histogram of
+    -- finished_at, from the last ANALYZE) put past about twice a batch, so
+    -- that a batch of a long backlog reads its own part of the archive
+    -- through the BRIN index rather than the whole backlog; then, while
+    -- fewer than a batch and one are found there (statistics older than
+    -- the last batches pruned), a moment twice as far into the histogram;
+    -- at last the horizon itself.  Found there, the edge is the edge of all
+    -- the messages due: every one that finished earlier is among them.
     pruned := 0;
     IF batch > 0 THEN
-        EXECUTE format($q$
-            SELECT array_agg(x.finished_at ORDER BY x.finished_at)
-              FROM (SELECT a.finished_at FROM automation.outbox_archive a WHERE %s
-                     ORDER BY a.finished_at OFFSET $3 LIMIT 2) x$q$, due)
-           INTO edge
-          USING horizon, caps_from, batch - 1;
+        SELECT s.histogram_bounds::text::timestamptz[], c.reltuples
+          INTO bounds, n_rows
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_stats s ON s.schemaname = 'automation' AND s.tablename = c.relname AND s.attname = 'finished_at'
+         WHERE c.oid = 'automation.outbox_archive'::regclass;
+        IF n_rows > 0 AND cardinality(bounds) > 2 THEN
+            probe := least(ceil(2.0 * (batch + 1) / n_rows * (cardinality(bounds) - 1)), cardinality(bounds))::integer;
+        END IF;
+        LOOP
+            below := CASE WHEN probe < cardinality(bounds) THEN least(bounds[probe + 1], horizon) ELSE horizon END;
+            EXECUTE format($q$
+                SELECT array_agg(x.finished_at ORDER BY x.finished_at)
+                  FROM (SELECT a.finished_at FROM automation.outbox_archive a WHERE %s AND a.finished_at < $4
+                         ORDER BY a.finished_at OFFSET $3 LIMIT 2) x$q$, due)
+               INTO edge
+              USING horizon, caps_from, batch - 1, below;
+            EXIT WHEN cardinality(edge) = 2 OR below >= horizon;
+            probe := probe * 2;
+        END LOOP;
         upto := CASE WHEN cardinality(edge) = 2 THEN edge[1] END;
     END IF;
     IF cardinality(edge) > 0 THEN
