@@ -7,7 +7,9 @@
 #   (b) ticks with nothing due, right after it, one second apart in one
 #       session as the worker runs them (target: 50 ms or less), then a tick
 #       after ten new orders (their profiles, and the segments for those
-#       customers);
+#       customers); then a tick with nothing due in new sessions, as pg_cron
+#       runs it, and beside it what a new session pays for its first touch
+#       of the shared buffers: the orders read bare, first and again;
 #   (c) a tick that enrolls every open cart into a one-step journey and
 #       writes its message, guardrails included (target: 20,000 messages/s
 #       or more), with the CPU time the tick used beside its wall time
@@ -93,6 +95,31 @@ SELECT (SELECT max(id) FROM shop.orders) + g, g * 7919 % 1000000 + 1, '2026-11-0
 SELECT '12:00:07: ' || string_agg(stage || '=' || rows || ' (' || round(ms, 1) || ' ms)', ', ' ORDER BY stage)
        || ' -- ' || round(sum(ms), 1) || ' ms' FROM automation.tick('2026-11-01 12:00:07+00');
 SQL
+echo "    a tick with nothing due, each in a new session (as every pg_cron run is), rolled back:"
+for i in 1 2 3 4; do
+    run <<'SQL'
+\set QUIET on
+BEGIN;
+SELECT clock_timestamp() AS t0 \gset
+SELECT count(*) FROM automation.tick('2026-11-01 12:00:08+00') \gset
+SELECT '    ' || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000, 1) || ' ms';
+ROLLBACK;
+SQL
+done
+echo "    the session's first touch of the shared buffers: the orders summed bare, first in a new"
+echo "    session and again in it:"
+for i in 1 2 3; do
+    run <<'SQL'
+\set QUIET on
+SELECT clock_timestamp() AS t0 \gset
+SELECT sum(total) FROM shop.orders \gset
+SELECT clock_timestamp() AS t1 \gset
+SELECT sum(total) FROM shop.orders \gset
+SELECT format('    %s: first %s ms, again %s ms', pg_size_pretty(pg_relation_size('shop.orders')),
+              round(extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz) * 1000),
+              round(extract(epoch FROM clock_timestamp() - :'t1'::timestamptz) * 1000));
+SQL
+done
 
 echo "(c) one tick that writes a message for every open cart:"
 CLK_TCK=$(getconf CLK_TCK)
