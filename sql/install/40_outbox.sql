@@ -103,9 +103,12 @@ CREATE TABLE automation.outbox_archive (
     CONSTRAINT outbox_archive_status_check CHECK (status IN ('sent', 'cancelled', 'dead')),
     CONSTRAINT outbox_archive_reason_check CHECK ((status = 'cancelled') = (reason IS NOT NULL))
 );
--- Pruning deletes by finished_at, which grows with the table: a BRIN index
--- serves that and costs next to nothing on the ack path.
-CREATE INDEX outbox_archive_finished_at_idx ON automation.outbox_archive USING brin (finished_at);
+-- Pruning reads and deletes the oldest by finished_at, every tick.  A
+-- B-tree: a BRIN index would cost less on the ack path, but its block
+-- ranges keep the oldest time they ever held, and the pages pruning frees
+-- are filled again by new messages, so after one retention period every
+-- range would look old and every tick would read the whole archive.
+CREATE INDEX outbox_archive_finished_at_idx ON automation.outbox_archive (finished_at);
 COMMENT ON TABLE automation.outbox_archive IS 'finished messages (sent, cancelled with a reason, dead), kept for automation.retention';
 COMMENT ON COLUMN automation.outbox_archive.reason IS 'why a cancelled message was not handed out: no_consent, suppressed, no_customer, no_address';
 
@@ -176,8 +179,8 @@ CREATE INDEX message_event_message_id_idx ON automation.message_event (message_i
 -- A customer's last open or click, for the saturation guardrail.
 CREATE INDEX message_event_engaged_idx ON automation.message_event (customer_key, at) WHERE event IN ('open', 'click');
 -- Pruning (automation.archive_outbox, at every tick) deletes by the event's
--- time, which grows with the table: a BRIN index, as on the archive.
-CREATE INDEX message_event_at_idx ON automation.message_event USING brin (at);
+-- time: a B-tree, as on the archive and for the same reason.
+CREATE INDEX message_event_at_idx ON automation.message_event (at);
 COMMENT ON TABLE automation.message_event IS 'what happened to messages after they were sent, as reported by automation.track()';
 
 CREATE TABLE automation.suppression (
@@ -804,13 +807,9 @@ DECLARE
     batch integer := current_setting('automation.prune_batch')::integer;
     -- the messages due to be pruned (given horizon and caps_from)
     due text := $d$a.finished_at < $1 AND (a.finished_at < $2 OR a.status <> 'sent' OR a.purpose <> 'marketing')$d$;
-    edge timestamptz[];
-    bounds timestamptz[];
-    n_rows real;
-    probe integer;
-    below timestamptz;
+    n_due bigint;
+    more boolean;
     upto timestamptz;
-    any_due boolean;
     pruned bigint;
 BEGIN
     IF now IS NULL THEN
@@ -836,48 +835,21 @@ BEGIN
     -- that finished at the same moment as the last): a backlog, as after
     -- the retention was shortened, is worked off over several ticks instead
     -- of holding the tick's lock through one long one.  Then "upto" is the
-    -- last finished_at pruned.
-    --
-    -- That edge is looked for among the messages that finished before
-    -- "below", first a moment the archive's statistics (its histogram of
-    -- finished_at, from the last ANALYZE) put past about twice a batch, so
-    -- that a batch of a long backlog reads its own part of the archive
-    -- through the BRIN index rather than the whole backlog; then, while
-    -- fewer than a batch and one are found there (statistics older than
-    -- the last batches pruned), a moment twice as far into the histogram;
-    -- at last the horizon itself.  Found there, the edge is the edge of all
-    -- the messages due: every one that finished earlier is among them.
+    -- last finished_at pruned.  One read of the index on finished_at, in
+    -- its order, answers both whether anything is due and where the batch
+    -- ends: it stops after a batch and one.  (A separate EXISTS could be
+    -- planned as a pass over the whole archive, where the statistics, not
+    -- yet taken since the last prune, promise that a row due comes soon.)
+    EXECUTE format($q$
+        SELECT count(*), max(x.finished_at) FILTER (WHERE x.n = $3), bool_or(x.n > $3)
+          FROM (SELECT a.finished_at, row_number() OVER (ORDER BY a.finished_at) AS n
+                  FROM automation.outbox_archive a WHERE %s
+                 ORDER BY a.finished_at LIMIT $3 + 1) x$q$, due)
+       INTO n_due, upto, more
+      USING horizon, caps_from, greatest(batch, 0);
+    upto := CASE WHEN batch > 0 AND more THEN upto END;
     pruned := 0;
-    IF batch > 0 THEN
-        SELECT s.histogram_bounds::text::timestamptz[], c.reltuples
-          INTO bounds, n_rows
-          FROM pg_catalog.pg_class c
-          JOIN pg_catalog.pg_stats s ON s.schemaname = 'automation' AND s.tablename = c.relname AND s.attname = 'finished_at'
-         WHERE c.oid = 'automation.outbox_archive'::regclass;
-        IF n_rows > 0 AND cardinality(bounds) > 2 THEN
-            probe := least(ceil(2.0 * (batch + 1) / n_rows * (cardinality(bounds) - 1)), cardinality(bounds))::integer;
-        END IF;
-        LOOP
-            below := CASE WHEN probe < cardinality(bounds) THEN least(bounds[probe + 1], horizon) ELSE horizon END;
-            EXECUTE format($q$
-                SELECT array_agg(x.finished_at ORDER BY x.finished_at)
-                  FROM (SELECT a.finished_at FROM automation.outbox_archive a WHERE %s AND a.finished_at < $4
-                         ORDER BY a.finished_at OFFSET $3 LIMIT 2) x$q$, due)
-               INTO edge
-              USING horizon, caps_from, batch - 1, below;
-            EXIT WHEN cardinality(edge) = 2 OR below >= horizon;
-            probe := probe * 2;
-        END LOOP;
-        upto := CASE WHEN cardinality(edge) = 2 THEN edge[1] END;
-    END IF;
-    IF cardinality(edge) > 0 THEN
-        any_due := true;
-    ELSE
-        EXECUTE format('SELECT EXISTS (SELECT FROM automation.outbox_archive a WHERE %s)', due)
-           INTO any_due
-          USING horizon, caps_from;
-    END IF;
-    IF any_due THEN
+    IF n_due > 0 THEN
         EXECUTE format($q$
         WITH gone AS (
             DELETE FROM automation.outbox_archive a

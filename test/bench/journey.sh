@@ -41,9 +41,8 @@
 #   (h) the archive's pruning of all that history a month later
 #       (automation.archive_outbox, which carries the messages no open,
 #       click or order followed over to automation.pruned_unengaged for
-#       saturation): the first three ticks' batches (automation.prune_batch;
-#       the archive's statistics are those of its last ANALYZE, before the
-#       first), and all of it at once against the same rows deleted bare.
+#       saturation): the first three ticks' batches (automation.prune_batch),
+#       and all of it at once against the same rows deleted bare.
 #
 # Quiet hours are switched off for (c) but in its second run: the generated
 # shop's customers live in several time zones, and the point is the rate,
@@ -346,14 +345,6 @@ SELECT 'batch $i: ' || :pruned || ' messages pruned in '
 BATCH
 done)
 ROLLBACK;
--- What the statistics spare each batch: its edge chosen from every message
--- due, sorted, as without them.
-SELECT clock_timestamp() AS t0 \\gset
-SELECT count(*) FROM (SELECT a.finished_at FROM automation.outbox_archive a
-                       WHERE a.finished_at < timestamptz '2026-11-05 12:00+00'
-                       ORDER BY a.finished_at OFFSET current_setting('automation.prune_batch')::integer - 1 LIMIT 2) x \\gset
-SELECT '    the first batch''s edge chosen from every message due instead (as without the archive''s statistics): '
-       || round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1000) || ' ms';
 BEGIN;
 SET LOCAL automation.prune_batch = 0;
 SELECT clock_timestamp() AS t0 \\gset

@@ -1,8 +1,8 @@
 -- A backlog of the archive pruned in batches (automation.prune_batch), the
--- oldest first, the same with the archive's statistics as without: the
--- statistics only say where in the archive to look for a batch's edge.
+-- oldest first, whatever order the messages were archived in; or all at
+-- once.
 BEGIN;
-SELECT plan(5);
+SELECT plan(4);
 
 SET LOCAL automation.retention = '30d';
 SET LOCAL automation.min_interval = 0;
@@ -52,32 +52,13 @@ SELECT results_eq(
              (7, 100::bigint, 702::bigint, 30::bigint), (8, 100::bigint, 802::bigint, 20::bigint),
              (9, 100::bigint, 902::bigint, 10::bigint), (10, 99::bigint, NULL::bigint, 0::bigint),
              (11, 0::bigint, NULL::bigint, 0::bigint)$$,
-    'without statistics: a hundred a call, the oldest first, ties with the last together, each call''s events with it');
-SELECT array_agg(p ORDER BY p.call)::text AS without_statistics FROM prune p \gset
+    'a hundred a call, the oldest first, ties with the last together, each call''s events with it');
 ROLLBACK TO SAVEPOINT before;
 
--- Statistics that put every edge too early: taken while the messages sat a
--- month earlier.
-UPDATE automation.outbox_archive SET finished_at = finished_at - interval '1 month';
-ANALYZE automation.outbox_archive;
-UPDATE automation.outbox_archive SET finished_at = finished_at + interval '1 month';
-SELECT ok((SELECT (histogram_bounds::text::timestamptz[])[2] < timestamptz '2026-01-01' FROM pg_stats
-            WHERE schemaname = 'automation' AND tablename = 'outbox_archive' AND attname = 'finished_at'),
-          'statistics of finished_at from a month before');
-SELECT pg_temp.prune();
-SELECT is((SELECT array_agg(p ORDER BY p.call)::text FROM prune p), :'without_statistics',
-          'with statistics that put the edge too early: the same batches');
-ROLLBACK TO SAVEPOINT before;
-
--- Statistics taken before the first call and not again, so that from the
--- second call on they still count the messages pruned since.
-ANALYZE automation.outbox_archive;
-SELECT ok((SELECT (histogram_bounds::text::timestamptz[])[2] >= timestamptz '2026-01-01' FROM pg_stats
-            WHERE schemaname = 'automation' AND tablename = 'outbox_archive' AND attname = 'finished_at'),
-          'statistics of finished_at as the archive is');
-SELECT pg_temp.prune();
-SELECT is((SELECT array_agg(p ORDER BY p.call)::text FROM prune p), :'without_statistics',
-          'with statistics, stale from the second call on: the same batches');
+SET LOCAL automation.prune_batch = 0;
+SELECT is(automation.archive_outbox('2026-03-01 00:00+00'), 1000::bigint, 'with automation.prune_batch = 0, all at once');
+SELECT is((SELECT count(*) FROM automation.message_event), 0::bigint, 'and every event with them');
+SELECT is(automation.archive_outbox('2026-03-01 00:00+00'), 0::bigint, 'and nothing the call after');
 
 SELECT * FROM finish();
 ROLLBACK;
