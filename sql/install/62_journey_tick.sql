@@ -231,6 +231,7 @@ DECLARE
     need_bought boolean;
     need_variant boolean;
     need_products boolean;
+    lookback interval;
     horizon timestamptz;
     channels text[];
     has_new boolean;
@@ -502,9 +503,9 @@ BEGIN
     -- as an array): a shop that sends five a month has them for every
     -- customer due (benchmark part (g)), a small part of the archive,
     -- which one pass over it all hashed against them read in full.
-    IF need_marketing AND (saturation > 0 OR min_interval > interval '0' OR max_per_week > 0) THEN
-        horizon := CASE WHEN min_interval > interval '0' OR max_per_week > 0
-                        THEN now - automation._caps_lookback() ELSE 'infinity' END;
+    lookback := automation._caps_lookback();
+    IF need_marketing AND (saturation > 0 OR lookback > interval '0') THEN
+        horizon := CASE WHEN lookback > interval '0' THEN now - lookback ELSE 'infinity' END;
         IF to_regclass('pg_temp.automation_sent') IS NOT NULL THEN
             DROP TABLE pg_temp.automation_sent;
         END IF;
