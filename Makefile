@@ -13,6 +13,7 @@ OBJS = \
 	src/automation.o \
 	src/binding.o \
 	src/hyp2f1.o \
+	src/journey.o \
 	src/lifecycle.o \
 	src/outbox.o \
 	src/prediction.o \

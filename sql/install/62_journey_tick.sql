@@ -190,6 +190,18 @@ AS $$
                 ELSE ((date_trunc('day', ts AT TIME ZONE tz) + interval '1 day' + make_interval(hours => hour)) AT TIME ZONE tz) END
 $$;
 
+-- _message_payload(...): a message's payload, put together in one pass: the
+-- members of the step's payload, the chosen variant's and the enrollment
+-- context's "payload", then first_name, journey, step, variant and
+-- customer_key, then the extras, a later key replacing an earlier one (as
+-- with ||), and with_cart the cart (see src/journey.c).
+CREATE FUNCTION automation._message_payload(payload jsonb, variant_payload jsonb, context jsonb, first_name text,
+                                            journey text, step integer, variant text, customer_key text, extra jsonb,
+                                            with_cart boolean, cart_url text, cart_lines jsonb)
+RETURNS jsonb
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'automation_message_payload';
+
 -- _journey_steps(now): runs every due step.  Returns the number of
 -- messages written to the outbox.  Without JIT compilation: its statements
 -- each pass over the due steps once or twice, and a big tick's are costed
@@ -893,15 +905,9 @@ BEGIN
         INSERT INTO automation.outbox AS m (id, customer_key, channel, recipient, template, payload, journey, step,
                                             variant, purpose, dedupe_key, send_after, created_at)
         SELECT g.message_id, g.customer_key, g.channel, g.recipient, coalesce(g.chosen ->> 'template', g.template),
-               g.payload || coalesce(g.chosen -> 'payload', '{}') || coalesce(g.context -> 'payload', '{}')
-               || jsonb_build_object('first_name', g.first_name, 'journey', g.journey, 'step', g.step, 'variant', g.variant,
-                                     'customer_key', g.customer_key::text)
-               || g.extra
-               || CASE WHEN 'cart' = ANY (g.includes) THEN jsonb_build_object('cart', jsonb_build_object(
-                          'cart_id', g.context -> 'cart_id', 'total', g.context -> 'cart_total',
-                          'stage', g.context -> 'stage',
-                          'url', replace(cart_url, '{cart_id}', g.cart_id),
-                          'lines', coalesce(cl.lines, '[]'))) ELSE '{}' END,
+               automation._message_payload(g.payload, g.chosen -> 'payload', g.context, g.first_name, g.journey, g.step,
+                                           g.variant, g.customer_key::text, g.extra, 'cart' = ANY (g.includes), cart_url,
+                                           cl.lines),
                g.journey, g.step, g.variant, g.purpose, g.dedupe_key, g.send_at, now
           FROM go g
           LEFT JOIN automation_cart cl ON cl.cart_id = g.cart_id AND 'cart' = ANY (g.includes)

@@ -1,0 +1,219 @@
+/*-------------------------------------------------------------------------
+ *
+ * journey.c
+ *	  The part of the journeys' steps stage that SQL cannot do well: putting
+ *	  a message's payload together.
+ *
+ * The steps stage (sql/install/62_journey_tick.sql) is set-based SQL.  A
+ * message's payload, though, is the merge of up to six parts: the step's
+ * payload, the chosen variant's, the enrollment's, the fields every message
+ * has (first name, journey, step, variant, customer key), the extras the
+ * step includes, and the cart with its lines.  Merged with jsonb's || and
+ * built with jsonb_build_object, each part is serialized again at every
+ * merge and every level it is nested in, the cart's lines four times.  A
+ * tick that writes 70,000 cart reminders spent half a second there.  Here
+ * every part is read once and the payload serialized once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "journey.h"
+
+PG_FUNCTION_INFO_V1(automation_message_payload);
+
+/* Pushes a key, given as a C string, of the object being built. */
+static void
+push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.len = strlen(key);
+	k.val.string.val = (char *) key;
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/* Pushes a text value (JSON null when NULL). */
+static void
+push_text(JsonbParseState **state, const char *key, text *value)
+{
+	JsonbValue	v;
+
+	push_key(state, key);
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.len = VARSIZE_ANY_EXHDR(value);
+		v.val.string.val = VARDATA_ANY(value);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * Pushes a value found in a jsonb container (a scalar, or a nested
+ * container that pushJsonbValue unpacks), or JSON null when not found.
+ */
+static void
+push_found(JsonbParseState **state, const char *key, JsonbValue *found)
+{
+	JsonbValue	null;
+
+	push_key(state, key);
+	if (found == NULL)
+	{
+		null.type = jbvNull;
+		found = &null;
+	}
+	pushJsonbValue(state, WJB_VALUE, found);
+}
+
+/*
+ * Pushes every key and value of a jsonb object; a later value of a key
+ * replaces an earlier one when the object is closed, as with ||.  NULL
+ * pushes nothing.
+ */
+static void
+push_members(JsonbParseState **state, JsonbContainer *object, const char *what)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+
+	if (object == NULL)
+		return;
+	if (!JsonContainerIsObject(object))
+		elog(ERROR, "the %s of a message's payload is not a JSON object", what);
+	it = JsonbIteratorInit(object);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (token == WJB_KEY || token == WJB_VALUE)
+			pushJsonbValue(state, token, &v);
+	}
+}
+
+/* The root of a jsonb argument, or NULL. */
+#define ARG_CONTAINER(n) (PG_ARGISNULL(n) ? NULL : &PG_GETARG_JSONB_P(n)->root)
+
+/* The value of a key of a jsonb object, or NULL. */
+static JsonbValue *
+find_key(Jsonb *object, const char *key)
+{
+	if (object == NULL || !JB_ROOT_IS_OBJECT(object))
+		return NULL;
+	return getKeyJsonValueFromContainer(&object->root, key, strlen(key), NULL);
+}
+
+/* A JSON value as text, as ->> gives it; NULL for null. */
+static text *
+scalar_text(JsonbValue *v)
+{
+	if (v == NULL)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvString:
+			return cstring_to_text_with_len(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return cstring_to_text(DatumGetCString(DirectFunctionCall1(numeric_out,
+																	   NumericGetDatum(v->val.numeric))));
+		case jbvBool:
+			return cstring_to_text(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			return cstring_to_text(JsonbToCString(NULL, v->val.binary.data, v->val.binary.len));
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * automation._message_payload(payload jsonb, variant_payload jsonb,
+ *		context jsonb, first_name text, journey text, step integer,
+ *		variant text, customer_key text, extra jsonb, with_cart boolean,
+ *		cart_url text, cart_lines jsonb) RETURNS jsonb
+ *
+ * A message's payload: the members of the step's payload, then of the
+ * chosen variant's, then of the enrollment context's "payload", then
+ * first_name, journey, step, variant and customer_key, then the members of
+ * extra -- a later key replacing an earlier one, as a || b || ... does --
+ * and, with_cart, "cart": the context's cart_id, cart_total (as "total")
+ * and stage, the url (cart_url with {cart_id} replaced by the cart's id)
+ * and the lines (an empty array when NULL).
+ */
+Datum
+automation_message_payload(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *context = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	JsonbParseState *state = NULL;
+	JsonbValue *own;
+	JsonbValue *result;
+	JsonbValue	v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_members(&state, ARG_CONTAINER(0), "step's part");
+	push_members(&state, ARG_CONTAINER(1), "variant's part");
+	own = find_key(context, "payload");
+	if (own != NULL && own->type != jbvNull)
+	{
+		if (own->type != jbvBinary)
+			elog(ERROR, "the enrollment's part of a message's payload is not a JSON object");
+		push_members(&state, own->val.binary.data, "enrollment's part");
+	}
+	push_text(&state, "first_name", PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
+	push_text(&state, "journey", PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
+	push_key(&state, "step");
+	if (PG_ARGISNULL(5))
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(PG_GETARG_INT32(5));
+	}
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	push_text(&state, "variant", PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6));
+	push_text(&state, "customer_key", PG_ARGISNULL(7) ? NULL : PG_GETARG_TEXT_PP(7));
+	push_members(&state, ARG_CONTAINER(8), "extras' part");
+	if (!PG_ARGISNULL(9) && PG_GETARG_BOOL(9))
+	{
+		JsonbValue *cart_id = find_key(context, "cart_id");
+		text	   *id_text = scalar_text(cart_id);
+
+		push_key(&state, "cart");
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		push_found(&state, "cart_id", cart_id);
+		push_found(&state, "total", find_key(context, "cart_total"));
+		push_found(&state, "stage", find_key(context, "stage"));
+		push_text(&state, "url",
+				  PG_ARGISNULL(10) || id_text == NULL ? NULL :
+				  DatumGetTextPP(DirectFunctionCall3Coll(replace_text, DEFAULT_COLLATION_OID, PG_GETARG_DATUM(10),
+													 CStringGetTextDatum("{cart_id}"),
+													 PointerGetDatum(id_text))));
+		push_key(&state, "lines");
+		if (PG_ARGISNULL(11))
+		{
+			pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+			pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+		}
+		else
+		{
+			Jsonb	   *lines = PG_GETARG_JSONB_P(11);
+
+			v.type = jbvBinary;
+			v.val.binary.data = &lines->root;
+			v.val.binary.len = VARSIZE(lines) - VARHDRSZ;
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(result));
+}
