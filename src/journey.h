@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * journey.h
- *	  The journeys' steps stage in C (journey.c): a message's payload.
+ *	  The journeys' steps stage in C (journey.c): a message's payload and a
+ *	  cart's lines.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,5 +12,7 @@
 #include "fmgr.h"
 
 extern Datum automation_message_payload(PG_FUNCTION_ARGS);
+extern Datum automation_cart_lines_add(PG_FUNCTION_ARGS);
+extern Datum automation_cart_lines_final(PG_FUNCTION_ARGS);
 
 #endif							/* AUTOMATION_JOURNEY_H */

@@ -202,6 +202,26 @@ RETURNS jsonb
 LANGUAGE C IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'automation_message_payload';
 
+-- _cart_lines(product, quantity, name, price, only_left): the lines of a
+-- cart as a JSON array of {"product", "quantity", "name", "price",
+-- "only_left"}, in the order they come, each value as to_jsonb makes it
+-- (one of an array or composite type as its text; see src/journey.c).
+CREATE FUNCTION automation._cart_lines_add(internal, "any", "any", "any", "any", "any")
+RETURNS internal
+LANGUAGE C PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'automation_cart_lines_add';
+
+CREATE FUNCTION automation._cart_lines_final(internal)
+RETURNS jsonb
+LANGUAGE C PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'automation_cart_lines_final';
+
+CREATE AGGREGATE automation._cart_lines("any", "any", "any", "any", "any") (
+    SFUNC = automation._cart_lines_add,
+    STYPE = internal,
+    FINALFUNC = automation._cart_lines_final
+);
+
 -- _journey_steps(now): runs every due step.  Returns the number of
 -- messages written to the outbox.  Without JIT compilation: its statements
 -- each pass over the due steps once or twice, and a big tick's are costed
@@ -379,13 +399,14 @@ BEGIN
     -- and -- when a step shows the cart -- its lines for the message.  The
     -- lines of all the carts named are read in one statement, joined to the
     -- products once, and grouped per cart; sorted by cart and product as
-    -- they are read, so that jsonb_agg takes each cart's lines in product
-    -- order.  The planner counts the carts named (cart_id is ANALYZEd, and
+    -- they are read, so that automation._cart_lines (src/journey.c: each
+    -- line built in place, each cart's array serialized once) takes each
+    -- cart's lines in product order.  The planner counts the carts named (cart_id is ANALYZEd, and
     -- named is inlined: it cannot count a materialized CTE's rows), so that
     -- many are read in one pass over the lines, hashed, and a few through
     -- the lines' index.  (Summed per cart through a LATERAL subquery, each
-    -- cart read the products again, and an ORDER BY in jsonb_agg sorted each
-    -- cart apart.)
+    -- cart read the products again, and an ORDER BY inside the aggregate
+    -- sorted each cart apart.)
     IF need_carts AND EXISTS (SELECT FROM automation_due d
                 WHERE d.exit_reason IS NULL AND d.cart_id IS NOT NULL
                   AND (d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes))) THEN
@@ -414,12 +435,12 @@ BEGIN
             CASE WHEN b_lines.kind IS NULL THEN '' ELSE format($j$
               LEFT JOIN (
                 SELECT l.cart_id, count(*) AS line_count, count(*) FILTER (WHERE l.in_stock) AS in_stock,
-                       $j$ || CASE WHEN need_cart THEN 'jsonb_agg(l.line)' ELSE 'NULL::jsonb' END || $j$ AS lines
+                       $j$ || CASE WHEN need_cart THEN 'automation._cart_lines(l.product, l.quantity, l.name, l.price, l.only_left)'
+                                   ELSE 'NULL::jsonb' END || $j$ AS lines
                   FROM (SELECT %1$s AS cart_id, %2$s AS in_stock,
-                               $j$ || CASE WHEN need_cart THEN $j$jsonb_build_object(
-                                   'product', %3$s, 'quantity', %4$s, 'name', %5$s, 'price', %6$s,
-                                   'only_left', CASE WHEN %7$s <= $1 AND %7$s > 0 THEN %7$s END)$j$
-                               ELSE 'NULL::jsonb' END || $j$ AS line
+                               $j$ || CASE WHEN need_cart THEN $j$%3$s AS product, %4$s AS quantity, %5$s AS name,
+                                   %6$s AS price, CASE WHEN %7$s <= $1 AND %7$s > 0 THEN %7$s END AS only_left$j$
+                               ELSE 'NULL AS line' END || $j$
                           FROM %8$s l %9$s
                          WHERE %1$s IN (SELECT n.cart_id FROM named n)
                          $j$ || CASE WHEN need_cart THEN 'ORDER BY 1, %3$s' ELSE '' END || $j$) l

@@ -1,8 +1,10 @@
 -- A message's payload as automation._message_payload puts it together (in
 -- C, in one pass): the same object as merging its parts with ||, in the
--- same order, a later key replacing an earlier one.
+-- same order, a later key replacing an earlier one.  And a cart's lines as
+-- automation._cart_lines gathers them: the same array as jsonb_agg of
+-- jsonb_build_object.
 BEGIN;
-SELECT plan(9);
+SELECT plan(13);
 
 -- The reference: the parts merged with || and built with jsonb_build_object.
 CREATE FUNCTION pg_temp.merged(payload jsonb, variant_payload jsonb, context jsonb, first_name text, journey text,
@@ -78,6 +80,46 @@ SELECT throws_ok($$SELECT automation._message_payload('[1]', NULL, NULL, NULL, '
 SELECT throws_ok($$SELECT automation._message_payload('{}', NULL, '{"payload": 3}', NULL, 'j', 1, NULL, '1', '{}', false, NULL, NULL)$$,
                  'XX000', 'the enrollment''s part of a message''s payload is not a JSON object',
                  'so is an enrollment''s payload that is not an object');
+
+-- The cart's lines: every kind of value a bound column may hold, as
+-- to_jsonb makes it.
+CREATE DOMAIN pg_temp.quantity AS integer CHECK (VALUE >= 0);
+CREATE TEMP TABLE line (cart integer, product text, quantity pg_temp.quantity, name text, price numeric, stock integer,
+                        i2 smallint, i8 bigint, f4 real, f8 double precision, b boolean, d date, ts timestamp,
+                        tstz timestamptz, j json, jb jsonb, u uuid, v varchar(20));
+INSERT INTO line VALUES
+    (1, 'p-1', 2, 'Dog food', 40.00, 3, 1, 9007199254740993, 0.1, 0.1, true, '2026-11-01', '2026-11-01 12:00',
+     '2026-11-01 12:00+02', '{"a": [1, "x"]}', '{"b": null}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'vc'),
+    (1, 'p-2', 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (2, 'p-3', 0, 'Vitamins "100"', 'NaN', -1, -32768, -1, 'NaN', 'Infinity', false, 'infinity', '-infinity',
+     'infinity', '3', '"s"', NULL, ''),
+    (3, 'p-4', 5, 'Ü ñ', '1e-20', 0, 0, 0, '-Infinity', 1e300, NULL, NULL, NULL, NULL, 'null', '[]', NULL, NULL);
+SELECT is((SELECT count(*) FROM (
+              SELECT automation._cart_lines(l.product, l.quantity, l.name, l.price, l.stock) AS ours,
+                     jsonb_agg(jsonb_build_object('product', l.product, 'quantity', l.quantity, 'name', l.name,
+                                                  'price', l.price, 'only_left', l.stock)) AS theirs
+                FROM (SELECT * FROM line ORDER BY cart, product) l GROUP BY l.cart) x
+            WHERE ours::text IS DISTINCT FROM theirs::text),
+          0::bigint, 'the lines, in the order they come, as jsonb_agg of jsonb_build_object gives them');
+SELECT is((SELECT count(*) FROM (
+              SELECT automation._cart_lines(l.i2, l.i8, l.f4, l.f8, l.b) AS a1,
+                     jsonb_agg(jsonb_build_object('product', l.i2, 'quantity', l.i8, 'name', l.f4, 'price', l.f8,
+                                                  'only_left', l.b)) AS b1,
+                     automation._cart_lines(l.d, l.ts, l.tstz, l.u, l.v) AS a2,
+                     jsonb_agg(jsonb_build_object('product', l.d, 'quantity', l.ts, 'name', l.tstz, 'price', l.u,
+                                                  'only_left', l.v)) AS b2,
+                     automation._cart_lines(l.j, l.jb, l.quantity, l.j, l.jb) AS a3,
+                     jsonb_agg(jsonb_build_object('product', l.j, 'quantity', l.jb, 'name', l.quantity, 'price', l.j,
+                                                  'only_left', l.jb)) AS b3
+                FROM (SELECT * FROM line ORDER BY cart, product) l GROUP BY l.cart) x
+            WHERE a1::text IS DISTINCT FROM b1::text OR a2::text IS DISTINCT FROM b2::text
+               OR a3::text IS DISTINCT FROM b3::text),
+          0::bigint, 'integers, floats and their NaN and infinities, booleans, dates and times, JSON, uuid, a domain');
+SELECT is((SELECT automation._cart_lines(x, ARRAY[1, 2], ROW(1, 'a'), NULL::text, 1) FROM (VALUES (1)) v (x)),
+          '[{"name": "(1,a)", "price": null, "product": 1, "quantity": "{1,2}", "only_left": 1}]'::jsonb,
+          'an array or a composite value is written as its text');
+SELECT is((SELECT automation._cart_lines(l.product, l.quantity, l.name, l.price, l.stock) FROM line l WHERE false),
+          NULL, 'no lines: NULL, as jsonb_agg');
 
 SELECT * FROM finish();
 ROLLBACK;
