@@ -21,12 +21,17 @@ my $default = $node->safe_psql('postgres',
 ok(scalar(@versions) >= 1, "shipped versions: @versions");
 is($versions[-1], $default, 'the default version is the newest shipped');
 
-# Every object of the extension, described with its definition.
+# Every object of the extension, described with its definition (an
+# aggregate, which pg_get_functiondef refuses, by its functions and state).
 my $describe = q{
     SELECT string_agg(d, E'\n' ORDER BY d) FROM (
         SELECT pg_describe_object(classid, objid, 0) || ' ' ||
                CASE classid
-                   WHEN 'pg_proc'::regclass THEN pg_get_functiondef(objid)
+                   WHEN 'pg_proc'::regclass THEN coalesce(
+                       (SELECT format('sfunc %s stype %s finalfunc %s initcond %s', a.aggtransfn, format_type(a.aggtranstype, NULL),
+                                      a.aggfinalfn, a.agginitval)
+                          FROM pg_aggregate a WHERE a.aggfnoid = objid),
+                       pg_get_functiondef(objid))
                    WHEN 'pg_class'::regclass THEN coalesce(
                        (SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
                           FROM pg_attribute WHERE attrelid = objid AND attnum > 0 AND NOT attisdropped), '')
