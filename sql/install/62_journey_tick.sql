@@ -401,10 +401,10 @@ BEGIN
     -- products once, and grouped per cart; sorted by cart and product as
     -- they are read, so that automation._cart_lines (src/journey.c: each
     -- line built in place, each cart's array serialized once) takes each
-    -- cart's lines in product order.  The planner counts the carts named (cart_id is ANALYZEd, and
-    -- named is inlined: it cannot count a materialized CTE's rows), so that
-    -- many are read in one pass over the lines, hashed, and a few through
-    -- the lines' index.  (Summed per cart through a LATERAL subquery, each
+    -- cart's lines in product order.  The planner counts the carts named
+    -- (cart_id is ANALYZEd, and named is inlined: it cannot count a
+    -- materialized CTE's rows), so that many are read in one pass over the
+    -- lines, hashed, and a few through the lines' index.  (Summed per cart through a LATERAL subquery, each
     -- cart read the products again, and an ORDER BY inside the aggregate
     -- sorted each cart apart.)
     IF need_carts AND EXISTS (SELECT FROM automation_due d
