@@ -404,9 +404,9 @@ BEGIN
     -- cart's lines in product order.  The planner counts the carts named
     -- (cart_id is ANALYZEd, and named is inlined: it cannot count a
     -- materialized CTE's rows), so that many are read in one pass over the
-    -- lines, hashed, and a few through the lines' index.  (Summed per cart through a LATERAL subquery, each
-    -- cart read the products again, and an ORDER BY inside the aggregate
-    -- sorted each cart apart.)
+    -- lines, hashed, and a few through the lines' index.  (Summed per cart
+    -- through a LATERAL subquery, each cart read the products again, and an
+    -- ORDER BY inside the aggregate sorted each cart apart.)
     IF need_carts AND EXISTS (SELECT FROM automation_due d
                 WHERE d.exit_reason IS NULL AND d.cart_id IS NOT NULL
                   AND (d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes))) THEN
