@@ -59,7 +59,7 @@ typedef enum ValueKind
 /* The kinds of the aggregate's arguments, worked out once per query. */
 typedef struct LineColumns
 {
-	Oid			type[LINE_MEMBERS];
+	Oid			type[LINE_MEMBERS];	/* a domain's base type */
 	ValueKind	kind[LINE_MEMBERS];
 	FmgrInfo	output[LINE_MEMBERS];
 } LineColumns;
@@ -76,40 +76,37 @@ push_key(JsonbParseState **state, const char *key)
 	pushJsonbValue(state, WJB_KEY, &k);
 }
 
-/* Pushes a text value (JSON null when NULL). */
+/*
+ * Pushes a key and its value: a scalar, or a container that pushJsonbValue
+ * unpacks; JSON null when value is NULL.
+ */
+static void
+push_value(JsonbParseState **state, const char *key, JsonbValue *value)
+{
+	JsonbValue	null;
+
+	push_key(state, key);
+	if (value == NULL)
+	{
+		null.type = jbvNull;
+		value = &null;
+	}
+	pushJsonbValue(state, WJB_VALUE, value);
+}
+
+/* Pushes a key and a text value (JSON null when NULL). */
 static void
 push_text(JsonbParseState **state, const char *key, text *value)
 {
 	JsonbValue	v;
 
-	push_key(state, key);
-	if (value == NULL)
-		v.type = jbvNull;
-	else
+	if (value != NULL)
 	{
 		v.type = jbvString;
 		v.val.string.len = VARSIZE_ANY_EXHDR(value);
 		v.val.string.val = VARDATA_ANY(value);
 	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-/*
- * Pushes a value found in a jsonb container (a scalar, or a nested
- * container that pushJsonbValue unpacks), or JSON null when not found.
- */
-static void
-push_found(JsonbParseState **state, const char *key, JsonbValue *found)
-{
-	JsonbValue	null;
-
-	push_key(state, key);
-	if (found == NULL)
-	{
-		null.type = jbvNull;
-		found = &null;
-	}
-	pushJsonbValue(state, WJB_VALUE, found);
+	push_value(state, key, value == NULL ? NULL : &v);
 }
 
 /*
@@ -205,15 +202,12 @@ automation_message_payload(PG_FUNCTION_ARGS)
 	}
 	push_text(&state, "first_name", PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
 	push_text(&state, "journey", PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
-	push_key(&state, "step");
-	if (PG_ARGISNULL(5))
-		v.type = jbvNull;
-	else
+	if (!PG_ARGISNULL(5))
 	{
 		v.type = jbvNumeric;
 		v.val.numeric = int64_to_numeric(PG_GETARG_INT32(5));
 	}
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	push_value(&state, "step", PG_ARGISNULL(5) ? NULL : &v);
 	push_text(&state, "variant", PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6));
 	push_text(&state, "customer_key", PG_ARGISNULL(7) ? NULL : PG_GETARG_TEXT_PP(7));
 	push_members(&state, ARG_CONTAINER(8), "extras' part");
@@ -224,9 +218,9 @@ automation_message_payload(PG_FUNCTION_ARGS)
 
 		push_key(&state, "cart");
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_found(&state, "cart_id", cart_id);
-		push_found(&state, "total", find_key(context, "cart_total"));
-		push_found(&state, "stage", find_key(context, "stage"));
+		push_value(&state, "cart_id", cart_id);
+		push_value(&state, "total", find_key(context, "cart_total"));
+		push_value(&state, "stage", find_key(context, "stage"));
 		push_text(&state, "url",
 				  PG_ARGISNULL(10) || id_text == NULL ? NULL :
 				  DatumGetTextPP(DirectFunctionCall3Coll(replace_text, DEFAULT_COLLATION_OID, PG_GETARG_DATUM(10),
@@ -253,11 +247,11 @@ automation_message_payload(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(result));
 }
 
-/* The kind of a column's type (a domain's is its base type's). */
+/* The kind of a (base) type. */
 static ValueKind
 value_kind(Oid type)
 {
-	switch (getBaseType(type))
+	switch (type)
 	{
 		case BOOLOID:
 			return VALUE_BOOL;
@@ -306,7 +300,7 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols,
 			break;
 		case VALUE_INTEGER:
 			v.type = jbvNumeric;
-			switch (getBaseType(cols->type[col]))
+			switch (cols->type[col])
 			{
 				case INT2OID:
 					v.val.numeric = int64_to_numeric(DatumGetInt16(value));
@@ -345,14 +339,14 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols,
 			break;
 		case VALUE_DATETIME:
 			v.type = jbvString;
-			v.val.string.val = JsonEncodeDateTime(NULL, value, getBaseType(cols->type[col]), NULL);
+			v.val.string.val = JsonEncodeDateTime(NULL, value, cols->type[col], NULL);
 			v.val.string.len = strlen(v.val.string.val);
 			break;
 		case VALUE_JSON:
 			{
 				Jsonb	   *json;
 
-				if (getBaseType(cols->type[col]) == JSONBOID)
+				if (cols->type[col] == JSONBOID)
 					json = DatumGetJsonbPCopy(value);
 				else
 					json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
@@ -399,12 +393,13 @@ automation_cart_lines_add(PG_FUNCTION_ARGS)
 		cols = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(LineColumns));
 		for (col = 0; col < LINE_MEMBERS; col++)
 		{
+			Oid			type = get_fn_expr_argtype(fcinfo->flinfo, col + 1);
 			Oid			output;
 			bool		varlena;
 
-			cols->type[col] = get_fn_expr_argtype(fcinfo->flinfo, col + 1);
-			if (!OidIsValid(cols->type[col]))
+			if (!OidIsValid(type))
 				elog(ERROR, "cannot determine the type of argument %d of automation._cart_lines", col + 1);
+			cols->type[col] = getBaseType(type);
 			cols->kind[col] = value_kind(cols->type[col]);
 			getTypeOutputInfo(cols->type[col], &output, &varlena);
 			fmgr_info_cxt(output, &cols->output[col], fcinfo->flinfo->fn_mcxt);
