@@ -274,6 +274,7 @@ DECLARE
     channels text[];
     has_new boolean;
     has_carried boolean;
+    keys_locked boolean := false;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
     -- and none enrolled by this tick with a step due at once.
@@ -908,50 +909,70 @@ BEGIN
     -- and note every decision that wrote no message, in one statement.  A
     -- message written is its "sent" decision, and the enrollment moved on
     -- below its "completed" one: automation.decision_log reads them there.
-    WITH go AS MATERIALIZED (
-        SELECT d.journey, d.step, d.subject, d.customer_key, d.dedupe_key, d.channel, d.recipient, d.template,
-               d.payload, d.context, d.cart_id, d.first_name, d.variant, d.extra, d.includes, d.purpose, d.send_at,
-               nextval('automation.outbox_id_seq') AS message_id,
-               CASE WHEN d.variant IS NOT NULL
-                    THEN (SELECT e.value FROM jsonb_array_elements(d.variants) e WHERE e.value ->> 'name' = d.variant LIMIT 1)
-               END AS chosen
-          FROM automation_due d
-         WHERE d.send_at <= now AND NOT d.holdout),
-    keys AS (
-        INSERT INTO automation.outbox_key AS k (dedupe_key, message_id, customer_key, marketing)
-        SELECT g.dedupe_key, g.message_id, g.customer_key, g.purpose = 'marketing' FROM go g
-        ON CONFLICT ON CONSTRAINT outbox_key_pkey DO NOTHING
-        RETURNING k.message_id),
-    ins AS (
-        INSERT INTO automation.outbox AS m (id, customer_key, channel, recipient, template, payload, journey, step,
-                                            variant, purpose, dedupe_key, send_after, created_at)
-        SELECT g.message_id, g.customer_key, g.channel, g.recipient, coalesce(g.chosen ->> 'template', g.template),
-               automation._message_payload(g.payload, g.chosen -> 'payload', g.context, g.first_name, g.journey, g.step,
-                                           g.variant, g.customer_key::text, g.extra, 'cart' = ANY (g.includes), cart_url,
-                                           cl.lines),
-               g.journey, g.step, g.variant, g.purpose, g.dedupe_key, g.send_at, now
-          FROM go g
-          LEFT JOIN automation_cart cl ON cl.cart_id = g.cart_id AND 'cart' = ANY (g.includes)
-         WHERE g.message_id IN (SELECT k.message_id FROM keys k)
-        RETURNING m.channel),
-    logged AS (
-        INSERT INTO automation.decision_note (at, journey, step, subject, customer_key, decision, reason, variant)
-        SELECT now, d.journey, d.step, d.subject, d.customer_key,
-               CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
-                    WHEN d.skip_reason IS NOT NULL THEN 'skipped'
-                    WHEN d.send_at > now THEN 'deferred'
-                    ELSE 'held_out' END,
-               coalesce(d.exit_reason, d.skip_reason,
-                        CASE WHEN d.send_at > now THEN d.defer_reason || ' until ' || d.send_at END,
-                        'holdout group'),
-               d.variant
-          FROM automation_due d
-         WHERE d.send_at IS NULL OR d.send_at > now OR d.holdout
-        UNION ALL
-        SELECT now, g.journey, g.step, g.subject, g.customer_key, 'sent', 'already written', g.variant
-          FROM go g
-         WHERE g.message_id NOT IN (SELECT k.message_id FROM keys k))
-    SELECT count(*), array_agg(DISTINCT ins.channel) INTO sent, channels FROM ins;
+    -- A key already taken (a message written before, say by a tick that
+    -- enrolled the subject once already) is looked up first, and the new
+    -- keys inserted plainly: an INSERT ... ON CONFLICT DO NOTHING takes each
+    -- key speculatively and confirms it, which cost 0.15-0.2 s per 100,000
+    -- messages more.  Journey names hold no ':', so the keys of one tick
+    -- are all different, and ticks never overlap; only enqueue, called
+    -- with a journey's key while this runs, can take one between the look
+    -- and the insert.  Then the insert fails, and the statement runs again
+    -- with the keys locked against enqueue: it waits for the enqueue's
+    -- transaction, and its look sees the key.
+    LOOP
+        BEGIN
+            WITH go AS MATERIALIZED (
+                SELECT d.journey, d.step, d.subject, d.customer_key, d.dedupe_key, d.channel, d.recipient, d.template,
+                       d.payload, d.context, d.cart_id, d.first_name, d.variant, d.extra, d.includes, d.purpose, d.send_at,
+                       k.written, CASE WHEN NOT k.written THEN nextval('automation.outbox_id_seq') END AS message_id,
+                       CASE WHEN d.variant IS NOT NULL
+                            THEN (SELECT e.value FROM jsonb_array_elements(d.variants) e WHERE e.value ->> 'name' = d.variant LIMIT 1)
+                       END AS chosen
+                  FROM automation_due d
+                 CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM automation.outbox_key x WHERE x.dedupe_key = d.dedupe_key) AS written) k
+                 WHERE d.send_at <= now AND NOT d.holdout),
+            keys AS (
+                INSERT INTO automation.outbox_key (dedupe_key, message_id, customer_key, marketing)
+                SELECT g.dedupe_key, g.message_id, g.customer_key, g.purpose = 'marketing' FROM go g WHERE NOT g.written),
+            ins AS (
+                INSERT INTO automation.outbox AS m (id, customer_key, channel, recipient, template, payload, journey, step,
+                                                    variant, purpose, dedupe_key, send_after, created_at)
+                SELECT g.message_id, g.customer_key, g.channel, g.recipient, coalesce(g.chosen ->> 'template', g.template),
+                       automation._message_payload(g.payload, g.chosen -> 'payload', g.context, g.first_name, g.journey, g.step,
+                                                   g.variant, g.customer_key::text, g.extra, 'cart' = ANY (g.includes), cart_url,
+                                                   cl.lines),
+                       g.journey, g.step, g.variant, g.purpose, g.dedupe_key, g.send_at, now
+                  FROM go g
+                  LEFT JOIN automation_cart cl ON cl.cart_id = g.cart_id AND 'cart' = ANY (g.includes)
+                 WHERE NOT g.written
+                RETURNING m.channel),
+            logged AS (
+                INSERT INTO automation.decision_note (at, journey, step, subject, customer_key, decision, reason, variant)
+                SELECT now, d.journey, d.step, d.subject, d.customer_key,
+                       CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
+                            WHEN d.skip_reason IS NOT NULL THEN 'skipped'
+                            WHEN d.send_at > now THEN 'deferred'
+                            ELSE 'held_out' END,
+                       coalesce(d.exit_reason, d.skip_reason,
+                                CASE WHEN d.send_at > now THEN d.defer_reason || ' until ' || d.send_at END,
+                                'holdout group'),
+                       d.variant
+                  FROM automation_due d
+                 WHERE d.send_at IS NULL OR d.send_at > now OR d.holdout
+                UNION ALL
+                SELECT now, g.journey, g.step, g.subject, g.customer_key, 'sent', 'already written', g.variant
+                  FROM go g
+                 WHERE g.written)
+            SELECT count(*), array_agg(DISTINCT ins.channel) INTO sent, channels FROM ins;
+            EXIT;
+        EXCEPTION WHEN unique_violation THEN
+            IF keys_locked THEN
+                RAISE;
+            END IF;
+            LOCK TABLE automation.outbox_key IN SHARE ROW EXCLUSIVE MODE;
+            keys_locked := true;
+        END;
+    END LOOP;
     IF sent > 0 THEN
         PERFORM pg_notify('automation_outbox', ch) FROM unnest(channels) ch;
     END IF;
