@@ -381,17 +381,16 @@ BEGIN
     ANALYZE automation_due (journey, step, customer_key, channel, purpose, holdout, send_at, tz, exit_reason, trigger, includes, cart_id);
     -- Which of the optional passes below this tick needs at all: one read
     -- of the steps due rather than a look per pass (a look that finds
-    -- nothing reads them all).
+    -- nothing reads them all).  (Over the distinct steps first, the hashing
+    -- of their arrays and JSON took longer than the tests over every row.)
     SELECT bool_or('left_segment' = ANY (d.exit_on)), bool_or(d.purpose = 'marketing'),
            bool_or(d.at_preferred_hour), bool_or(d.discount IS NOT NULL), bool_or('order' = ANY (d.includes)),
            bool_or('cart' = ANY (d.includes)), bool_or(d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes)),
-           bool_or('ordered' = ANY (d.exit_on)), bool_or('bought' = ANY (d.exit_on)), bool_or(d.has_variants),
+           bool_or('ordered' = ANY (d.exit_on)), bool_or('bought' = ANY (d.exit_on)), bool_or(jsonb_array_length(d.variants) > 0),
            bool_or(d.includes && ARRAY['recommended', 'category_products', 'popular_products', 'last_order', 'also_like'])
       INTO need_segment, need_marketing, need_hour, need_discount, need_order, need_cart, need_carts,
            need_ordered, need_bought, need_variant, need_products
-      FROM (SELECT DISTINCT journey, step, trigger, exit_on, purpose, at_preferred_hour, discount, includes,
-                            jsonb_array_length(variants) > 0 AS has_variants
-              FROM automation_due) d;
+      FROM automation_due d;
 
     -- Exit conditions that depend on the journey, against the live shop rows.
     -- The carts first, in one read of the carts named and their lines (not
@@ -670,7 +669,12 @@ BEGIN
     END IF;
     -- Two marketing messages for one customer and channel in this tick: the
     -- first (earliest due, then by journey) goes, the others wait their turn.
-    IF min_interval > interval '0' THEN
+    -- Looked for first, in one hashed pass: usually there are none, and the
+    -- turns sort every marketing message due.
+    IF min_interval > interval '0'
+       AND EXISTS (SELECT FROM automation_due
+                    WHERE send_at IS NOT NULL AND purpose = 'marketing' AND NOT holdout
+                    GROUP BY customer_key, channel HAVING count(*) > 1) THEN
     UPDATE automation_due d
        SET send_at = r.first_at + min_interval * (r.n - 1), defer_reason = 'frequency_cap'
       FROM (SELECT journey, subject, row_number() OVER w AS n, first_value(send_at) OVER w AS first_at
