@@ -90,6 +90,9 @@ BEGIN
         -- The enrollment is the "enrolled" decision (automation.decision_log
         -- reads it there).  One whose first step is due now waits for the
         -- steps stage in pg_temp.automation_enrolled (see _new_enrollments).
+        -- Whether such a subject is enrolled already is one probe of the
+        -- enrollments' index each, a scalar subquery: as NOT EXISTS the
+        -- planner may hash every enrollment the shop ever had instead.
         found_sql := automation._trigger_sql(j);
         enroll_sql := format($q$
             WITH found AS (%s),
@@ -111,7 +114,8 @@ BEGIN
             at_once AS (
                 SELECT n.* FROM new n
                  WHERE n.due_at <= $1
-                   AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.journey = n.journey AND e.subject = n.subject))$q$,
+                   AND (SELECT true FROM automation.enrollment e WHERE e.journey = n.journey AND e.subject = n.subject
+                         LIMIT 1) IS NULL)$q$,
             found_sql, j.name, j.holdout_percent, j.name, j.name);
         IF NOT ready THEN
             -- No table for them in this session yet (see _new_enrollments).
@@ -406,7 +410,10 @@ BEGIN
     -- materialized CTE's rows), so that many are read in one pass over the
     -- lines, hashed, and a few through the lines' index.  (Summed per cart
     -- through a LATERAL subquery, each cart read the products again, and an
-    -- ORDER BY inside the aggregate sorted each cart apart.)
+    -- ORDER BY inside the aggregate sorted each cart apart.)  Whether a cart
+    -- is still open is left to the planner (it hashes the open carts, and
+    -- every cart the first time one named is no longer open, or probes):
+    -- the shop's carts may have no index on their key.
     IF need_carts AND EXISTS (SELECT FROM automation_due d
                 WHERE d.exit_reason IS NULL AND d.cart_id IS NOT NULL
                   AND (d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes))) THEN
@@ -889,14 +896,17 @@ BEGIN
     IF need_products AND EXISTS (SELECT FROM automation_due WHERE send_at IS NOT NULL AND 'also_like' = ANY (includes)) THEN
         -- Related to what started the journey (the order's or cart's
         -- products), else to the customer's latest purchases, else (a new
-        -- subscriber) to the popular products of the message.
+        -- subscriber) to the popular products of the message.  (Whether the
+        -- customer bought anything is a probe of customer_product's key per
+        -- message, a scalar subquery: as EXISTS the planner may hash every
+        -- customer's products instead.)
         SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
         EXECUTE format($q$
             UPDATE automation_due d SET extra = d.extra || jsonb_build_object('also_like', automation._related_for(
                 CASE WHEN jsonb_array_length(coalesce(d.context -> 'products', '[]')) > 0
                      THEN ARRAY(SELECT jsonb_array_elements_text(d.context -> 'products'))
                      %1$s
-                     WHEN EXISTS (SELECT FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key)
+                     WHEN (SELECT true FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key LIMIT 1)
                      THEN ARRAY(SELECT cp.product FROM automation.customer_product cp WHERE cp.customer_key = d.customer_key
                                  ORDER BY cp.last_purchase_at DESC, cp.product LIMIT 5)
                      ELSE ARRAY(SELECT x ->> 'product' FROM jsonb_array_elements(coalesce(d.extra -> 'popular_products', '[]')) x) END,
