@@ -526,12 +526,15 @@ BEGIN
                  ELSE 'NULL::text' END) USING now;
     END IF;
 
+    -- Left the segment that started it: a probe of the current members'
+    -- index per step, a scalar subquery (as NOT EXISTS the planner may hash
+    -- every member of every segment instead).
     IF need_segment THEN
     UPDATE automation_due d SET send_at = NULL, exit_reason = 'left_segment'
      WHERE d.exit_reason IS NULL AND 'left_segment' = ANY (d.exit_on)
-       AND NOT EXISTS (SELECT FROM automation.segment_member m
-                        WHERE m.segment = d.context ->> 'segment' AND m.customer_key = d.customer_key
-                          AND m.exited_at IS NULL);
+       AND (SELECT true FROM automation.segment_member m
+             WHERE m.segment = d.context ->> 'segment' AND m.customer_key = d.customer_key
+               AND m.exited_at IS NULL LIMIT 1) IS NULL;
     END IF;
 
     -- What was sent before, for the guardrails below: the marketing

@@ -1,7 +1,8 @@
 -- The triggers not walked by the preset test: order status (a
--- transactional SMS), first order, segment entered, and re-entry.
+-- transactional SMS), first order, segment entered, leaving the segment,
+-- and re-entry.
 BEGIN;
-SELECT plan(12);
+SELECT plan(14);
 
 SET LOCAL automation.default_timezone = 'UTC';
 -- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
@@ -28,6 +29,9 @@ SELECT automation.add_step('first', '1 hour', 'first_order_welcome');
 SELECT automation.define_segment('big_spenders', 'total_spent >= 500');
 SELECT automation.create_journey('big', 'segment_entered', '{"segment": "big_spenders"}', reentry => 'each_time');
 SELECT automation.add_step('big', '0', 'big_spender_thanks');
+-- A day later, a second message, for those still in the segment then.
+SELECT automation.create_journey('big_later', 'segment_entered', '{"segment": "big_spenders"}');
+SELECT automation.add_step('big_later', '1 day', 'big_spender_later');
 
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-01 12:00+00')$$, 'tick');
 SELECT results_eq($$SELECT customer_key, channel, recipient, template, purpose FROM automation.outbox
@@ -59,6 +63,11 @@ SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-03 10:00+00');
                   SELECT * FROM automation.tick('2026-05-04 10:00+00')$$, 'leave and re-enter the segment');
 SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'big'), 2::bigint,
           'a customer who re-enters the segment is enrolled again');
+SELECT results_eq($$SELECT subject, status, exit_reason FROM automation.enrollment WHERE journey = 'big_later'$$,
+                  $$VALUES ('customer:ada'::text, 'exited'::text, 'left_segment'::text)$$,
+                  'a step due after the customer left the segment ends the journey ("left_segment")');
+SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'big_later'), 0::bigint,
+          'and sends nothing');
 
 SELECT * FROM finish();
 ROLLBACK;
