@@ -1,8 +1,9 @@
 -- The triggers not walked by the preset test: order status (a
 -- transactional SMS), first order, segment entered, leaving the segment,
--- and re-entry.
+-- and re-entry; and a journey made again under its old name, whose
+-- messages' dedupe keys are taken already.
 BEGIN;
-SELECT plan(14);
+SELECT plan(17);
 
 SET LOCAL automation.default_timezone = 'UTC';
 -- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
@@ -68,6 +69,24 @@ SELECT results_eq($$SELECT subject, status, exit_reason FROM automation.enrollme
                   'a step due after the customer left the segment ends the journey ("left_segment")');
 SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'big_later'), 0::bigint,
           'and sends nothing');
+
+-- Dropped and made again under its name, a journey enrolls Ada's first
+-- order once more, but its step's dedupe key (journey:subject:step) is
+-- taken: no second welcome, and the decision says why.
+-- (The weekly cap, which Ada has reached by now, off.)
+SET LOCAL automation.max_per_week = 0;
+SELECT automation.drop_journey('first');
+SELECT automation.create_journey('first', 'first_order', '{"lookback": "30 days"}');
+SELECT automation.add_step('first', '1 hour', 'first_order_welcome');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-05 10:00+00')$$, 'tick after the journey is made again');
+SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'first'), 1::bigint,
+          'the welcome is not written a second time');
+SELECT results_eq($$SELECT subject, decision, reason FROM automation.decision_log
+                     WHERE journey = 'first' AND at = '2026-05-05 10:00+00'
+                       AND decision NOT IN ('enrolled', 'completed') ORDER BY 1, 2$$,
+                  $$VALUES ('customer:ada'::text, 'sent'::text, 'already written'::text),
+                           ('customer:bob', 'exited', 'no_consent')$$,
+                  'its key was taken: noted "already written"');
 
 SELECT * FROM finish();
 ROLLBACK;
