@@ -444,10 +444,10 @@ BEGIN
                 SELECT l.cart_id, count(*) AS line_count, count(*) FILTER (WHERE l.in_stock) AS in_stock,
                        $j$ || CASE WHEN need_cart THEN 'automation._cart_lines(l.product, l.quantity, l.name, l.price, l.only_left)'
                                    ELSE 'NULL::jsonb' END || $j$ AS lines
-                  FROM (SELECT %1$s AS cart_id, %2$s AS in_stock,
-                               $j$ || CASE WHEN need_cart THEN $j$%3$s AS product, %4$s AS quantity, %5$s AS name,
+                  FROM (SELECT %1$s AS cart_id, %2$s AS in_stock$j$
+                               || CASE WHEN need_cart THEN $j$, %3$s AS product, %4$s AS quantity, %5$s AS name,
                                    %6$s AS price, CASE WHEN %7$s <= $1 AND %7$s > 0 THEN %7$s END AS only_left$j$
-                               ELSE 'NULL AS line' END || $j$
+                               ELSE '' END || $j$
                           FROM %8$s l %9$s
                          WHERE %1$s IN (SELECT n.cart_id FROM named n)
                          $j$ || CASE WHEN need_cart THEN 'ORDER BY 1, %3$s' ELSE '' END || $j$) l
