@@ -206,7 +206,8 @@ SQL
 # open carts with a line, their customers, the suppression list, whether
 # each is enrolled or its message written already, an order since (one
 # counted by the shop's binding: paid, shipped, delivered), the customer's
-# last marketing message (the 16-hour cap), and for those who get one the
+# last marketing message (automation.min_interval, 16 hours as installed;
+# no customer here is near the weekly cap), and for those who get one the
 # payload with the cart's lines and products, built by the same C
 # functions as the tick's.  It counts the messages the tick wrote.  The
 # reads again and the writes bare are the plain-SQL way of the blast's
@@ -231,7 +232,8 @@ SELECT count(*) AS due, count(f.payload) AS messages
                                   AND o.status IN ('paid', 'shipped', 'delivered')) AS ordered,
                        coalesce((SELECT max(o.send_after) FROM automation.outbox_key k JOIN automation.outbox o ON o.id = k.message_id
                                   WHERE k.marketing AND k.customer_key = c.customer_id)
-                                > timestamptz '2026-11-01 12:00:10+00' - interval '16 hours', false) AS capped
+                                > timestamptz '2026-11-01 12:00:10+00' - current_setting('automation.min_interval')::interval,
+                                false) AS capped
                   FROM shop.carts c
                   JOIN shop.customers cu ON cu.id = c.customer_id
                  WHERE c.order_id IS NULL AND c.updated_at <= timestamptz '2026-11-01 12:00:10+00' - interval '1 hour'
