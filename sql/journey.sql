@@ -106,6 +106,9 @@ SELECT automation.install_preset('win_back', '{"after_days": "soon"}');
 -- the tick: its stages, and a bad now (rolled back: later tests start afresh)
 BEGIN;
 SELECT stage, rows FROM automation.tick('2026-01-01 00:00+00') ORDER BY stage;
+-- a moment before the last tick's: refused before any stage runs
+SELECT * FROM automation.tick('2025-12-31 23:00+00');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 ROLLBACK;
 SELECT * FROM automation.tick(NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE

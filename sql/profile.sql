@@ -55,6 +55,10 @@ SELECT automation.define_segment('consenting_big_spenders', 'customer.consent AN
 SELECT automation.refresh_segments('2025-01-02 00:00+00');
 SELECT name, members, entered, exited FROM automation.segment_sizes WHERE NOT builtin;
 SELECT * FROM automation.segment_members('tokyo_regulars');
+-- a moment before the last refresh: refused, the members kept as they were
+SELECT automation.refresh_segments('2025-01-01 12:00+00');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT name, members FROM automation.segment_sizes WHERE NOT builtin;
 
 -- user segments: what is rejected
 SELECT automation.define_segment('broken', 'total_spent >');

@@ -41,6 +41,7 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
+    PERFORM automation._check_clock(now, 'tick');
     PERFORM automation._retype_keys();
     FOR s IN SELECT t.stage, t.function FROM automation.tick_stage t ORDER BY t.position LOOP
         started := clock_timestamp();

@@ -205,6 +205,30 @@ END
 $$;
 COMMENT ON FUNCTION automation.drop_segment(text) IS 'remove a user-defined segment and its membership history';
 
+-- _check_clock(now, action): refuses a moment before the segments' last
+-- refresh.  Entries and exits are recorded at the moment of the refresh
+-- that finds them, so the membership history -- and the journeys that
+-- follow it -- only moves forward: evaluated at an earlier moment, members
+-- would leave before they entered.  The tick asks first, before its
+-- stages read anything.
+CREATE FUNCTION automation._check_clock(now timestamptz, action text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last timestamptz := (SELECT max(s.refreshed_at) FROM automation.segment s);
+BEGIN
+    IF now < last THEN
+        RAISE EXCEPTION 'cannot % at %: the segments were refreshed later, at %', action, now, last
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Segment entries and exits, and the journeys that follow them, are recorded forward in time.',
+                  HINT = 'Pass a moment at or after the last refresh.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._check_clock(timestamptz, text) FROM PUBLIC;
+
 -- refresh_segments(now): evaluates every segment against the profiles and
 -- records entries (entered_at = now) and exits (exited_at = now).  Returns
 -- the number of entries and exits recorded.
@@ -249,6 +273,7 @@ BEGIN
                   HINT = 'Bind the shop''s orders with automation.bind_orders() and call automation.refresh_profiles() first.';
     END IF;
     LOCK TABLE automation.segment_member IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM automation._check_clock(now, 'refresh the segments');
     WITH d AS (DELETE FROM automation.segment_dirty RETURNING customer_key)
     SELECT array_agg(d.customer_key::text) INTO keys FROM d;
     IF incremental THEN
@@ -402,7 +427,8 @@ BEGIN
     END IF;
     last := (SELECT max(s.refreshed_at) FROM automation.segment s);
     last_full := (SELECT max(e.full_at) FROM automation.segment_evaluation e);
-    IF last IS NULL OR last_full IS NULL OR now < last OR now >= last_full + interval '1 hour'
+    -- (never before the last refresh: automation.tick() checked)
+    IF last IS NULL OR last_full IS NULL OR now >= last_full + interval '1 hour'
        OR EXISTS (SELECT FROM automation.segment s WHERE s.refreshed_at IS NULL)
        OR EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND r.full_refresh)
        OR (SELECT t.scored_at FROM automation.profile_threshold t) > last

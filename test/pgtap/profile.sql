@@ -333,8 +333,10 @@ SELECT is((SELECT reason FROM automation.profile_refresh ORDER BY refresh_id DES
 SELECT automation.disable_change_capture();
 SELECT is(automation.change_capture_enabled(), false, 'disable_change_capture() removes the triggers');
 
--- D: keys of type uuid and text, and orders in a view read out of time order.
+-- D: keys of type uuid and text, and orders in a view read out of time order,
+-- on a fresh start (segments never refreshed: time starts again).
 TRUNCATE automation.customer_profile, automation.segment_member;
+UPDATE automation.segment SET refreshed_at = NULL;
 SELECT automation.unbind('orders');
 CREATE SCHEMA pc;
 CREATE TABLE pc.orders (customer uuid, at timestamptz, amount integer);

@@ -4,7 +4,7 @@
 -- for everybody.  Journey triggers look back to the previous tick
 -- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(22);
+SELECT plan(24);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -37,6 +37,12 @@ SELECT is((SELECT exited_at FROM automation.segment_member WHERE segment = 'new'
           '2026-05-10 12:10+00'::timestamptz, 'Bob left "new" then');
 SELECT is(automation.refresh_segments('2026-05-10 12:10+00'), 0::bigint,
           'and everybody evaluated at the same moment changes nothing more');
+-- Time only moves forward: entries and exits are recorded when found.
+SELECT throws_ok($$SELECT * FROM automation.tick('2026-05-10 12:09+00')$$, '22023',
+                 'cannot tick at 2026-05-10 12:09:00+00: the segments were refreshed later, at 2026-05-10 12:10:00+00',
+                 'a tick before the segments'' last refresh is refused');
+SELECT throws_ok($$SELECT * FROM automation.simulate('2026-05-10 12:09+00')$$, '22023', NULL,
+                 'and so is a simulation of that moment');
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-10 13:11+00')$$, 'a tick over an hour after the last full evaluation');
 SELECT is((SELECT full_at FROM automation.segment_evaluation), '2026-05-10 13:11+00'::timestamptz,
           'evaluates the segments for everybody');
