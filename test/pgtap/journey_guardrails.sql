@@ -2,7 +2,7 @@
 -- saturation, suppression of transactional messages, holdout and A/B
 -- buckets, explain_customer, journey_stats and cart_abandonment_stats.
 BEGIN;
-SELECT plan(24);
+SELECT plan(27);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA gshop;
@@ -72,6 +72,23 @@ SELECT results_eq($$SELECT template, send_after FROM automation.outbox WHERE cus
 SELECT is((SELECT reason FROM automation.decision_log WHERE customer_key = 201 AND journey = 'drip' AND step = 3
             AND decision = 'deferred' ORDER BY id LIMIT 1),
           'weekly_cap until 2026-02-17 10:05:00+00', 'it waits until the first leaves the 7-day window');
+-- Several due in one tick, with no minimum interval between them: as many
+-- go as the week allows, the rest wait a week.
+SET LOCAL automation.min_interval = 0;
+INSERT INTO gshop.customers VALUES (202, 'c202@example.com', true, 'Europe/Helsinki');
+SELECT automation.create_journey('trio_' || x, 'signup', '{"lookback": "1 day"}') FROM unnest(ARRAY['a', 'b', 'c']) x;
+SELECT automation.add_step('trio_' || x, '0', 'trio_' || x) FROM unnest(ARRAY['a', 'b', 'c']) x;
+INSERT INTO gshop.signups VALUES (202, '2026-02-12 12:00+00');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-02-12 12:05+00')$$,
+                'a sign-up that four journeys (drip and three more) take up in one tick');
+SELECT results_eq($$SELECT template, send_after FROM automation.outbox WHERE customer_key = 202 ORDER BY template$$,
+                  $$VALUES ('drip_1', '2026-02-12 12:05+00'::timestamptz), ('trio_a', '2026-02-12 12:05+00')$$,
+                  'two go at once: automation.min_interval is 0 and max_per_week 2');
+SELECT results_eq($$SELECT journey, reason FROM automation.decision_log WHERE customer_key = 202 AND decision = 'deferred'
+                     ORDER BY journey$$,
+                  $$VALUES ('trio_b', 'weekly_cap until 2026-02-19 12:05:00+00'), ('trio_c', 'weekly_cap until 2026-02-19 12:05:00+00')$$,
+                  'the other two wait a week');
+RESET automation.min_interval;
 RESET automation.max_per_week;
 
 -- Saturation: five sent messages without an open stop marketing.
