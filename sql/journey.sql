@@ -87,6 +87,16 @@ SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a"
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "cart_total"}]');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "order_count"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1000000 years', 'x');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', valid_for => '1000000 years');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', discount => '{}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', discount => '{"percent": 10, "valid_for": "-30 days"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "true; DROP TABLE rshop.orders"}]');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "split": 70}, {"name": "b", "split": 40}]');
@@ -101,6 +111,10 @@ SELECT automation.install_preset('black_friday');
 SELECT automation.install_preset('win_back', '{"after_dayz": 30}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('win_back', '{"after_days": "soon"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('abandoned_cart', '{"first_wait": "banana"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('thank_you', '{"next_order_discount_percent": 500}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- the tick: its stages, and a bad now (rolled back: later tests start afresh)
@@ -118,6 +132,12 @@ SELECT automation.set_journey_enabled('reminder', false);
 SELECT name, enabled FROM automation.journey;
 SELECT automation.set_journey_enabled('nobody', false);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.set_journey_enabled('reminder', NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- a cart link that does not say where the cart goes
+SET automation.cart_url = 'https://shop.example/cart';
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SHOW automation.cart_url;
 SELECT automation.drop_journey('reminder');
 SELECT automation.drop_journey('reminder');
 

@@ -87,6 +87,22 @@ check_default_timezone(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * automation.cart_url must say where the cart's key goes: a link without
+ * {cart_id} would send every customer to the same page, and no one's cart.
+ */
+static bool
+check_cart_url(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || strstr(*newval, "{cart_id}") == NULL)
+	{
+		GUC_check_errdetail("The link must contain {cart_id}, which is replaced by the cart's key.");
+		GUC_check_errhint("For example \"https://shop.example/cart/{cart_id}\".");
+		return false;
+	}
+	return true;
+}
+
 PG_FUNCTION_INFO_V1(automation_load);
 
 /*
@@ -139,7 +155,7 @@ _PG_init(void)
 							   NULL,
 							   &automation_cart_url,
 							   "https://shop.example/cart/{cart_id}",
-							   PGC_USERSET, 0, NULL, NULL, NULL);
+							   PGC_USERSET, 0, check_cart_url, NULL, NULL);
 
 	DefineCustomIntVariable("automation.min_interval",
 							"Least time between two marketing messages to a customer on one channel.",

@@ -522,7 +522,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ok boolean;
+    typ text;
 BEGIN
     IF condition IS NULL OR btrim(condition) = '' THEN
         RAISE EXCEPTION '% has an empty condition', what
@@ -533,14 +533,22 @@ BEGIN
             USING ERRCODE = 'syntax_error',
                   DETAIL = format('The condition was: %s', condition);
     END IF;
+    -- Evaluated once, on a context of nulls: what fails to parse, names an
+    -- unknown column or fails on nulls shows now, as does its type.
     BEGIN
-        EXECUTE format('SELECT (%s)::boolean FROM (SELECT (NULL::automation.step_context).*) ctx LIMIT 0', condition) INTO ok;
+        EXECUTE format('SELECT pg_typeof((%s))::text FROM (SELECT (NULL::automation.step_context).*) ctx', condition) INTO typ;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION '% is not a valid condition: %', what, SQLERRM
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The condition was: %s', condition),
                   HINT = 'A condition is a boolean SQL expression over order_count, total_spent, first_order, lifecycle_stage, rfm_group, vip_tier, segments, cart_total, checkout_stage, order_total, bucket, products, categories and tags.';
     END;
+    IF typ <> 'boolean' THEN
+        RAISE EXCEPTION '% must be a boolean condition, not of type %', what, typ
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = format('The condition was: %s', condition),
+                  HINT = 'Compare the value with something, e.g. order_count >= 3.';
+    END IF;
 END
 $$;
 
@@ -703,6 +711,7 @@ DECLARE
     i integer := 0;
     split_total numeric := 0;
     what text;
+    code_valid interval;
 BEGIN
     IF journey IS NULL OR wait IS NULL OR template IS NULL OR channel IS NULL THEN
         RAISE EXCEPTION 'journey, wait, template and channel must not be null'
@@ -719,15 +728,22 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The wait was %s.', wait);
     END IF;
+    -- (longer ones would overflow the timestamps the tick computes)
+    IF wait > interval '100 years' THEN
+        RAISE EXCEPTION 'wait must be at most 100 years'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The wait was %s.', wait);
+    END IF;
     IF btrim(template) = '' THEN
         RAISE EXCEPTION 'template must not be empty'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The template key tells the mailer which message to render, e.g. ''cart_reminder''.';
     END IF;
     PERFORM automation._check_message(channel, payload);
-    IF valid_for IS NOT NULL AND valid_for <= interval '0' THEN
-        RAISE EXCEPTION 'valid_for must be positive'
-            USING ERRCODE = 'invalid_parameter_value';
+    IF valid_for IS NOT NULL AND (valid_for <= interval '0' OR valid_for > interval '100 years') THEN
+        RAISE EXCEPTION 'valid_for must be positive and at most 100 years'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('valid_for was %s.', valid_for);
     END IF;
     IF includes IS NULL OR NOT includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order', 'recommended',
                                                  'also_like', 'category_products'] THEN
@@ -742,18 +758,23 @@ BEGIN
                   HINT = 'Give the trigger the option "recommend", e.g. ''{"recommend": {"categories": ["coffee capsules"]}}''.';
     END IF;
     IF discount IS NOT NULL THEN
-        IF jsonb_typeof(discount) <> 'object' OR jsonb_typeof(discount -> 'percent') <> 'number'
+        IF jsonb_typeof(discount) <> 'object' OR jsonb_typeof(discount -> 'percent') IS DISTINCT FROM 'number'
            OR (discount ->> 'percent')::numeric <= 0 OR (discount ->> 'percent')::numeric > 100 THEN
             RAISE EXCEPTION 'discount must be an object with a percent between 0 and 100'
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''{"percent": 10, "valid_for": "24 hours"}''.';
         END IF;
         BEGIN
-            PERFORM (discount ->> 'valid_for')::interval;
+            code_valid := (discount ->> 'valid_for')::interval;
         EXCEPTION WHEN OTHERS THEN
             RAISE EXCEPTION 'discount valid_for is not an interval: %', discount ->> 'valid_for'
                 USING ERRCODE = 'invalid_parameter_value';
         END;
+        IF code_valid <= interval '0' OR code_valid > interval '100 years' THEN
+            RAISE EXCEPTION 'discount valid_for must be positive and at most 100 years'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('valid_for was %s.', code_valid);
+        END IF;
     END IF;
     IF variants IS NULL OR jsonb_typeof(variants) <> 'array' THEN
         RAISE EXCEPTION 'variants must be a JSON array'
@@ -830,6 +851,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF name IS NULL OR enabled IS NULL THEN
+        RAISE EXCEPTION 'name and enabled must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     UPDATE automation.journey j SET enabled = set_journey_enabled.enabled WHERE j.name = set_journey_enabled.name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'journey "%" does not exist', name

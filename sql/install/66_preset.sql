@@ -93,6 +93,10 @@ BEGIN
     WHEN 'thank_you' THEN
         o := automation._preset_options(name, options, jsonb_build_object(
             'journey', name, 'wait', '4 hours', 'next_order_discount_percent', 10));
+        IF (o ->> 'next_order_discount_percent')::numeric <= 0 OR (o ->> 'next_order_discount_percent')::numeric > 100 THEN
+            RAISE EXCEPTION 'next_order_discount_percent must be between 0 and 100'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         j := automation.create_journey(o ->> 'journey', 'order_placed', purpose => 'transactional',
                                        description => 'thanks a customer for an order; first orders get the loyalty programme');
         PERFORM automation.add_step(j, (o ->> 'wait')::interval, 'thank_you', includes => ARRAY['order'],
@@ -314,6 +318,13 @@ BEGIN
     END IF;
     UPDATE automation.journey x SET preset = install_preset.name WHERE x.name = ANY (names);
     RETURN array_to_string(names, ', ');
+EXCEPTION
+    -- an option's value that is not of its kind, met as the preset reads it
+    WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow
+         OR interval_field_overflow OR numeric_value_out_of_range THEN
+        RAISE EXCEPTION 'an option of preset % is not valid: %', name, SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Counts and percentages are JSON numbers, waits are strings such as "4 hours".';
 END
 $$;
 COMMENT ON FUNCTION automation.install_preset(text, jsonb) IS 'install one of the flows (abandoned_cart, welcome, thank_you, feedback, win_back, replenishment, cross_sell, drip, anniversary, vip_quarterly, loyalty_points) as journeys; options change its numbers; returns the journey names';
