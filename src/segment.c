@@ -41,6 +41,32 @@
 PG_FUNCTION_INFO_V1(automation_check_predicate);
 PG_FUNCTION_INFO_V1(automation_select_as);
 
+/*
+ * Becomes role for a segment's query: read-only, as a security-restricted
+ * operation (no SET ROLE, no temporary objects), and with every setting the
+ * query may change -- set_config() in a function it calls, say -- undone by
+ * unrestrict(), so that nothing of it outlives the query in the session
+ * that evaluated it (the tick's).
+ */
+static void
+restrict_to(const char *role, Oid *save_userid, int *save_sec, int *nest)
+{
+	Oid			roleid = get_role_oid(role, false);
+
+	*nest = NewGUCNestLevel();
+	(void) set_config_option("transaction_read_only", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	GetUserIdAndSecContext(save_userid, save_sec);
+	SetUserIdAndSecContext(roleid, *save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+}
+
+static void
+unrestrict(Oid save_userid, int save_sec, int nest)
+{
+	SetUserIdAndSecContext(save_userid, save_sec);
+	AtEOXact_GUC(false, nest);
+}
+
 static void
 reject(const char *why, const char *hint)
 {
@@ -52,11 +78,12 @@ reject(const char *why, const char *hint)
 }
 
 /*
- * automation._check_predicate(query text, relations regclass[])
+ * automation._check_predicate(query text, relations regclass[], role name)
  *
  * query is "SELECT p.customer_key, (<predicate>) FROM ..." as built by
  * define_segment(); relations are the relations it must read, and nothing
- * else.  Raises an error unless it is exactly that.
+ * else.  Raises an error unless it is exactly that, or unless it runs as
+ * role, the role it will be evaluated as.
  */
 Datum
 automation_check_predicate(PG_FUNCTION_ARGS)
@@ -74,6 +101,10 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	int			seen = 0;
 	int			nest;
+
+	char	   *role = NameStr(*PG_GETARG_NAME(2));
+	Oid			save_userid;
+	int			save_sec;
 
 	deconstruct_array(rels, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &relids, &relnulls, &nrels);
 
@@ -133,13 +164,14 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 		reject("must not call volatile functions",
 			   "Use only immutable and stable functions: a predicate reads, it never writes or draws random numbers.");
 
-	/* run it on one row, read-only: checks privileges and what only shows at run time */
-	nest = NewGUCNestLevel();
-	(void) set_config_option("transaction_read_only", "on", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * Run it on one row, as the role it will be evaluated as, as
+	 * _select_as() will: checks privileges and what only shows at run time.
+	 */
+	restrict_to(role, &save_userid, &save_sec, &nest);
 	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cannot run the segment query");
-	AtEOXact_GUC(true, nest);
+	unrestrict(save_userid, save_sec, nest);
 
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -173,11 +205,7 @@ automation_select_as(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	nest = NewGUCNestLevel();
-	(void) set_config_option("transaction_read_only", "on", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(get_role_oid(role, false), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	restrict_to(role, &save_userid, &save_sec, &nest);
 
 	plan = SPI_prepare(query, 0, NULL);
 	if (plan == NULL)
@@ -188,8 +216,7 @@ automation_select_as(PG_FUNCTION_ARGS)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "segment query failed: %s", SPI_result_code_string(ret));
 
-	SetUserIdAndSecContext(save_userid, save_sec);
-	AtEOXact_GUC(true, nest);
+	unrestrict(save_userid, save_sec, nest);
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

@@ -78,11 +78,11 @@ INSERT INTO automation.segment (name, predicate, description, builtin) VALUES
     ('hibernating', 'p.rfm_group = ''hibernating''', 'RFM: R 1, F 1-2', true),
     ('newsletter_only', NULL, 'signed up for the newsletter, never ordered', true);
 
-CREATE FUNCTION automation._check_predicate(query text, relations regclass[])
+CREATE FUNCTION automation._check_predicate(query text, relations regclass[], role name)
 RETURNS void
 LANGUAGE c STRICT
 AS 'MODULE_PATHNAME', 'automation_check_predicate';
-REVOKE ALL ON FUNCTION automation._check_predicate(text, regclass[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION automation._check_predicate(text, regclass[], name) FROM PUBLIC;
 
 CREATE FUNCTION automation._select_as(role name, query text, key anyelement)
 RETURNS SETOF anyelement
@@ -122,8 +122,7 @@ REVOKE ALL ON FUNCTION automation._segment_query(text, name) FROM PUBLIC;
 
 -- define_segment(name, predicate, description): adds a user segment.  The
 -- predicate is checked at once, with the caller's privileges, and later
--- evaluated with them: define_segment runs as its caller, and only the
--- final write goes through automation._store_segment().
+-- evaluated with them (automation._store_segment() checks and writes it).
 CREATE FUNCTION automation.define_segment(name text, predicate text, description text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -148,26 +147,34 @@ BEGIN
                               THEN 'Built-in segments cannot be redefined; choose another name.'
                               ELSE format('Drop it first with automation.drop_segment(%L).', name) END;
     END IF;
-    SELECT * INTO q FROM automation._segment_query(predicate, current_user);
-    PERFORM automation._check_predicate(q.query, q.relations);
     PERFORM automation._store_segment(name, predicate, description, current_user);
 END
 $$;
 COMMENT ON FUNCTION automation.define_segment(text, text, text) IS 'define a segment by a boolean SQL expression over customer_profile (p) and the bound customers (customer)';
 
--- _store_segment: writes a checked user segment.  The role it will be
--- evaluated as must be one the session could act as anyway.
+-- _store_segment: checks a user segment's predicate and writes it.  The
+-- role it will be evaluated as must be one the session could act as
+-- anyway, and the predicate is checked -- and run on one row -- as that
+-- role, whoever calls: an analyst may call this directly.
 CREATE FUNCTION automation._store_segment(name text, predicate text, description text, definer name)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    q record;
 BEGIN
+    IF name IS NULL OR predicate IS NULL OR definer IS NULL THEN
+        RAISE EXCEPTION 'name, predicate and definer must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF NOT pg_has_role(session_user, definer, 'MEMBER') THEN
         RAISE EXCEPTION 'permission denied to define a segment evaluated as role "%"', definer
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    SELECT * INTO q FROM automation._segment_query(predicate, definer);
+    PERFORM automation._check_predicate(q.query, q.relations, definer);
     INSERT INTO automation.segment (name, predicate, description, builtin, defined_by, defined_at)
     VALUES (name, predicate, description, false, definer, now());
 END
@@ -386,7 +393,6 @@ INSERT INTO automation.access_rule VALUES
     ('analyst', 'FUNCTION automation.define_segment(text, text, text)', 'EXECUTE'),
     ('analyst', 'FUNCTION automation.drop_segment(text)', 'EXECUTE'),
     ('analyst', 'FUNCTION automation._segment_query(text, name)', 'EXECUTE'),
-    ('analyst', 'FUNCTION automation._check_predicate(text, regclass[])', 'EXECUTE'),
     ('analyst', 'FUNCTION automation._store_segment(text, text, text, name)', 'EXECUTE');
 
 -- Tick stages (automation.tick_stage rows, function(now) returning bigint):

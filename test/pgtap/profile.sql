@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(74);
+SELECT plan(78);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -164,6 +164,22 @@ SELECT results_eq($$SELECT name, refreshed_at FROM automation.segment WHERE name
                   $$VALUES ('big_orders', NULL::timestamptz), ('loyal', '2025-04-03 00:00+00')$$,
                   'it is evaluated as its definer, who can no longer read profiles, not as the superuser calling');
 SELECT automation.drop_segment('big_orders');
+-- A function of the definer's that a predicate calls runs as them, and what
+-- it changes in the session's settings is undone: it never reaches the
+-- session that evaluates the segments (the tick's).
+GRANT SELECT ON automation.customer_profile TO regress_segment_definer;
+CREATE SCHEMA regress_definer AUTHORIZATION regress_segment_definer;
+SET LOCAL ROLE regress_segment_definer;
+CREATE FUNCTION regress_definer.meddle(k text) RETURNS boolean LANGUAGE plpgsql STABLE
+AS $f$ BEGIN PERFORM set_config('automation.max_per_week', '0', false); RETURN true; END $f$;
+SELECT lives_ok($$SELECT automation.define_segment('meddlers', 'regress_definer.meddle(p.customer_key::text)')$$,
+                'a predicate that calls a stable function of the definer''s');
+SELECT throws_ok($$SELECT automation._store_segment('coin', 'random() < 0.5', NULL, 'regress_segment_definer')$$, '22023', NULL,
+                 'the store, called directly, checks the predicate as define_segment does');
+RESET ROLE;
+SELECT ok(automation.refresh_segments('2025-04-03 00:00+00') > 0, 'the superuser evaluates it');
+SELECT is(current_setting('automation.max_per_week'), '3', 'and the setting the function changed is as it was');
+SELECT automation.drop_segment('meddlers');
 
 -- B: RFM quintiles with a tie.  Customer 100 + i has n_i orders of 10 x i
 -- each, the last one 11 - i days before now; customers 102 and 103 both
