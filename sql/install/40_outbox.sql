@@ -410,6 +410,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     have_customers boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers');
+    have_phone boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers' AND s.columns ? 'phone');
     handed bigint;
 BEGIN
     IF batch IS NULL OR lease IS NULL OR channel IS NULL OR now IS NULL THEN
@@ -453,7 +454,14 @@ BEGIN
             SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN ARRAY(SELECT d.key FROM due d) END)
         ), verdict AS (
             SELECT d.tid, d.id, d.channel,
-                   coalesce(CASE d.channel WHEN 'email' THEN l.email WHEN 'sms' THEN l.phone END, d.recipient) AS address,
+                   -- the live address; the one written with the message only
+                   -- where the shop keeps none (no such customer, no phone
+                   -- column, another channel): an address the customer
+                   -- removed is gone
+                   CASE WHEN l.customer_key IS NULL THEN d.recipient
+                        WHEN d.channel = 'email' THEN l.email
+                        WHEN d.channel = 'sms' AND have_phone THEN l.phone
+                        ELSE d.recipient END AS address,
                    CASE WHEN d.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
                         WHEN d.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'
                    END AS reason

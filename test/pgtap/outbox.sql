@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(44);
+SELECT plan(46);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -122,6 +122,15 @@ SELECT throws_ok($$SET automation.max_attempts = 100$$, '42501', NULL, 'cannot c
 SELECT throws_ok($$SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'x', '{}', 'x')$$,
                  '42501', NULL, 'cannot enqueue');
 RESET ROLE;
+
+-- An address the customer removed since the message was written is gone:
+-- the message is not sent to the one written with it.
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000001'::uuid, 'sms', 'shipped', '{}', 'gone-sms',
+                          purpose => 'transactional', now => '2026-05-02') AS gone \gset
+UPDATE oshop.customers SET phone = NULL WHERE id = '00000000-0000-0000-0000-000000000001';
+SELECT results_eq($$SELECT id FROM automation.claim(10, '5 minutes', 'sms', now => '2026-05-02 00:01')$$,
+                  ARRAY[]::bigint[], 'a message to a phone number the customer removed is not handed out');
+SELECT is((SELECT reason FROM automation.outbox_archive WHERE id = :gone), 'no_address', 'it is cancelled: no_address');
 
 -- The shop is read with the binding role's privileges, not the extension owner's.
 REVOKE SELECT ON oshop.customers FROM regress_outbox_binder;
