@@ -519,6 +519,7 @@ BEGIN
                   DETAIL = 'Profiles are computed from the shop''s orders.',
                   HINT = 'Bind them first with automation.bind_orders(relation, customer_column, placed_at_column, total_column).';
     END IF;
+    PERFORM automation._check_binding(o);
     orders_relation := format('%I.%I', o.relation_schema, o.relation_name)::regclass;
     bound_by := o.bound_by;
 
@@ -546,6 +547,8 @@ BEGIN
     SELECT * INTO l FROM automation.source s WHERE s.kind = 'order_lines';
     SELECT * INTO p FROM automation.source s WHERE s.kind = 'products' AND s.columns ? 'category';
     IF l.kind IS NOT NULL AND p.kind IS NOT NULL AND o.columns ? 'order_id' THEN
+        PERFORM automation._check_binding(l);
+        PERFORM automation._check_binding(p);
         -- categories are numbered in name order; the lines query returns numbers, not names
         category_names_query := format('SELECT DISTINCT p.%1$I::text FROM %2$I.%3$I p WHERE p.%1$I IS NOT NULL ORDER BY 1',
                                        p.columns ->> 'category', p.relation_schema, p.relation_name);

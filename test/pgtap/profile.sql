@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(78);
+SELECT plan(79);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -387,6 +387,11 @@ SELECT automation.bind_orders('pc.text_orders', 'handle', 'at', 'amount');
 SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
 SELECT results_eq($$SELECT customer_key, total_spent::text FROM automation.customer_profile ORDER BY 1$$,
                   $$VALUES ('ada'::text, '3.375'), ('bob', '0.001')$$, 'text keys; exact sums at the column''s scale');
+ALTER TABLE pc.text_orders ALTER COLUMN at TYPE text;
+SELECT throws_ok($$SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00')$$, '55000',
+                 'the shop''s orders no longer fit their binding: column at of pc.text_orders now has type text, bound as timestamp with time zone',
+                 'a bound column retyped since stops the refresh, rather than being read as the type it was bound with');
+ALTER TABLE pc.text_orders ALTER COLUMN at TYPE timestamptz USING at::timestamptz;
 
 -- amounts of any scale stay exact: the pass switches to numeric arithmetic
 -- when an amount has more decimals than it can hold as a scaled integer;
