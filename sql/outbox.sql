@@ -117,8 +117,11 @@ SET automation.max_attempts = 3;
 SELECT id FROM automation.claim(10, '5 minutes', 'email', now => '2026-01-01 12:00+00');
 SELECT automation.fail(4, 'smtp 451 try later', retry_in => '10 minutes', now => '2026-01-01 12:01+00');
 SELECT status, send_after, lease_until, last_error FROM automation.outbox WHERE id = 4;
-SELECT id FROM automation.claim(10, '5 minutes', 'email', now => '2026-01-01 12:11+00');
-SELECT automation.fail(4, 'smtp 451 still later', now => '2026-01-01 12:12+00');
+SELECT id, attempts FROM automation.claim(10, '5 minutes', 'email', now => '2026-01-01 12:11+00');
+-- a mailer that reports the first handout, now that the message was handed out again
+SELECT automation.fail(4, 'late report', now => '2026-01-01 12:12+00', attempt => 1);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.fail(4, 'smtp 451 still later', now => '2026-01-01 12:12+00', attempt => 2);
 -- second failure: the backoff waits between one and two minutes
 SELECT status, send_after - '2026-01-01 12:12+00' BETWEEN '1 minute' AND '2 minutes' AS backoff_ok
   FROM automation.outbox WHERE id = 4;
@@ -139,6 +142,10 @@ SELECT automation.fail(12345, 'unknown');
 SELECT automation.fail(NULL, 'no id');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.fail(5, 'negative', retry_in => '-1 minute');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.fail(5, 'forever', retry_in => '100000 years');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.fail(5, NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- track: events, suppression by hard bounce / complaint / unsubscribe
@@ -163,6 +170,12 @@ SELECT automation.track(1, 'bounce');
 SELECT automation.track(1, 'click', data => '"x"');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.track(NULL, 'open');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.track(1, 'open', 'infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- a message never handed out has no events: a hard bounce of it would
+-- suppress the address for nothing
+SELECT automation.track(5, 'bounce', data => '{"type": "hard"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- a suppressed address is cancelled at claim, even for a transactional message

@@ -614,7 +614,11 @@ COMMENT ON FUNCTION automation.ack(bigint[], timestamptz)
     IS 'the mailer sent these claimed messages; returns how many were newly marked sent (acknowledging again is a no-op)';
 
 -- fail: the mailer could not send a message; retry it later or give it up.
-CREATE FUNCTION automation.fail(id bigint, error text, retry_in interval DEFAULT NULL, now timestamptz DEFAULT now())
+-- attempt, when given, is the attempts claim returned with the message: a
+-- mailer whose lease ran out and whose message was handed out again then
+-- cannot undo the other mailer's lease.
+CREATE FUNCTION automation.fail(id bigint, error text, retry_in interval DEFAULT NULL, now timestamptz DEFAULT now(),
+                                attempt integer DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -625,12 +629,12 @@ DECLARE
     m record;
     retry_at timestamptz;
 BEGIN
-    IF id IS NULL OR now IS NULL THEN
-        RAISE EXCEPTION 'id must not be null'
+    IF id IS NULL OR error IS NULL OR now IS NULL THEN
+        RAISE EXCEPTION 'id, error and now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF retry_in < interval '0' THEN
-        RAISE EXCEPTION 'retry_in must not be negative, not %', retry_in
+    IF retry_in < interval '0' OR retry_in > interval '30 days' THEN
+        RAISE EXCEPTION 'retry_in must be between 0 and 30 days, not %', retry_in
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass NULL to retry after the automatic backoff.';
     END IF;
@@ -638,6 +642,11 @@ BEGIN
     SELECT o.attempts INTO m FROM automation.outbox o WHERE o.id = fail.id AND o.status = 'leased' FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM automation._outbox_error('automation.fail', fail.id);
+    END IF;
+    IF attempt IS NOT NULL AND attempt <> m.attempts THEN
+        RAISE EXCEPTION 'message % was handed out again since attempt %', fail.id, attempt
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its lease ran out and automation.claim() handed it out again (attempt %s); that mailer reports it now.', m.attempts);
     END IF;
 
     UPDATE automation.outbox o
@@ -661,7 +670,7 @@ BEGIN
     RETURN 'queued';
 END
 $$;
-COMMENT ON FUNCTION automation.fail(bigint, text, interval, timestamptz)
+COMMENT ON FUNCTION automation.fail(bigint, text, interval, timestamptz, integer)
     IS 'the mailer could not send a claimed message: retry it after retry_in (NULL: exponential backoff with jitter), or after automation.max_attempts handouts give it up as dead; returns queued or dead';
 
 -- track: what happened to a message after it was sent.
@@ -681,6 +690,10 @@ BEGIN
         RAISE EXCEPTION 'message_id, event and at must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT isfinite(at) THEN
+        RAISE EXCEPTION 'at must be a finite time, not %', at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF NOT event = ANY (events) THEN
         RAISE EXCEPTION 'unknown event "%"', event
             USING ERRCODE = 'invalid_parameter_value',
@@ -698,14 +711,21 @@ BEGIN
                   DETAIL = 'A hard bounce suppresses the address; a soft one is only recorded.';
     END IF;
 
-    SELECT o.recipient INTO m FROM automation.outbox o WHERE o.id = message_id;
+    SELECT o.recipient, o.attempts, o.status INTO m FROM automation.outbox o WHERE o.id = message_id;
     IF NOT FOUND THEN
-        SELECT a.recipient INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
+        SELECT a.recipient, a.attempts, a.status INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'message % does not exist', message_id
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive (pruned after automation.retention).';
+    END IF;
+    -- (a bounce of a message never sent would suppress an address for nothing)
+    IF m.attempts = 0 THEN
+        RAISE EXCEPTION 'message % was never handed out', message_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It is %s and automation.claim() has not returned it.', m.status),
+                  HINT = 'Track events of messages a mailer sent.';
     END IF;
 
     INSERT INTO automation.message_event AS e (message_id, customer_key, event, at, data)
@@ -989,7 +1009,7 @@ COMMENT ON VIEW automation.outbox_stats IS 'per channel: messages due, scheduled
 INSERT INTO automation.access_rule VALUES
     ('mailer', 'FUNCTION automation.claim(integer, interval, text, timestamptz)', 'EXECUTE'),
     ('mailer', 'FUNCTION automation.ack(bigint[], timestamptz)', 'EXECUTE'),
-    ('mailer', 'FUNCTION automation.fail(bigint, text, interval, timestamptz)', 'EXECUTE'),
+    ('mailer', 'FUNCTION automation.fail(bigint, text, interval, timestamptz, integer)', 'EXECUTE'),
     ('mailer', 'FUNCTION automation.track(bigint, text, timestamptz, jsonb)', 'EXECUTE'),
     ('mailer', 'automation.outbox_stats', 'SELECT'),
     ('mailer', 'automation.outbox_dead', 'SELECT'),
