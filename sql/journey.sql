@@ -126,6 +126,8 @@ SELECT * FROM automation.tick('2025-12-31 23:00+00');
 ROLLBACK;
 SELECT * FROM automation.tick(NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT * FROM automation.tick('infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- pausing and dropping
 SELECT automation.set_journey_enabled('reminder', false);

@@ -62,3 +62,19 @@ END
 $$;
 COMMENT ON FUNCTION automation.grant_access(regrole, text) IS 'grant a role the privileges of one kind of access (analyst, mailer); returns the GRANT statements run';
 REVOKE ALL ON FUNCTION automation.grant_access(regrole, text) FROM PUBLIC;
+
+-- _check_finite(now): the moment a function is asked to act at must be a
+-- time: at infinity, what it records (a refresh, a score, a segment's
+-- clock) would hold back every later call.
+CREATE FUNCTION automation._check_finite(now timestamptz)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT isfinite(now) THEN
+        RAISE EXCEPTION 'now must be a finite time, not %', now
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;

@@ -777,6 +777,7 @@ BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_finite(now);
     SELECT n.notified_until INTO since FROM automation.outbox_notify n FOR UPDATE;
     IF now <= since THEN
         RETURN 0;
@@ -843,6 +844,7 @@ BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_finite(now);
     -- The frequency caps of the journeys look back at the sent marketing
     -- messages of their window (automation.min_interval, and 7 days for
     -- automation.max_per_week): those stay, however short the retention.

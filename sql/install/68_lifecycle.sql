@@ -167,6 +167,7 @@ BEGIN
         RAISE EXCEPTION 'now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_finite(now);
     PERFORM automation._load();
     PERFORM automation._retype_keys();
     min_obs := current_setting('automation.replenishment_min_observations')::integer;

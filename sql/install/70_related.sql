@@ -136,6 +136,7 @@ BEGIN
         RAISE EXCEPTION 'now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_finite(now);
     SELECT * INTO q FROM automation._related_query('automation.refresh_related_products()');
 
     LOCK TABLE automation.related_product IN SHARE ROW EXCLUSIVE MODE;
