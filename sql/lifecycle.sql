@@ -105,6 +105,8 @@ SELECT automation.define_basket_rule('new_dog', ARRAY[]::text[], 1);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.define_basket_rule('new_dog', ARRAY['dog accessories', 'dog food'], 3);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.define_basket_rule('new_dog', ARRAY['dog food', 'dog food'], 2);
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.define_basket_rule('new_dog', ARRAY['dog accessories', 'cat food'], 1);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.define_basket_rule('New Dog', ARRAY['dog accessories'], 1);

@@ -309,10 +309,16 @@ BEGIN
         RAISE EXCEPTION 'customer_key, channel, template, dedupe_key and purpose must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF template = '' OR dedupe_key = '' THEN
-        RAISE EXCEPTION 'template and dedupe_key must not be empty'
+    IF btrim(template) = '' OR btrim(dedupe_key) = '' THEN
+        RAISE EXCEPTION 'template and dedupe_key must not be empty or blank'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The dedupe key names the message for exactly-once enqueue, e.g. ''welcome:'' || customer_key.';
+    END IF;
+    -- (the keys' index holds keys up to about 2,700 bytes)
+    IF octet_length(dedupe_key) > 1000 THEN
+        RAISE EXCEPTION 'dedupe_key must be at most 1000 bytes, not %', octet_length(dedupe_key)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Build the key from the ids that make the message unique, e.g. journey:subject:step; hash a long one.';
     END IF;
     send_after := coalesce(send_after, now);
     IF purpose NOT IN ('marketing', 'transactional') THEN

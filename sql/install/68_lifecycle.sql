@@ -258,6 +258,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example ARRAY[''dog accessories'', ''puppy food''].';
     END IF;
+    -- (a category named twice counts once)
+    categories := ARRAY(SELECT DISTINCT c FROM unnest(categories) c ORDER BY 1);
     IF min_matches < 1 OR min_matches > cardinality(categories) THEN
         RAISE EXCEPTION 'min_matches must be between 1 and the number of categories (%)', cardinality(categories)
             USING ERRCODE = 'invalid_parameter_value';
