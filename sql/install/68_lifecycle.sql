@@ -207,7 +207,9 @@ BEGIN
                                                  last_quantity, mean_gap_days, gap_spread, runs_out_at, regular)
         SELECT b.customer_key::%4$s, b.product, b.purchases, b.first_at, b.last_at, b.last_quantity, b.mean_gap,
                CASE WHEN b.purchases >= 3 THEN b.sd_gap / nullif(b.mean_gap, 0) END,
-               b.last_at + make_interval(secs => b.last_quantity * i.days_per_unit * 86400),
+               -- (none beyond a hundred years: a quantity or days entered wrong)
+               CASE WHEN b.last_quantity * i.days_per_unit <= 36500
+                    THEN b.last_at + make_interval(secs => b.last_quantity * i.days_per_unit * 86400) END,
                b.purchases >= 3 AND b.mean_gap > 0 AND b.sd_gap / b.mean_gap <= $4
           FROM bought b
           LEFT JOIN per_product i ON i.product = b.product AND i.days_per_unit IS NOT NULL
@@ -219,7 +221,9 @@ BEGIN
                          automation._col(p, 'product', 'p'), automation._col(p, 'name', 'p'),
                          coalesce(automation._col(p, 'category', 'p') || '::text', 'NULL::text'),
                          CASE WHEN p.columns ? 'consumption_days'
-                              THEN format('CASE WHEN %1$s > 0 THEN %1$s::float8 END', automation._col(p, 'consumption_days', 'p'))
+                              -- (NaN, infinity and more than a hundred years are no interval)
+                              THEN format('CASE WHEN %1$s > 0 AND %1$s <= 36500 THEN %1$s::float8 END',
+                                          automation._col(p, 'consumption_days', 'p'))
                               ELSE 'NULL::float8' END,
                          automation._rel(p)) END,
         automation.customer_key_type())

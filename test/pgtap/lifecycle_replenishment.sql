@@ -2,7 +2,7 @@
 -- reminders they give, the exit when the customer re-bought, and the
 -- subscription candidates.
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -68,6 +68,21 @@ RESET automation.replenishment_min_observations;
 SELECT automation.refresh_lifecycle('2026-03-02 00:00+00');
 SELECT is((SELECT runs_out_at FROM automation.customer_product WHERE customer_key = 'ada' AND product = 'dogfood10'),
           '2026-03-29 10:00+00'::timestamptz, 'Ada''s bag runs out 28 days after she bought it');
+-- Days or a quantity entered wrong give no run-out moment, rather than
+-- stopping the refresh (and with it every tick).
+INSERT INTO tshop.products VALUES ('oops', 'Mistyped', 'dog food', 'NaN');
+INSERT INTO tshop.orders VALUES (5, 'bob', '2026-03-01 11:00+00', 1);
+INSERT INTO tshop.order_lines VALUES (5, 'oops', 1), (5, 'dogfood10', 10000000);
+SELECT lives_ok($$SELECT automation.refresh_lifecycle('2026-03-02 00:00+00')$$,
+                'consumption_days of NaN, and ten million bags of dog food, are read');
+SELECT results_eq($$SELECT product, runs_out_at FROM automation.customer_product
+                     WHERE customer_key = 'bob' AND product IN ('dogfood10', 'oops') ORDER BY 1$$,
+                  $$VALUES ('dogfood10'::text, NULL::timestamptz), ('oops', NULL)$$,
+                  'and give no run-out moment');
+DELETE FROM tshop.order_lines WHERE order_id = 5;
+DELETE FROM tshop.orders WHERE id = 5;
+DELETE FROM tshop.products WHERE id = 'oops';
+SELECT automation.refresh_lifecycle('2026-03-02 00:00+00');
 
 -- Cem buys again before his reminder; the tick that finds the reminder
 -- due (no refresh in between) sees it and lets him be.
