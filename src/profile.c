@@ -280,6 +280,8 @@ typedef struct ProfilePass
 	Numeric		vip_threshold;
 	Numeric		gold_threshold;
 	Numeric		points_per_unit;
+	Numeric		points_max;		/* the most points a bigint holds */
+	Numeric		points_min;
 	TupleDesc	tupdesc;
 } ProfilePass;
 
@@ -1634,11 +1636,23 @@ build_row(ProfilePass *pass, ProfileEntry *e)
 	else
 		nulls[17] = true;
 
-	values[18] = DirectFunctionCall1(numeric_int8,
-									 DirectFunctionCall1(numeric_floor,
-														 DirectFunctionCall2(numeric_mul,
-																			 NumericGetDatum(sums[SUM_TOTAL]),
-																			 NumericGetDatum(pass->points_per_unit))));
+	/*
+	 * Points as a bigint, held within its range (an amount entered wrong --
+	 * a total of 1e19 -- must not stop every refresh).
+	 */
+	{
+		Datum		points = DirectFunctionCall1(numeric_floor,
+												 DirectFunctionCall2(numeric_mul,
+																	 NumericGetDatum(sums[SUM_TOTAL]),
+																	 NumericGetDatum(pass->points_per_unit)));
+
+		if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, points, NumericGetDatum(pass->points_max))) > 0)
+			values[18] = Int64GetDatum(PG_INT64_MAX);
+		else if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, points, NumericGetDatum(pass->points_min))) < 0)
+			values[18] = Int64GetDatum(PG_INT64_MIN);
+		else
+			values[18] = DirectFunctionCall1(numeric_int8, points);
+	}
 
 	if (pass->categories_bound)
 	{
@@ -1717,6 +1731,8 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 	pass->vip_threshold = setting_numeric(automation_vip_threshold);
 	pass->gold_threshold = setting_numeric(automation_vip_gold_threshold);
 	pass->points_per_unit = setting_numeric(automation_points_per_unit);
+	pass->points_max = int64_to_numeric(PG_INT64_MAX);
+	pass->points_min = int64_to_numeric(PG_INT64_MIN);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -262,7 +262,8 @@ BEGIN
              '      THEN ''lapsing'''
              ' WHEN p.order_count >= $8 THEN ''loyal'' WHEN p.order_count >= 2 THEN ''returning'' ELSE ''new'' END';
     tier := 'CASE WHEN p.spent_prev_quarter >= $9 THEN ''gold'' WHEN p.spent_prev_quarter >= $10 THEN ''vip'' END';
-    points := 'floor(p.total_spent * $11)::bigint';
+    -- (held within a bigint's range, as the pass holds them)
+    points := 'least(greatest(floor(p.total_spent * $11), -9223372036854775808), 9223372036854775807)::bigint';
     -- The profiles rescored here are new to the segments (see
     -- automation.segment_dirty); rescoring every one starts a full
     -- evaluation of them anyway.

@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(79);
+SELECT plan(81);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -411,6 +411,14 @@ SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
 SELECT results_eq($$SELECT customer_key, total_spent FROM automation.customer_profile ORDER BY 1$$,
                   $$VALUES ('ada'::text, 0.6::numeric), ('bob', 0.3)$$,
                   'float amounts are summed as the decimals they print as, not as floats');
+-- A total entered wrong, beyond what loyalty points can count: the points
+-- stop at a bigint's largest, the refresh goes on.
+SELECT automation.bind_orders('pc.fine_orders', 'handle', 'at', 'amount');
+UPDATE pc.fine_orders SET amount = 1e19 WHERE handle = 'bob';
+SELECT lives_ok($$SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00')$$, 'a total of 1e19 is read');
+SELECT results_eq($$SELECT total_spent, loyalty_points FROM automation.customer_profile WHERE customer_key = 'bob'$$,
+                  $$VALUES (1e19::numeric, 9223372036854775807::bigint)$$,
+                  'exactly, and its points are held at a bigint''s largest');
 
 SELECT * FROM finish();
 ROLLBACK;
