@@ -194,10 +194,19 @@ COMMENT ON VIEW automation.journey_stats IS 'per journey, step and variant: enro
 -- came back, by checkout stage, cart value band and new vs returning.
 CREATE FUNCTION automation._cart_abandonment_stats()
 RETURNS TABLE (dimension text, value text, abandoned bigint, recovered bigint, recovery_rate numeric)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    PERFORM automation._load();
+    -- A cart is recovered when its journey ended on the cart converting or
+    -- an order; and, when the reminders went out and the journey ended
+    -- without either, when the customer ordered after leaving it -- while
+    -- the journey waited, or within automation.attribution_window of the
+    -- last reminder.  (The order is looked up per enrollment, through the
+    -- shop's index on the orders' customer.)
+    RETURN QUERY EXECUTE format($q$
     WITH carts AS (
         SELECT coalesce(e.context ->> 'stage', 'unknown') AS stage,
                CASE WHEN (e.context ->> 'cart_total')::numeric < 25 THEN 'under 25'
@@ -208,7 +217,12 @@ AS $$
                CASE WHEN coalesce((SELECT p.first_order_at < e.anchor_at FROM automation.customer_profile p
                                     WHERE p.customer_key = e.customer_key), false)
                     THEN 'returning' ELSE 'new' END AS customer,
-               e.exit_reason IN ('converted', 'ordered') AS recovered
+               e.exit_reason IN ('converted', 'ordered')
+               OR (e.status <> 'exited'
+                   AND (SELECT true FROM (%s) o
+                         WHERE o.customer_key = e.customer_key AND o.placed_at > e.anchor_at
+                           AND (e.status = 'active' OR o.placed_at <= e.updated_at + $1)
+                         LIMIT 1)) AS recovered
           FROM automation.enrollment e JOIN automation.journey j ON j.name = e.journey
          WHERE j.trigger = 'cart_abandoned')
     SELECT d, v, count(*), count(*) FILTER (WHERE recovered),
@@ -216,7 +230,9 @@ AS $$
       FROM carts
      CROSS JOIN LATERAL (VALUES ('checkout_stage', stage), ('cart_value', band), ('customer', customer)) x(d, v)
      GROUP BY 1, 2
-     ORDER BY 1, 2
+     ORDER BY 1, 2$q$, automation._counted_orders_sql())
+    USING current_setting('automation.attribution_window')::interval;
+END
 $$;
 
 CREATE VIEW automation.cart_abandonment_stats AS SELECT * FROM automation._cart_abandonment_stats();

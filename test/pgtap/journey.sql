@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(47);
+SELECT plan(49);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -196,6 +196,17 @@ SELECT results_eq(
              ('checkout_stage', 'shipping', 1::bigint, 1::bigint),
              ('customer', 'new', 4::bigint, 1::bigint), ('customer', 'returning', 1::bigint, 0::bigint)$$,
     'cart_abandonment_stats by value band, checkout stage and new vs returning');
+-- A cart bought after its last reminder is recovered too, within
+-- automation.attribution_window (5 days) of that reminder; later, not.
+CREATE TEMP TABLE left_carts AS
+SELECT e.customer_key, e.updated_at, row_number() OVER (ORDER BY e.subject) AS n
+  FROM automation.enrollment e WHERE e.journey = 'abandoned_cart' AND e.status = 'completed';
+SELECT is((SELECT count(*) FROM left_carts) >= 2, true, 'two carts whose reminders all went out');
+INSERT INTO jshop.orders SELECT 950 + n, customer_key, updated_at + CASE n WHEN 1 THEN interval '1 day' ELSE interval '6 days' END,
+                                30.00, 'paid'
+  FROM left_carts WHERE n <= 2;
+SELECT is((SELECT sum(recovered) FROM automation.cart_abandonment_stats WHERE dimension = 'customer'), 2::numeric,
+          'the one bought a day after its last reminder is recovered, the one bought six days after is not');
 
 -- Dropping a journey takes its enrollments with it; the messages it wrote,
 -- and the decisions that sent them, stay.
