@@ -106,6 +106,10 @@ SELECT automation.ack('{}');
 -- an ack with one unknown id changes nothing
 SELECT automation.ack(ARRAY[3, 12345]);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.ack('{{1,2},{3,4}}'::bigint[]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM automation.claim(10, '5 minutes', 'EMAIL');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT id, status FROM automation.outbox WHERE id = 3;
 
 -- a lease that runs out makes the message claimable again; attempts counts handouts

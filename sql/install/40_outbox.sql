@@ -265,10 +265,8 @@ BEGIN
 END
 $$;
 
--- _check_message(channel, payload): what every message must be, whether an
--- application enqueues it or a journey step will: a channel that is a
--- lower-case word, and a payload that is a JSON object.
-CREATE FUNCTION automation._check_message(channel text, payload jsonb)
+-- _check_channel(channel): a channel is a lower-case word.
+CREATE FUNCTION automation._check_channel(channel text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -279,6 +277,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A channel is a lower-case word such as email, sms or push.';
     END IF;
+END
+$$;
+
+-- _check_message(channel, payload): what every message must be, whether an
+-- application enqueues it or a journey step will: a channel that is a
+-- lower-case word, and a payload that is a JSON object.
+CREATE FUNCTION automation._check_message(channel text, payload jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM automation._check_channel(channel);
     IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object'
             USING ERRCODE = 'invalid_parameter_value',
@@ -428,6 +439,8 @@ BEGIN
         RAISE EXCEPTION 'batch must be between 1 and 10000, not %', batch
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- (enqueue takes no other name: a mistyped one would wait for ever)
+    PERFORM automation._check_channel(channel);
     IF lease < interval '1 second' OR lease > interval '1 day' THEN
         RAISE EXCEPTION 'lease must be between 1 second and 1 day, not %', lease
             USING ERRCODE = 'invalid_parameter_value',
@@ -574,7 +587,15 @@ DECLARE
     done bigint;
     bad bigint;
 BEGIN
-    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL OR now IS NULL THEN
+    IF ids IS NULL OR now IS NULL THEN
+        RAISE EXCEPTION 'ids must not be null or contain null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF array_ndims(ids) > 1 THEN
+        RAISE EXCEPTION 'ids must be a one-dimensional array'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
