@@ -412,6 +412,29 @@ $$;
 COMMENT ON FUNCTION automation.enqueue(anyelement, text, text, jsonb, text, timestamptz, text, text, integer, text, timestamptz)
     IS 'write a message to the outbox once per dedupe key; returns its id, or the id of the message enqueued earlier with that key';
 
+-- _check_mailer_now(now): claim, ack and fail run as the extension's owner
+-- and take a now so that tests and the owner can replay a moment.  A mailer
+-- that chose its own could claim scheduled messages early, or acknowledge
+-- one in the past so that the archive prunes it at once and frees its
+-- dedupe key for the same message to be enqueued again.  Only members of
+-- the owner's role (superusers among them) pass a now other than the
+-- transaction's.
+CREATE FUNCTION automation._check_mailer_now(now timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF now IS DISTINCT FROM pg_catalog.now()
+       AND NOT pg_has_role(session_user, (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'automation'), 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to pass now'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A mailer acts at the server''s time; only the extension''s owner replays another moment.',
+                  HINT = 'Leave now out.';
+    END IF;
+END
+$$;
+
 -- claim: leases up to batch due messages of one channel.
 --
 -- Its statements are planned once per session (plan_cache_mode): the plan
@@ -435,6 +458,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'For example automation.claim(batch => 100, lease => ''5 minutes'', channel => ''email'').';
     END IF;
+    PERFORM automation._check_mailer_now(now);
     IF batch < 1 OR batch > 10000 THEN
         RAISE EXCEPTION 'batch must be between 1 and 10000, not %', batch
             USING ERRCODE = 'invalid_parameter_value';
@@ -591,6 +615,7 @@ BEGIN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_mailer_now(now);
     IF array_ndims(ids) > 1 THEN
         RAISE EXCEPTION 'ids must be a one-dimensional array'
             USING ERRCODE = 'invalid_parameter_value';
@@ -660,6 +685,7 @@ BEGIN
         RAISE EXCEPTION 'id, error and now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_mailer_now(now);
     IF retry_in < interval '0' OR retry_in > interval '30 days' THEN
         RAISE EXCEPTION 'retry_in must be between 0 and 30 days, not %', retry_in
             USING ERRCODE = 'invalid_parameter_value',

@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -122,6 +122,14 @@ SELECT throws_ok($$SET automation.max_attempts = 100$$, '42501', NULL, 'cannot c
 SELECT throws_ok($$SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'x', '{}', 'x')$$,
                  '42501', NULL, 'cannot enqueue');
 RESET ROLE;
+-- A mailer logged in as itself acts at the server's time.
+SET SESSION AUTHORIZATION regress_outbox_mailer;
+SELECT throws_ok($$SELECT * FROM automation.claim(10, '5 minutes', 'email', now => now() + interval '11 days')$$,
+                 '42501', 'permission denied to pass now', 'it cannot claim at a moment of its own choosing');
+SELECT throws_ok($$SELECT automation.ack(ARRAY[1], now => '2000-01-01')$$, '42501', 'permission denied to pass now',
+                 'nor acknowledge in the past (the archive would free the dedupe key at once)');
+SELECT lives_ok($$SELECT * FROM automation.claim(10, '5 minutes', 'push')$$, 'it claims at the server''s time');
+RESET SESSION AUTHORIZATION;
 
 -- An address the customer removed since the message was written is gone:
 -- the message is not sent to the one written with it.
