@@ -125,6 +125,8 @@ SELECT automation.schedule_campaign('spring', 'no_such_segment', 'spring_sale', 
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', 'infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{"code": "SPRING"}', '2026-03-20 09:00+00');
 SELECT name, trigger, trigger_options, purpose, preset FROM automation.journey WHERE name = 'spring';
 SELECT journey, step, wait, template, payload, at_preferred_hour FROM automation.journey_step WHERE journey = 'spring';

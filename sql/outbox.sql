@@ -54,6 +54,8 @@ SELECT automation.enqueue(1, 'email', '   ', '{}', 'x');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.enqueue(1, 'email', 'welcome', '{}', repeat('k', 1001));
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.enqueue(1, 'email', 'welcome', '{}', 'never', send_after => 'infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.enqueue(99, 'email', 'welcome', '{}', 'x');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.enqueue(3, 'email', 'welcome', '{}', 'x');

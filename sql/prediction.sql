@@ -70,6 +70,12 @@ SELECT automation.expected_purchases('Infinity', 2, 30, 38.86, 0.243, 4.414, 0.7
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.expected_spend(2, 10, 6.25, 0.5, 15.44);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.expected_spend(2, -10, 6.25, 3.74, 15.44);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.expected_spend(2, 'NaN', 6.25, 3.74, 15.44);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.expected_spend(2, NULL, 6.25, 3.74, 15.44);
+\echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- Fitting needs bound orders.
 SELECT * FROM automation.fit_models();

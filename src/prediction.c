@@ -756,10 +756,16 @@ automation_gg_expected_spend(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("model parameter q must be greater than 1"),
 				 errdetail("The mean spend p * gamma / (q - 1) only exists for q > 1.")));
-	if (!(x >= 0.0) || (x > 0.0 && !isnan(m) && !isfinite(m)))
+	if (!(x >= 0.0) || !isfinite(x))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("x must be at least 0 and mean_value finite")));
+				 errmsg("x must be a finite number, at least 0")));
+	/* a customer with repeat purchases has a mean spend: a real amount, not negative */
+	if (x > 0.0 && (PG_ARGISNULL(1) || !isfinite(m) || m < 0.0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mean_value must be a finite amount, at least 0, when x is above 0"),
+				 errhint("mean_value may be NULL only when x is 0.")));
 	PG_RETURN_FLOAT8(gg_expected_spend(x, m, par[0], par[1], par[2]));
 }
 

@@ -332,6 +332,11 @@ BEGIN
                   HINT = 'Build the key from the ids that make the message unique, e.g. journey:subject:step; hash a long one.';
     END IF;
     send_after := coalesce(send_after, now);
+    IF NOT isfinite(send_after) OR NOT isfinite(now) THEN
+        RAISE EXCEPTION 'send_after and now must be finite times'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A message to send after infinity would wait for ever.';
+    END IF;
     IF purpose NOT IN ('marketing', 'transactional') THEN
         RAISE EXCEPTION 'unknown purpose "%"', purpose
             USING ERRCODE = 'invalid_parameter_value',

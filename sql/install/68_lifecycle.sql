@@ -770,6 +770,10 @@ BEGIN
         RAISE EXCEPTION 'name, segment, template, send_at, local_time and at_preferred_hour must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT isfinite(send_at) THEN
+        RAISE EXCEPTION 'send_at must be a finite time, not %', send_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     j := automation.create_journey(name, 'campaign',
                                    jsonb_build_object('segment', segment,
                                                       'send_at', to_char(send_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00"'),
