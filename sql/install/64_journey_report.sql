@@ -40,10 +40,36 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     key text := customer_key::text;
+    key_type regtype := automation.customer_key_type();
+    canon text;
 BEGIN
     IF customer_key IS NULL THEN
         RAISE EXCEPTION 'customer_key must not be null'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- The key as the shop writes it (compared as text below: 534.0 would
+    -- name no one, and miss customer 534).
+    IF key_type IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT %L::%s::text', key, key_type) INTO canon;
+        EXCEPTION WHEN data_exception THEN
+            canon := NULL;
+        END;
+        IF canon IS DISTINCT FROM key THEN
+            RAISE EXCEPTION 'customer_key % is not a key of the shop''s type %', key, key_type
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = format('Pass the key as %s, or as text.', key_type);
+        END IF;
+    END IF;
+    -- A customer the shop no longer has may still have a history to explain;
+    -- a key that names no one, neither.
+    IF EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers')
+       AND NOT EXISTS (SELECT FROM automation._customer_lookup(ARRAY[key]))
+       AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.customer_key::text = key)
+       AND NOT EXISTS (SELECT FROM automation.decision_note n WHERE n.customer_key::text = key) THEN
+        RAISE EXCEPTION 'no customer has the key %', key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The shop''s customers have no such key, and no journey has a record of it.';
     END IF;
     -- At one moment in one journey: the enrollment, its steps, then the
     -- completion.

@@ -2,7 +2,7 @@
 -- saturation, suppression of transactional messages, holdout and A/B
 -- buckets, explain_customer, journey_stats and cart_abandonment_stats.
 BEGIN;
-SELECT plan(27);
+SELECT plan(29);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA gshop;
@@ -125,6 +125,10 @@ SELECT is((SELECT decision || ':' || reason FROM automation.explain_customer(1::
           'exited:suppressed', 'explain_customer says why customer 1 got no receipt');
 SELECT is((SELECT reason FROM automation.explain_customer(1::bigint) WHERE journey = 'drip'),
           'the signup trigger has not found this customer', 'and which journeys never found them');
+SELECT throws_ok($$SELECT * FROM automation.explain_customer(1.0)$$, '42804', NULL,
+                 'explain_customer refuses a key of another type than the shop''s');
+SELECT throws_ok($$SELECT * FROM automation.explain_customer(999999::bigint)$$, '22023', 'no customer has the key 999999',
+                 'and a key that names no one');
 SELECT is((SELECT enrolled || '/' || held_out FROM automation.journey_stats WHERE journey = 'news' AND variant IS NULL),
           '200/' || (SELECT count(*) FROM automation.enrollment WHERE journey = 'news' AND holdout),
           'journey_stats counts the enrolled and the held out');
