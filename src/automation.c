@@ -209,7 +209,8 @@ _PG_init(void)
 	DefineCustomIntVariable("automation.max_attempts",
 							"Handouts of a message before it is dead.",
 							"A message that the mailer reports failed is retried with "
-							"backoff until it has been handed out this many times.",
+							"backoff until it has been handed out this many times; one "
+							"whose last lease runs out is dead too.",
 							&automation_max_attempts,
 							8, 1, 1000,
 							PGC_SUSET,

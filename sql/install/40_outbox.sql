@@ -456,6 +456,9 @@ AS $$
 DECLARE
     have_customers boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers');
     have_phone boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers' AND s.columns ? 'phone');
+    -- a message whose lease ran out after its last allowed handout is dead
+    -- (a mailer that dies on it each time would be handed it for ever)
+    max_attempts integer := (automation._outbox_settings()).max_attempts;
     handed bigint;
 BEGIN
     IF batch IS NULL OR lease IS NULL OR channel IS NULL OR now IS NULL THEN
@@ -489,7 +492,8 @@ BEGIN
         -- (31,700-33,700 against 33,900-38,400 messages/s).
         RETURN QUERY
         WITH due AS MATERIALIZED (
-            SELECT o.ctid AS tid, o.id, o.customer_key::text AS key, o.channel, o.purpose, o.recipient
+            SELECT o.ctid AS tid, o.id, o.customer_key::text AS key, o.channel, o.purpose, o.recipient,
+                   o.status = 'leased' AND o.attempts >= max_attempts AS spent
               FROM automation.outbox o
              WHERE o.channel = claim.channel
                AND o.send_after <= claim.now
@@ -501,7 +505,7 @@ BEGIN
         ), live AS (
             SELECT * FROM automation._customer_lookup(CASE WHEN have_customers THEN ARRAY(SELECT d.key FROM due d) END)
         ), verdict AS (
-            SELECT d.tid, d.id, d.channel,
+            SELECT d.tid, d.id, d.channel, d.spent,
                    -- the live address; the one written with the message only
                    -- where the shop keeps none (no such customer, no phone
                    -- column, another channel): an address the customer
@@ -516,8 +520,8 @@ BEGIN
               FROM due d
               LEFT JOIN live l ON l.customer_key = d.key
         ), checked AS (
-            SELECT v.tid, v.id, v.address,
-                   coalesce(v.reason,
+            SELECT v.tid, v.id, v.address, v.spent,
+                   coalesce(CASE WHEN v.spent THEN 'spent' END, v.reason,
                             CASE WHEN v.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
                                  WHEN EXISTS (SELECT FROM automation.suppression s
                                                WHERE s.address = lower(btrim(v.address))) THEN 'suppressed'
@@ -532,8 +536,14 @@ BEGIN
                                                    step, variant, purpose, dedupe_key, send_after, status, attempts,
                                                    last_error, errors, created_at, claimed_at, finished_at, reason)
             SELECT x.id, x.customer_key, x.channel, x.recipient, x.template, x.payload, x.journey, x.step,
-                   x.variant, x.purpose, x.dedupe_key, x.send_after, 'cancelled', x.attempts, x.last_error,
-                   x.errors, x.created_at, x.claimed_at, claim.now, c.reason
+                   x.variant, x.purpose, x.dedupe_key, x.send_after,
+                   CASE WHEN c.spent THEN 'dead' ELSE 'cancelled' END, x.attempts,
+                   CASE WHEN c.spent THEN 'the lease ran out' ELSE x.last_error END,
+                   CASE WHEN c.spent
+                        THEN x.errors || jsonb_build_array(jsonb_build_object('at', claim.now, 'attempt', x.attempts,
+                                                                              'error', 'the lease ran out'))
+                        ELSE x.errors END,
+                   x.created_at, x.claimed_at, claim.now, CASE WHEN NOT c.spent THEN c.reason END
               FROM cancelled x
               JOIN checked c ON c.id = x.id
         )

@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(49);
+SELECT plan(51);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -139,6 +139,19 @@ UPDATE oshop.customers SET phone = NULL WHERE id = '00000000-0000-0000-0000-0000
 SELECT results_eq($$SELECT id FROM automation.claim(10, '5 minutes', 'sms', now => '2026-05-02 00:01')$$,
                   ARRAY[]::bigint[], 'a message to a phone number the customer removed is not handed out');
 SELECT is((SELECT reason FROM automation.outbox_archive WHERE id = :gone), 'no_address', 'it is cancelled: no_address');
+
+-- A message whose lease ran out after its last allowed handout is dead,
+-- not handed out for ever to mailers that die on it.
+SET LOCAL automation.max_attempts = 2;
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000003'::uuid, 'push', 'poison', '{}', 'poison',
+                          purpose => 'transactional', now => '2026-05-03') AS poison \gset
+SELECT count(*) FROM automation.claim(10, '1 minute', 'push', now => '2026-05-03 00:01');
+SELECT count(*) FROM automation.claim(10, '1 minute', 'push', now => '2026-05-03 00:03');
+SELECT results_eq($$SELECT id FROM automation.claim(10, '1 minute', 'push', now => '2026-05-03 00:05')$$,
+                  ARRAY[]::bigint[], 'after two handouts whose leases ran out, a third is not made');
+SELECT results_eq($$SELECT status, attempts, last_error FROM automation.outbox_archive WHERE id = $$ || :poison,
+                  $$VALUES ('dead'::text, 2, 'the lease ran out'::text)$$, 'the message is dead: the lease ran out');
+RESET automation.max_attempts;
 
 -- The shop is read with the binding role's privileges, not the extension owner's.
 REVOKE SELECT ON oshop.customers FROM regress_outbox_binder;
