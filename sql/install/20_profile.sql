@@ -511,6 +511,7 @@ DECLARE
     placed text;
     status_filter text := '';
     product_categories text;
+    bought text;
     tz text := automation._setting('default_timezone', 'UTC');
 BEGIN
     SELECT * INTO o FROM automation.source s WHERE s.kind = 'orders';
@@ -550,6 +551,9 @@ BEGIN
     IF l.kind IS NOT NULL AND p.kind IS NOT NULL AND o.columns ? 'order_id' THEN
         PERFORM automation._check_binding(l);
         PERFORM automation._check_binding(p);
+        -- a line of no or fewer than no units (a return, a correction) buys
+        -- nothing, as related products read them
+        bought := format('(l.%1$I > 0 OR l.%1$I IS NULL)', l.columns ->> 'quantity');
         -- categories are numbered in name order; the lines query returns numbers, not names
         category_names_query := format('SELECT DISTINCT p.%1$I::text FROM %2$I.%3$I p WHERE p.%1$I IS NOT NULL ORDER BY 1',
                                        p.columns ->> 'category', p.relation_schema, p.relation_name);
@@ -564,29 +568,30 @@ BEGIN
         IF l.column_types ->> 'product' IN ('bigint', 'integer', 'smallint')
            AND p.column_types ->> 'product' IN ('bigint', 'integer', 'smallint') THEN
             products_query := product_categories;
-            lines_query := format('SELECT l.%1$I, l.%2$I FROM %3$I.%4$I l',
-                                  l.columns ->> 'order_id', l.columns ->> 'product', l.relation_schema, l.relation_name);
+            lines_query := format('SELECT l.%1$I, l.%2$I FROM %3$I.%4$I l WHERE %5$s',
+                                  l.columns ->> 'order_id', l.columns ->> 'product', l.relation_schema, l.relation_name,
+                                  bought);
         ELSE
-            lines_query := format('SELECT l.%1$I, p.category_no FROM %2$I.%3$I l JOIN (%4$s) p ON p.product = l.%5$I',
+            lines_query := format('SELECT l.%1$I, p.category_no FROM %2$I.%3$I l JOIN (%4$s) p ON p.product = l.%5$I WHERE %6$s',
                                   l.columns ->> 'order_id', l.relation_schema, l.relation_name, product_categories,
-                                  l.columns ->> 'product');
+                                  l.columns ->> 'product', bought);
         END IF;
         categories_query := format(
             'SELECT o.%1$I, p.category_no FROM %2$s o JOIN %3$I.%4$I l ON l.%5$I = o.%6$I '
             'JOIN (%7$s) p ON p.product = l.%8$I '
-            'WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%9$s',
+            'WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%9$s AND %10$s',
             o.columns ->> 'customer', orders_relation, l.relation_schema, l.relation_name,
             l.columns ->> 'order_id', o.columns ->> 'order_id', product_categories, l.columns ->> 'product',
-            status_filter);
+            status_filter, bought);
         some_categories_query := format(
             'SELECT x.customer, p.category_no FROM '
             '(SELECT o.%1$I AS customer, l.product FROM %2$s o '
-            '   CROSS JOIN LATERAL (SELECT l.%7$I AS product FROM %3$I.%4$I l WHERE l.%5$I = o.%6$I OFFSET 0) l '
+            '   CROSS JOIN LATERAL (SELECT l.%7$I AS product FROM %3$I.%4$I l WHERE l.%5$I = o.%6$I AND %10$s OFFSET 0) l '
             '  WHERE ($1 IS NULL OR o.%1$I = ANY ($1))%8$s OFFSET 0) x '
             'JOIN (%9$s) p ON p.product = x.product',
             o.columns ->> 'customer', orders_relation, l.relation_schema, l.relation_name,
             l.columns ->> 'order_id', o.columns ->> 'order_id', l.columns ->> 'product', status_filter,
-            product_categories);
+            product_categories, bought);
     END IF;
 END
 $$;

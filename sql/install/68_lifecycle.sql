@@ -125,11 +125,13 @@ DECLARE
 BEGIN
     PERFORM automation._need_column(o, 'order_id', needed_by);
     -- Integer keys stay integers (the pass hashes them as they are), other
-    -- keys are read as text.
+    -- keys are read as text.  A line of no or fewer than no units (a return,
+    -- a correction) buys nothing, as related products read them.
     RETURN format($q$
         SELECT %1$s%11$s, %2$s%12$s, %3$s, %4$s::float8
           FROM %5$s o JOIN %6$s l ON %7$s = %8$s
-         WHERE %1$s IS NOT NULL AND %3$s <= %10$L::timestamptz AND %9$s$q$,
+         WHERE %1$s IS NOT NULL AND %3$s <= %10$L::timestamptz AND %9$s
+           AND (%4$s > 0 OR %4$s IS NULL)$q$,
         automation._col(o, 'customer', 'o'), automation._col(l, 'product', 'l'), automation._ts(o, 'placed_at', 'o'),
         automation._col(l, 'quantity', 'l'), automation._rel(o), automation._rel(l),
         automation._col(l, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._counted(o, 'o'), now,
