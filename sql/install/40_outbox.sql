@@ -454,8 +454,8 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    have_customers boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers');
-    have_phone boolean := EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers' AND s.columns ? 'phone');
+    have_customers boolean := false;
+    have_phone boolean := false;
     -- a message whose lease ran out after its last allowed handout is dead
     -- (a mailer that dies on it each time would be handed it for ever)
     max_attempts integer := (automation._outbox_settings()).max_attempts;
@@ -466,13 +466,22 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'For example automation.claim(batch => 100, lease => ''5 minutes'', channel => ''email'').';
     END IF;
-    PERFORM automation._check_mailer_now(now);
+    -- (each check called only when it may fail: a mailer claims every batch)
+    IF now <> pg_catalog.now() THEN
+        PERFORM automation._check_mailer_now(now);
+    END IF;
     IF batch < 1 OR batch > 10000 THEN
         RAISE EXCEPTION 'batch must be between 1 and 10000, not %', batch
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- (enqueue takes no other name: a mistyped one would wait for ever)
-    PERFORM automation._check_channel(channel);
+    IF channel !~ '^[a-z][a-z0-9_]{0,31}$' THEN
+        PERFORM automation._check_channel(channel);
+    END IF;
+    SELECT true, s.columns ? 'phone' INTO have_customers, have_phone
+      FROM automation.source s WHERE s.kind = 'customers';
+    have_customers := coalesce(have_customers, false);
+    have_phone := coalesce(have_phone, false);
     IF lease < interval '1 second' OR lease > interval '1 day' THEN
         RAISE EXCEPTION 'lease must be between 1 second and 1 day, not %', lease
             USING ERRCODE = 'invalid_parameter_value',
@@ -630,7 +639,9 @@ BEGIN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_mailer_now(now);
+    IF now <> pg_catalog.now() THEN
+        PERFORM automation._check_mailer_now(now);
+    END IF;
     IF array_ndims(ids) > 1 THEN
         RAISE EXCEPTION 'ids must be a one-dimensional array'
             USING ERRCODE = 'invalid_parameter_value';
@@ -700,7 +711,9 @@ BEGIN
         RAISE EXCEPTION 'id, error and now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_mailer_now(now);
+    IF now <> pg_catalog.now() THEN
+        PERFORM automation._check_mailer_now(now);
+    END IF;
     IF retry_in < interval '0' OR retry_in > interval '30 days' THEN
         RAISE EXCEPTION 'retry_in must be between 0 and 30 days, not %', retry_in
             USING ERRCODE = 'invalid_parameter_value',
