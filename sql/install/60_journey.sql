@@ -294,9 +294,6 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('Bind them first with automation.bind_%s().', kind);
     END IF;
-    -- (a table dropped or a column renamed since: said as such, not as the
-    -- statement built from the binding failing)
-    PERFORM automation._check_binding(s);
     RETURN s;
 END
 $$;
