@@ -63,17 +63,18 @@ $$;
 COMMENT ON FUNCTION automation.grant_access(regrole, text) IS 'grant a role the privileges of one kind of access (analyst, mailer); returns the GRANT statements run';
 REVOKE ALL ON FUNCTION automation.grant_access(regrole, text) FROM PUBLIC;
 
--- _check_finite(now): the moment a function is asked to act at must be a
--- time: at infinity, what it records (a refresh, a score, a segment's
--- clock) would hold back every later call.
-CREATE FUNCTION automation._check_finite(now timestamptz)
+-- _check_finite(moment, what): a moment a function is asked to act at, or
+-- to record, must be a time: at infinity, what it records (a refresh, a
+-- score, a segment's clock, a message's send time) would hold back every
+-- later call, or wait for ever.
+CREATE FUNCTION automation._check_finite(moment timestamptz, what text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT isfinite(now) THEN
-        RAISE EXCEPTION 'now must be a finite time, not %', now
+    IF NOT isfinite(moment) THEN
+        RAISE EXCEPTION '% must be a finite time, not %', what, moment
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END

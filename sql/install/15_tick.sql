@@ -33,7 +33,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Call automation.tick() for the current time, or pass the time to simulate.';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     IF NOT pg_try_advisory_xact_lock(automation._tick_lock_key()) THEN
         RAISE NOTICE 'another tick is running in this database; this one did nothing';
         stage := 'skipped';

@@ -551,9 +551,7 @@ BEGIN
     IF l.kind IS NOT NULL AND p.kind IS NOT NULL AND o.columns ? 'order_id' THEN
         PERFORM automation._check_binding(l);
         PERFORM automation._check_binding(p);
-        -- a line of no or fewer than no units (a return, a correction) buys
-        -- nothing, as related products read them
-        bought := format('(l.%1$I > 0 OR l.%1$I IS NULL)', l.columns ->> 'quantity');
+        bought := automation._bought(l, 'l');
         -- categories are numbered in name order; the lines query returns numbers, not names
         category_names_query := format('SELECT DISTINCT p.%1$I::text FROM %2$I.%3$I p WHERE p.%1$I IS NOT NULL ORDER BY 1',
                                        p.columns ->> 'category', p.relation_schema, p.relation_name);
@@ -639,7 +637,7 @@ BEGIN
         RAISE EXCEPTION 'now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     PERFORM automation._retype_keys();
     SELECT * INTO q FROM automation._profile_queries();
     key_type := automation.customer_key_type()::text;

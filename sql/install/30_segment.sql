@@ -272,7 +272,7 @@ BEGIN
         RAISE EXCEPTION 'now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     PERFORM automation._retype_keys();
     key_type := automation.customer_key_type()::text;
     IF key_type IS NULL THEN

@@ -332,11 +332,8 @@ BEGIN
                   HINT = 'Build the key from the ids that make the message unique, e.g. journey:subject:step; hash a long one.';
     END IF;
     send_after := coalesce(send_after, now);
-    IF NOT isfinite(send_after) OR NOT isfinite(now) THEN
-        RAISE EXCEPTION 'send_after and now must be finite times'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A message to send after infinity would wait for ever.';
-    END IF;
+    PERFORM automation._check_finite(now, 'now');
+    PERFORM automation._check_finite(send_after, 'send_after');
     IF purpose NOT IN ('marketing', 'transactional') THEN
         RAISE EXCEPTION 'unknown purpose "%"', purpose
             USING ERRCODE = 'invalid_parameter_value',
@@ -454,8 +451,8 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    have_customers boolean := false;
-    have_phone boolean := false;
+    have_customers boolean;
+    have_phone boolean;
     -- a message whose lease ran out after its last allowed handout is dead
     -- (a mailer that dies on it each time would be handed it for ever)
     max_attempts integer := (automation._outbox_settings()).max_attempts;
@@ -466,21 +463,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'For example automation.claim(batch => 100, lease => ''5 minutes'', channel => ''email'').';
     END IF;
-    -- (each check called only when it may fail: a mailer claims every batch)
-    IF now <> pg_catalog.now() THEN
-        PERFORM automation._check_mailer_now(now);
-    END IF;
+    PERFORM automation._check_mailer_now(now);
     IF batch < 1 OR batch > 10000 THEN
         RAISE EXCEPTION 'batch must be between 1 and 10000, not %', batch
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- (enqueue takes no other name: a mistyped one would wait for ever)
-    IF channel !~ '^[a-z][a-z0-9_]{0,31}$' THEN
-        PERFORM automation._check_channel(channel);
-    END IF;
-    SELECT true, s.columns ? 'phone' INTO have_customers, have_phone
-      FROM automation.source s WHERE s.kind = 'customers';
-    have_customers := coalesce(have_customers, false);
+    PERFORM automation._check_channel(channel);
+    SELECT s.columns ? 'phone' INTO have_phone FROM automation.source s WHERE s.kind = 'customers';
+    have_customers := FOUND;
     have_phone := coalesce(have_phone, false);
     IF lease < interval '1 second' OR lease > interval '1 day' THEN
         RAISE EXCEPTION 'lease must be between 1 second and 1 day, not %', lease
@@ -635,21 +626,16 @@ DECLARE
     done bigint;
     bad bigint;
 BEGIN
-    IF ids IS NULL OR now IS NULL THEN
-        RAISE EXCEPTION 'ids must not be null or contain null'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF now <> pg_catalog.now() THEN
-        PERFORM automation._check_mailer_now(now);
-    END IF;
+    -- (array_position cannot search a multidimensional array)
     IF array_ndims(ids) > 1 THEN
         RAISE EXCEPTION 'ids must be a one-dimensional array'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF array_position(ids, NULL) IS NOT NULL THEN
+    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL OR now IS NULL THEN
         RAISE EXCEPTION 'ids must not be null or contain null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_mailer_now(now);
     -- _finish's statement, written out: a mailer acknowledges every batch,
     -- and a second PL/pgSQL call (and search_path switch) per batch showed.
     WITH moved AS (
@@ -711,9 +697,7 @@ BEGIN
         RAISE EXCEPTION 'id, error and now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF now <> pg_catalog.now() THEN
-        PERFORM automation._check_mailer_now(now);
-    END IF;
+    PERFORM automation._check_mailer_now(now);
     IF retry_in < interval '0' OR retry_in > interval '30 days' THEN
         RAISE EXCEPTION 'retry_in must be between 0 and 30 days, not %', retry_in
             USING ERRCODE = 'invalid_parameter_value',
@@ -771,10 +755,7 @@ BEGIN
         RAISE EXCEPTION 'message_id, event and at must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT isfinite(at) THEN
-        RAISE EXCEPTION 'at must be a finite time, not %', at
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM automation._check_finite(at, 'at');
     IF NOT event = ANY (events) THEN
         RAISE EXCEPTION 'unknown event "%"', event
             USING ERRCODE = 'invalid_parameter_value',
@@ -858,7 +839,7 @@ BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     SELECT n.notified_until INTO since FROM automation.outbox_notify n FOR UPDATE;
     IF now <= since THEN
         RETURN 0;
@@ -925,7 +906,7 @@ BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     -- The frequency caps of the journeys look back at the sent marketing
     -- messages of their window (automation.min_interval, and 7 days for
     -- automation.max_per_week): those stay, however short the retention.

@@ -298,7 +298,7 @@ BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     PERFORM automation._retype_keys();
     RETURN automation._store_scores(automation._latest_model(), now, NULL);
 END
@@ -362,7 +362,7 @@ BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     calibration_end := coalesce(calibration_end, now);
     IF calibration_end > now THEN
         RAISE EXCEPTION 'calibration_end must not be after now'

@@ -347,6 +347,16 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE WHEN s.columns ? role THEN format('%I.%I', alias, s.columns ->> role) END $$;
 
+-- _bought(lines, alias): the condition that an order line bought something:
+-- a positive quantity, or none recorded.  A line of 0 units or fewer (a
+-- return, a correction) buys nothing, for the profiles' categories, the
+-- lifecycle and related products alike.
+CREATE FUNCTION automation._bought(l automation.source, alias text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('(%1$s IS NULL OR %1$s > 0)', automation._col(l, 'quantity', alias)) $$;
+
 -- _ts(s, role, alias): the column as timestamptz (timestamp and date columns
 -- are read in the session's time zone).
 CREATE FUNCTION automation._ts(s automation.source, role text, alias text)

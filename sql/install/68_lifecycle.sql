@@ -125,18 +125,18 @@ DECLARE
 BEGIN
     PERFORM automation._need_column(o, 'order_id', needed_by);
     -- Integer keys stay integers (the pass hashes them as they are), other
-    -- keys are read as text.  A line of no or fewer than no units (a return,
-    -- a correction) buys nothing, as related products read them.
+    -- keys are read as text.  Only lines that bought something count
+    -- (automation._bought).
     RETURN format($q$
         SELECT %1$s%11$s, %2$s%12$s, %3$s, %4$s::float8
           FROM %5$s o JOIN %6$s l ON %7$s = %8$s
-         WHERE %1$s IS NOT NULL AND %3$s <= %10$L::timestamptz AND %9$s
-           AND (%4$s > 0 OR %4$s IS NULL)$q$,
+         WHERE %1$s IS NOT NULL AND %3$s <= %10$L::timestamptz AND %9$s AND %13$s$q$,
         automation._col(o, 'customer', 'o'), automation._col(l, 'product', 'l'), automation._ts(o, 'placed_at', 'o'),
         automation._col(l, 'quantity', 'l'), automation._rel(o), automation._rel(l),
         automation._col(l, 'order_id', 'l'), automation._col(o, 'order_id', 'o'), automation._counted(o, 'o'), now,
         CASE WHEN o.column_types ->> 'customer' IN ('bigint', 'integer', 'smallint') THEN '' ELSE '::text' END,
-        CASE WHEN l.column_types ->> 'product' IN ('bigint', 'integer', 'smallint') THEN '' ELSE '::text' END);
+        CASE WHEN l.column_types ->> 'product' IN ('bigint', 'integer', 'smallint') THEN '' ELSE '::text' END,
+        automation._bought(l, 'l'));
 END
 $$;
 
@@ -169,7 +169,7 @@ BEGIN
         RAISE EXCEPTION 'now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     PERFORM automation._load();
     PERFORM automation._retype_keys();
     min_obs := current_setting('automation.replenishment_min_observations')::integer;
@@ -772,10 +772,7 @@ BEGIN
         RAISE EXCEPTION 'name, segment, template, send_at, local_time and at_preferred_hour must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT isfinite(send_at) THEN
-        RAISE EXCEPTION 'send_at must be a finite time, not %', send_at
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM automation._check_finite(send_at, 'send_at');
     j := automation.create_journey(name, 'campaign',
                                    jsonb_build_object('segment', segment,
                                                       'send_at', to_char(send_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00"'),

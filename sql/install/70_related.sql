@@ -107,11 +107,11 @@ BEGIN
     END IF;
     query := format('SELECT %1$s, (%2$s)::text, %3$s FROM %4$s o JOIN %5$s l ON %6$s = %7$s '
                     'WHERE %8$s AND %1$s IS NOT NULL AND %2$s IS NOT NULL AND %3$s <= $1 '
-                    'AND (%9$s IS NULL OR %9$s > 0)',
+                    'AND %9$s',
                     automation._col(o, 'customer', 'o'), automation._col(l, 'product', 'l'), placed,
                     automation._rel(o), automation._rel(l),
                     automation._col(l, 'order_id', 'l'), automation._col(o, 'order_id', 'o'),
-                    automation._counted(o, 'o'), automation._col(l, 'quantity', 'l'));
+                    automation._counted(o, 'o'), automation._bought(l, 'l'));
     bound_by := o.bound_by;
 END
 $$;
@@ -136,7 +136,7 @@ BEGIN
         RAISE EXCEPTION 'now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM automation._check_finite(now);
+    PERFORM automation._check_finite(now, 'now');
     SELECT * INTO q FROM automation._related_query('automation.refresh_related_products()');
 
     LOCK TABLE automation.related_product IN SHARE ROW EXCLUSIVE MODE;
