@@ -687,24 +687,20 @@ BEGIN
        AND EXISTS (SELECT FROM automation_due
                     WHERE send_at IS NOT NULL AND purpose = 'marketing' AND NOT holdout
                     GROUP BY customer_key, channel HAVING count(*) > 1) THEN
-    EXECUTE format($q$
     UPDATE automation_due d
-       SET send_at = CASE WHEN r.week_full THEN r.first_at + interval '7 days' ELSE r.first_at + $1 * (r.n - 1) END,
+       SET send_at = CASE WHEN r.week_full THEN r.first_at + interval '7 days' ELSE r.first_at + min_interval * (r.n - 1) END,
            defer_reason = CASE WHEN r.week_full THEN 'weekly_cap' ELSE 'frequency_cap' END
       FROM (SELECT t.journey, t.subject, t.n, t.first_at,
-                   $2 > 0 AND t.n - 1 + coalesce(h.week_sent, 0) >= $2 AS week_full
+                   max_per_week > 0 AND t.n - 1 + coalesce(h.week_sent, 0) >= max_per_week AS week_full
               FROM (SELECT journey, subject, customer_key, channel, row_number() OVER w AS n, first_value(send_at) OVER w AS first_at
                       FROM automation_due
                      WHERE send_at IS NOT NULL AND purpose = 'marketing' AND NOT holdout
                     WINDOW w AS (PARTITION BY customer_key, channel ORDER BY send_at, due_at, journey, subject)) t
-              %s) r
-     WHERE r.journey = d.journey AND r.subject = d.subject AND r.n > 1 AND (r.week_full OR $1 > interval '0')$q$,
-        CASE WHEN max_per_week > 0 AND to_regclass('pg_temp.automation_sent') IS NOT NULL
-             THEN 'LEFT JOIN (SELECT x.customer_key, x.channel, count(*) AS week_sent FROM pg_temp.automation_sent x
-                               WHERE x.send_after > $3 - interval ''7 days'' GROUP BY 1, 2) h
-                          ON h.customer_key = t.customer_key AND h.channel = t.channel'
-             ELSE 'LEFT JOIN (SELECT NULL::bigint AS week_sent) h ON false' END)
-      USING min_interval, max_per_week, now;
+              -- (automation_sent was read above: with either cap on, the caps look back)
+              LEFT JOIN (SELECT x.customer_key, x.channel, count(*) AS week_sent FROM automation_sent x
+                          WHERE x.send_after > now - interval '7 days' GROUP BY 1, 2) h
+                     ON h.customer_key = t.customer_key AND h.channel = t.channel) r
+     WHERE r.journey = d.journey AND r.subject = d.subject AND r.n > 1 AND (r.week_full OR min_interval > interval '0');
     END IF;
     -- Quiet hours, worked out once per send time and time zone (most
     -- messages of a tick share both).
