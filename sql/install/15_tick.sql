@@ -18,7 +18,8 @@ COMMENT ON TABLE automation.tick_stage IS 'the stages automation.tick() runs, in
 
 -- tick(now): runs every stage and returns one row per stage with the rows
 -- it touched and the milliseconds it took.  When another tick holds the
--- lock it returns at once with a single row, stage "skipped".
+-- lock, or one that started later has already run, it returns at once with
+-- a single row, stage "skipped".
 CREATE FUNCTION automation.tick(now timestamptz DEFAULT now())
 RETURNS TABLE (stage text, rows bigint, ms numeric)
 LANGUAGE plpgsql
@@ -27,6 +28,7 @@ AS $$
 DECLARE
     s record;
     started timestamptz;
+    last timestamptz;
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -36,6 +38,18 @@ BEGIN
     PERFORM automation._check_finite(now, 'now');
     IF NOT pg_try_advisory_xact_lock(automation._tick_lock_key()) THEN
         RAISE NOTICE 'another tick is running in this database; this one did nothing';
+        stage := 'skipped';
+        rows := 0;
+        ms := 0;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- A tick at its transaction's start that another tick overtook: the
+    -- other one started later, took the lock first and has committed.
+    -- Everything up to this tick's moment has been done.
+    last := (SELECT max(g.refreshed_at) FROM automation.segment g);
+    IF now = pg_catalog.now() AND now < last AND last <= clock_timestamp() THEN
+        RAISE NOTICE 'a tick that started after this one ran first, at %; this one did nothing', last;
         stage := 'skipped';
         rows := 0;
         ms := 0;

@@ -4,7 +4,7 @@
 -- for everybody.  Journey triggers look back to the previous tick
 -- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(24);
+SELECT plan(28);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -77,5 +77,17 @@ SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 09:10+00')$$, 'a tic
 SELECT is((SELECT string_agg(customer_key, ',' ORDER BY customer_key) FROM automation.enrollment WHERE journey = 'thanks'),
           'bob,cem,dan', 'finds it too');
 
+-- Two schedulers (the worker and pg_cron): a tick whose transaction began
+-- before another tick's, and that reaches the lock after the other one
+-- committed, finds its moment covered and does nothing.  Here the later
+-- tick runs at the clock's time, after this transaction began.
+SELECT lives_ok($$SELECT * FROM automation.tick(clock_timestamp())$$, 'a tick at a moment after this transaction began');
+SELECT results_eq($$SELECT stage, rows FROM automation.tick()$$, $$VALUES ('skipped', 0::bigint)$$,
+                  'tick() at the transaction''s start then returns at once: a later tick ran first');
+SELECT throws_ok($$SELECT * FROM automation.tick(now() - interval '1 second')$$, '22023', NULL,
+                 'an earlier moment passed by hand is still refused');
+SELECT count(*) AS stages FROM automation.tick(clock_timestamp() + interval '1 day');
+SELECT throws_ok($$SELECT * FROM automation.tick()$$, '22023', NULL,
+                 'and tick() after a tick a day ahead is refused: no tick can have started after the clock''s time');
 SELECT * FROM finish();
 ROLLBACK;
