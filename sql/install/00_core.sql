@@ -21,7 +21,9 @@ CREATE TABLE automation.access_rule (
     privilege text NOT NULL,
     CONSTRAINT access_rule_pkey PRIMARY KEY (access, object, privilege),
     CONSTRAINT access_rule_access_check CHECK (access IN ('analyst', 'mailer')),
-    CONSTRAINT access_rule_privilege_check CHECK (privilege IN ('SELECT', 'EXECUTE', 'USAGE'))
+    -- SELECT (columns): a view some of whose columns the role may not read
+    CONSTRAINT access_rule_privilege_check CHECK (privilege IN ('SELECT', 'EXECUTE', 'USAGE')
+                                                  OR privilege ~ '^SELECT \([a-z_, ]+\)$')
 );
 COMMENT ON TABLE automation.access_rule IS 'the privileges that automation.grant_access() grants for each kind of access';
 

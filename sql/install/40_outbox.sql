@@ -1078,4 +1078,5 @@ INSERT INTO automation.access_rule VALUES
     ('mailer', 'automation.outbox_stats', 'SELECT'),
     ('mailer', 'automation.outbox_dead', 'SELECT'),
     ('analyst', 'automation.outbox_stats', 'SELECT'),
-    ('analyst', 'automation.outbox_dead', 'SELECT');
+    -- analysts read no addresses (they cannot read the shop's customers either)
+    ('analyst', 'automation.outbox_dead', 'SELECT (id, customer_key, channel, template, purpose, dedupe_key, attempts, last_error, errors, created_at, died_at)');

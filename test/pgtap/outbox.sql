@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(51);
+SELECT plan(53);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -61,6 +61,14 @@ SELECT is(automation.fail(1, 'smtp 550', now => '2026-03-01 10:01+00'), 'dead', 
 SELECT results_eq($$SELECT id, attempts, last_error, errors -> 0 ->> 'error', errors -> 1 ->> 'error' FROM automation.outbox_dead$$,
                   $$VALUES (1::bigint, 2, 'smtp 550', 'smtp 451', 'smtp 550')$$, 'the dead message shows every error');
 SELECT is((SELECT count(*) FROM automation.outbox WHERE id = 1), 0::bigint, 'and has left the hot table');
+CREATE ROLE regress_outbox_analyst;
+SELECT count(*) AS grants FROM automation.grant_access('regress_outbox_analyst', 'analyst');
+SET ROLE regress_outbox_analyst;
+SELECT results_eq($$SELECT id, last_error FROM automation.outbox_dead$$, $$VALUES (1::bigint, 'smtp 550')$$,
+                  'an analyst reads the dead messages and their errors');
+SELECT throws_ok($$SELECT recipient FROM automation.outbox_dead$$, '42501', NULL,
+                 'but not their addresses, as the shop''s customers are not theirs to read');
+RESET ROLE;
 RESET automation.max_attempts;
 
 -- Suppression from track: hard bounce, complaint, unsubscribe; soft bounces and opens do not suppress.
