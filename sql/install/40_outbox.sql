@@ -811,6 +811,74 @@ $$;
 COMMENT ON FUNCTION automation.track(bigint, text, timestamptz, jsonb)
     IS 'record an event of a message (delivered, open, click, bounce, complaint, unsubscribe, feedback); hard bounces, complaints and unsubscribes suppress the address';
 
+-- suppress(address, reason, since): puts an address on the suppression list
+-- by hand -- an unsubscribe that came by letter, a complaint from a
+-- feedback loop, a list imported from another mailer.  Returns whether it
+-- was added; an address already there keeps its first reason.
+CREATE FUNCTION automation.suppress(address text, reason text DEFAULT 'manual', since timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    normal text := lower(btrim(address));
+BEGIN
+    IF address IS NULL OR reason IS NULL OR since IS NULL THEN
+        RAISE EXCEPTION 'address, reason and since must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF normal = '' THEN
+        RAISE EXCEPTION 'address must not be empty or blank'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF reason NOT IN ('hard_bounce', 'complaint', 'unsubscribe', 'manual') THEN
+        RAISE EXCEPTION 'unknown reason "%"', reason
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Reason is one of: hard_bounce, complaint, unsubscribe, manual.';
+    END IF;
+    PERFORM automation._check_finite(since, 'since');
+    IF since > pg_catalog.now() THEN
+        RAISE EXCEPTION 'since must not lie in the future, not %', since
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The address is suppressed from now on; since records when it asked to be.';
+    END IF;
+    INSERT INTO automation.suppression AS x (address, reason, since)
+    VALUES (normal, reason, since)
+    ON CONFLICT ON CONSTRAINT suppression_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'address "%" is already suppressed', normal;
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION automation.suppress(text, text, timestamptz)
+    IS 'put an address on the suppression list (lower-cased and trimmed); returns false when it was there already';
+
+-- unsuppress(address): takes an address off the suppression list, for the
+-- extension's administrator only (a customer who asked to hear from the
+-- shop again).  Returns whether it was there.
+CREATE FUNCTION automation.unsuppress(address text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF address IS NULL THEN
+        RAISE EXCEPTION 'address must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    DELETE FROM automation.suppression x WHERE x.address = lower(btrim(unsuppress.address));
+    IF NOT FOUND THEN
+        RAISE NOTICE 'address "%" is not suppressed', lower(btrim(address));
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION automation.unsuppress(text) IS 'take an address off the suppression list; returns false when it was not on it';
+
 -- notify_due: NOTIFY automation_outbox for every channel that has messages
 -- which became due since the last call: their send_after came, or their
 -- lease ran out -- unless the channel has queued messages that were due
@@ -1075,6 +1143,7 @@ INSERT INTO automation.access_rule VALUES
     ('mailer', 'FUNCTION automation.ack(bigint[], timestamptz)', 'EXECUTE'),
     ('mailer', 'FUNCTION automation.fail(bigint, text, interval, timestamptz, integer)', 'EXECUTE'),
     ('mailer', 'FUNCTION automation.track(bigint, text, timestamptz, jsonb)', 'EXECUTE'),
+    ('mailer', 'FUNCTION automation.suppress(text, text, timestamptz)', 'EXECUTE'),
     ('mailer', 'automation.outbox_stats', 'SELECT'),
     ('mailer', 'automation.outbox_dead', 'SELECT'),
     ('analyst', 'automation.outbox_stats', 'SELECT'),

@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(53);
+SELECT plan(66);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -126,6 +126,9 @@ SELECT throws_ok($$SELECT * FROM automation.outbox$$, '42501', NULL, 'cannot rea
 SELECT throws_ok($$SELECT automation.bind_customers('oshop.customers', 'id', 'email', 'phone')$$, '42501', NULL,
                  'cannot change bindings');
 SELECT throws_ok($$DELETE FROM automation.suppression$$, '42501', NULL, 'cannot lift suppressions');
+SELECT is(automation.suppress(' Dan@Example.com ', 'unsubscribe'), true, 'suppresses an address by hand');
+SELECT throws_ok($$SELECT automation.unsuppress('dan@example.com')$$, '42501', NULL,
+                 'but cannot lift it through the function either');
 SELECT throws_ok($$SET automation.max_attempts = 100$$, '42501', NULL, 'cannot change the outbox settings');
 SELECT throws_ok($$SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'x', '{}', 'x')$$,
                  '42501', NULL, 'cannot enqueue');
@@ -147,6 +150,27 @@ UPDATE oshop.customers SET phone = NULL WHERE id = '00000000-0000-0000-0000-0000
 SELECT results_eq($$SELECT id FROM automation.claim(10, '5 minutes', 'sms', now => '2026-05-02 00:01')$$,
                   ARRAY[]::bigint[], 'a message to a phone number the customer removed is not handed out');
 SELECT is((SELECT reason FROM automation.outbox_archive WHERE id = :gone), 'no_address', 'it is cancelled: no_address');
+
+-- Suppressions by hand, and lifting them.
+SELECT results_eq($$SELECT address, reason, message_id FROM automation.suppression WHERE address LIKE 'dan%'$$,
+                  $$VALUES ('dan@example.com', 'unsubscribe', NULL::bigint)$$, 'an address suppressed by hand, lower-cased and trimmed');
+SELECT is(automation.suppress('DAN@example.com'), false, 'suppressing it again changes nothing');
+SELECT throws_ok($$SELECT automation.suppress('x@example.com', 'spam')$$, '22023', 'unknown reason "spam"', 'an unknown reason is refused');
+SELECT throws_ok($$SELECT automation.suppress('  ')$$, '22023', NULL, 'a blank address is refused');
+SELECT throws_ok($$SELECT automation.suppress('x@example.com', 'manual', now() + interval '1 day')$$, '22023', NULL,
+                 'a since in the future is refused');
+SELECT is(automation.suppress('ada@example.com', since => '2026-05-03'), true, 'Ada suppressed by hand');
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000001'::uuid, 'email', 'receipt', '{}', 'hand-1',
+                          purpose => 'transactional', now => '2026-05-03') AS hand1 \gset
+SELECT is_empty(format($$SELECT FROM automation.claim(10, '5 minutes', 'email', now => '2026-05-03 00:01') WHERE id = %s$$, :hand1),
+                'her receipt is not handed out');
+SELECT is((SELECT reason FROM automation.outbox_archive WHERE id = :hand1), 'suppressed', 'it is cancelled: suppressed');
+SELECT is(automation.unsuppress(' ADA@example.com'), true, 'the administrator lifts the suppression');
+SELECT is(automation.unsuppress('ada@example.com'), false, 'which is then gone');
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000001'::uuid, 'email', 'receipt', '{}', 'hand-2',
+                          purpose => 'transactional', now => '2026-05-03 00:02') AS hand2 \gset
+SELECT results_eq($$SELECT id FROM automation.claim(10, '5 minutes', 'email', now => '2026-05-03 00:03')$$,
+                  ARRAY[:hand2::bigint], 'and her next receipt goes out');
 
 -- A message whose lease ran out after its last allowed handout is dead,
 -- not handed out for ever to mailers that die on it.
