@@ -19,6 +19,9 @@ SELECT automation.enqueue(1, 'email', 'welcome', '{}', 'w-1');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
 SELECT automation.bind_customers('oshop.customers', 'id', 'email', 'consent');
+-- a journey whose messages are enqueued under its name below
+SELECT automation.create_journey('winback', 'segment_entered', '{"segment": "lapsing"}');
+SELECT automation.add_step('winback', '0', 'winback');
 SELECT format_type(atttypid, NULL) AS outbox_key_type
   FROM pg_attribute WHERE attrelid = 'automation.outbox'::regclass AND attname = 'customer_key';
 
@@ -55,6 +58,11 @@ SELECT automation.enqueue(1, 'email', '   ', '{}', 'x');
 SELECT automation.enqueue(1, 'email', 'welcome', '{}', repeat('k', 1001));
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.enqueue(1, 'email', 'welcome', '{}', 'never', send_after => 'infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- a journey, step or variant must name a journey's step
+SELECT automation.enqueue(1, 'email', 'welcome', '{}', 'x', journey => 'nope');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.enqueue(1, 'email', 'welcome', '{}', 'x', step => 1);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.enqueue(99, 'email', 'welcome', '{}', 'x');
 \echo sqlstate :LAST_ERROR_SQLSTATE
@@ -241,5 +249,6 @@ SHOW automation.max_attempts;
 
 -- clean up
 TRUNCATE automation.outbox, automation.outbox_key, automation.outbox_archive, automation.message_event, automation.suppression;
+SELECT automation.drop_journey('winback');
 SELECT automation.unbind('customers');
 DROP SCHEMA oshop CASCADE;

@@ -340,6 +340,23 @@ BEGIN
                   HINT = 'Purpose is marketing (needs consent) or transactional (order confirmations and the like).';
     END IF;
     PERFORM automation._check_message(channel, payload);
+    -- journey, step and variant attribute the message to a journey's step in
+    -- journey_stats; the application's own messages leave them NULL
+    IF journey IS NULL AND (step IS NOT NULL OR variant IS NOT NULL) THEN
+        RAISE EXCEPTION 'step and variant need a journey'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave journey, step and variant NULL for a message of the application''s own.';
+    END IF;
+    IF journey IS NOT NULL AND NOT EXISTS (SELECT FROM automation.journey j WHERE j.name = enqueue.journey) THEN
+        RAISE EXCEPTION 'journey "%" does not exist', journey
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave journey NULL for a message of the application''s own; journeys are made with automation.create_journey().';
+    END IF;
+    IF step IS NOT NULL AND NOT EXISTS (SELECT FROM automation.journey_step s
+                                         WHERE s.journey = enqueue.journey AND s.step = enqueue.step) THEN
+        RAISE EXCEPTION 'journey "%" has no step %', journey, step
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     -- After a restore the key column is text again; _retype_keys() fixes
     -- that, but costs more than the rest of an enqueue, so ask first.

@@ -2,7 +2,7 @@
 -- opened, clicked, unsubscribed, converted and revenue -- and the same
 -- after the archive pruned the messages (automation.journey_stats_pruned).
 BEGIN;
-SELECT plan(6);
+SELECT plan(9);
 
 SET LOCAL automation.attribution_window = '5d';
 SET LOCAL automation.retention = '30d';
@@ -78,5 +78,13 @@ SELECT results_eq(
              ('b', 1, 0, 1, 0, 0, 1, 0, 0)$$,
     'adds its counts to those kept');
 
+-- A message enqueued under a journey is counted for it: the journey and
+-- its step must exist.
+SELECT throws_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:2', journey => 'promo', step => 9)$$,
+                 '22023', 'journey "promo" has no step 9', 'enqueue refuses a step the journey does not have');
+SELECT throws_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:2', journey => 'promox')$$,
+                 '22023', 'journey "promox" does not exist', 'and a journey that does not exist');
+SELECT lives_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:2', journey => 'promo', step => 1)$$,
+                'a step of the journey is taken');
 SELECT * FROM finish();
 ROLLBACK;
