@@ -35,6 +35,8 @@ SELECT automation.create_journey('j1', 'cart_abandoned', '{"idle": "soon"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'cart_abandoned', '{"idle": "-1 hour"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('abandoned_cart', '{"idle": "0"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'cart_abandoned', '{"colour": "red"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'order_status');

@@ -638,7 +638,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'idle and lookback are intervals such as ''4 hours''; days is a whole number.';
     END;
-    IF (trigger_options ->> 'idle')::interval < interval '0' OR (trigger_options ->> 'lookback')::interval <= interval '0'
+    IF (trigger_options ->> 'idle')::interval <= interval '0' OR (trigger_options ->> 'lookback')::interval <= interval '0'
        OR (trigger_options ->> 'days')::integer < 1 THEN
         RAISE EXCEPTION 'trigger options must be positive'
             USING ERRCODE = 'invalid_parameter_value';

@@ -435,6 +435,8 @@ DECLARE
     v jsonb;
     prev jsonb;
     k text;
+    last timestamptz;
+    ends timestamptz;
 BEGIN
     CASE trigger
     WHEN 'product_purchased' THEN
@@ -536,6 +538,19 @@ BEGIN
         IF options ->> 'send_at' IS NULL THEN
             RAISE EXCEPTION 'trigger campaign needs the option "send_at"'
                 USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- Members are enrolled until the lookback after the latest zone
+        -- reached send_at (see _trigger_sql); ticks never go back before
+        -- the segments' last refresh.
+        last := (SELECT max(s.refreshed_at) FROM automation.segment s);
+        ends := (options ->> 'send_at')::timestamptz
+                + CASE WHEN coalesce((options ->> 'local_time')::boolean, true) THEN interval '26 hours' ELSE interval '0' END
+                + automation._lookback(jsonb_populate_record(NULL::automation.journey, jsonb_build_object('trigger_options', options)));
+        IF ends <= last THEN
+            RAISE EXCEPTION 'a campaign at % would never send: the engine''s clock is at % already', options ->> 'send_at', last
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Its members are enrolled from send_at until its lookback has passed, and ticks do not go back.',
+                      HINT = 'Pass a send_at from now on (the default is now).';
         END IF;
     ELSE
         NULL;

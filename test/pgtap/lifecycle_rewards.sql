@@ -1,7 +1,7 @@
 -- Quarterly VIP rewards, loyalty milestones, basket tags and campaigns in
 -- simulated time.
 BEGIN;
-SELECT plan(25);
+SELECT plan(27);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -116,5 +116,11 @@ SELECT results_eq($$SELECT customer_key, journey, sent + queued FROM automation.
                   $$VALUES ('pam'::text, 'dog_days'::text, 2::bigint)$$,
                   'Pam''s comes at 9:00 hers; journey_stats counts both');
 
+-- A campaign whose moment passed, lookback and all, before the engine's
+-- clock would never send: refused.  One still within it is taken.
+SELECT throws_ok($$SELECT automation.schedule_campaign('too_late', 'campaign_test', 'x', '{}', '2026-09-07 09:00+00')$$,
+                 '22023', NULL, 'a campaign whose members could no longer be enrolled is refused');
+SELECT lives_ok($$SELECT automation.schedule_campaign('still_on', 'campaign_test', 'x', '{}', '2026-09-08 12:00+00')$$,
+                'one whose lookback has not passed is taken');
 SELECT * FROM finish();
 ROLLBACK;
