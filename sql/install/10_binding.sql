@@ -513,11 +513,12 @@ END
 $$;
 REVOKE ALL ON FUNCTION automation._binding_problem(automation.source) FROM PUBLIC;
 
--- _check_binding: raises the binding's problem, for code that reads the
--- bound columns as the types they were bound with (the profile pass in C
--- takes their values as those types: a column since retyped would be
--- misread).
-CREATE FUNCTION automation._check_binding(s automation.source)
+-- _check_binding(s, detail): raises the binding's problem, for code that
+-- reads the bound columns as the types they were bound with (the profile
+-- pass in C takes their values as those types: a column since retyped would
+-- be misread), and for the tick when a statement built from a binding failed
+-- (detail: that statement's error).
+CREATE FUNCTION automation._check_binding(s automation.source, detail text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -528,11 +529,12 @@ BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'the shop''s % no longer fit their binding: %', replace(s.kind, '_', ' '), problem
             USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = coalesce(detail, ''),
                   HINT = format('Bind them again with automation.bind_%s(); automation.bindings shows every binding''s problem.', s.kind);
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION automation._check_binding(automation.source) FROM PUBLIC;
+REVOKE ALL ON FUNCTION automation._check_binding(automation.source, text) FROM PUBLIC;
 
 CREATE VIEW automation.bindings AS
 SELECT s.kind,

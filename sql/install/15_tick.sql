@@ -29,6 +29,8 @@ DECLARE
     s record;
     started timestamptz;
     last timestamptz;
+    failed text;
+    failed_state text;
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -58,13 +60,26 @@ BEGIN
     END IF;
     PERFORM automation._check_clock(now, 'tick');
     PERFORM automation._retype_keys();
-    FOR s IN SELECT t.stage, t.function FROM automation.tick_stage t ORDER BY t.position LOOP
-        started := clock_timestamp();
-        EXECUTE format('SELECT %s($1)', s.function) INTO rows USING now;
-        stage := s.stage;
-        ms := round(extract(epoch FROM clock_timestamp() - started) * 1000, 3);
-        RETURN NEXT;
-    END LOOP;
+    BEGIN
+        FOR s IN SELECT t.stage, t.function FROM automation.tick_stage t ORDER BY t.position LOOP
+            started := clock_timestamp();
+            EXECUTE format('SELECT %s($1)', s.function) INTO rows USING now;
+            stage := s.stage;
+            ms := round(extract(epoch FROM clock_timestamp() - started) * 1000, 3);
+            RETURN NEXT;
+        END LOOP;
+    EXCEPTION WHEN syntax_error_or_access_rule_violation THEN
+        -- A statement built from a binding whose table or columns changed
+        -- since (dropped, renamed, retyped): name the binding, with the
+        -- statement's error as detail.  Looked for only after a failure:
+        -- checked before every statement built from a binding, the bindings
+        -- cost an idle tick a third more.
+        GET STACKED DIAGNOSTICS failed = MESSAGE_TEXT, failed_state = RETURNED_SQLSTATE;
+        PERFORM automation._check_binding(b, format('The tick''s stage %s failed: %s (SQLSTATE %s).', s.stage, failed, failed_state))
+           FROM automation.source b
+          ORDER BY array_position(ARRAY['customers', 'orders', 'order_lines', 'products', 'carts', 'cart_lines', 'signups'], b.kind);
+        RAISE;
+    END;
 END
 $$;
 COMMENT ON FUNCTION automation.tick(timestamptz) IS 'run every stage of the engine once (profiles, segments, journeys, outbox upkeep); one row per stage';

@@ -2,7 +2,7 @@
 -- to the shop's customers without casts, and the shop's tables are never
 -- altered.
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 CREATE SCHEMA kshop;
 CREATE TABLE kshop.customers (id uuid PRIMARY KEY, email text, consent boolean);
@@ -93,6 +93,15 @@ SELECT is_empty($$
      WHERE c.relnamespace = 'kshop'::regnamespace AND a.attnum > 0
     EXCEPT SELECT * FROM shop_shape$$, 'the shop''s tables are exactly as they were');
 SELECT is((SELECT count(*) FROM kshop.customers), 1::bigint, 'and so is their data');
+
+-- A bound column renamed under a binding: the tick names the binding, with
+-- the statement's own error as detail, and rolls back whole.
+ALTER TABLE kshop.members RENAME COLUMN consented_at TO consent_at;
+SELECT throws_ok($$SELECT * FROM automation.tick('2026-03-10 13:05+00')$$, '55000',
+                 'the shop''s customers no longer fit their binding: column consented_at of kshop.members does not exist',
+                 'a tick after a bound column was renamed names the binding');
+ALTER TABLE kshop.members RENAME COLUMN consent_at TO consented_at;
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-03-10 13:05+00')$$, 'and ticks again once it is back');
 
 SELECT * FROM finish();
 ROLLBACK;
