@@ -29,6 +29,7 @@ DECLARE
     s record;
     started timestamptz;
     last timestamptz;
+    skipped text;
     failed text;
     failed_state text;
 BEGIN
@@ -39,19 +40,18 @@ BEGIN
     END IF;
     PERFORM automation._check_finite(now, 'now');
     IF NOT pg_try_advisory_xact_lock(automation._tick_lock_key()) THEN
-        RAISE NOTICE 'another tick is running in this database; this one did nothing';
-        stage := 'skipped';
-        rows := 0;
-        ms := 0;
-        RETURN NEXT;
-        RETURN;
+        skipped := 'another tick is running in this database';
+    ELSE
+        -- A tick at its transaction's start that another tick overtook: the
+        -- other one started later, took the lock first and has committed.
+        -- Everything up to this tick's moment has been done.
+        last := (SELECT max(g.refreshed_at) FROM automation.segment g);
+        IF now = pg_catalog.now() AND now < last AND last <= clock_timestamp() THEN
+            skipped := format('a tick that started after this one ran first, at %s', last);
+        END IF;
     END IF;
-    -- A tick at its transaction's start that another tick overtook: the
-    -- other one started later, took the lock first and has committed.
-    -- Everything up to this tick's moment has been done.
-    last := (SELECT max(g.refreshed_at) FROM automation.segment g);
-    IF now = pg_catalog.now() AND now < last AND last <= clock_timestamp() THEN
-        RAISE NOTICE 'a tick that started after this one ran first, at %; this one did nothing', last;
+    IF skipped IS NOT NULL THEN
+        RAISE NOTICE '%; this one did nothing', skipped;
         stage := 'skipped';
         rows := 0;
         ms := 0;
