@@ -525,13 +525,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     problem text := automation._binding_problem(s);
+    hint text;
 BEGIN
-    IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'the shop''s % no longer fit their binding: %', replace(s.kind, '_', ' '), problem
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = coalesce(detail, ''),
-                  HINT = format('Bind them again with automation.bind_%s(); automation.bindings shows every binding''s problem.', s.kind);
+    IF problem IS NULL THEN
+        RETURN;
     END IF;
+    problem := format('the shop''s %s no longer fit their binding: %s', replace(s.kind, '_', ' '), problem);
+    hint := format('Bind them again with automation.bind_%s(); automation.bindings shows every binding''s problem.', s.kind);
+    IF detail IS NULL THEN
+        RAISE EXCEPTION USING MESSAGE = problem, ERRCODE = 'object_not_in_prerequisite_state', HINT = hint;
+    END IF;
+    RAISE EXCEPTION USING MESSAGE = problem, ERRCODE = 'object_not_in_prerequisite_state', HINT = hint, DETAIL = detail;
 END
 $$;
 REVOKE ALL ON FUNCTION automation._check_binding(automation.source, text) FROM PUBLIC;
