@@ -334,6 +334,16 @@ AS $$
                 ELSE quote_literal(automation._lookback(j)) || '::interval' END
 $$;
 
+-- _moment_sql(expr): SQL for a moment written out the same in every
+-- session (UTC, ISO 8601), whatever its TimeZone and DateStyle: subjects
+-- and dedupe keys are built from it, and the worker, pg_cron and a session
+-- by hand must build the same ones.
+CREATE FUNCTION automation._moment_sql(expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('to_char((%s) AT TIME ZONE ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"'')', expr) $$;
+
 CREATE FUNCTION automation._rel(s automation.source)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -465,11 +475,14 @@ BEGIN
         IF j.trigger = 'order_status' THEN
             PERFORM automation._need_column(o, 'status', what);
         END IF;
+        -- (an order_status journey's moment is the tick that sees the
+        -- status; its lookback bounds the orders' age, so that a new journey
+        -- does not enroll every order that ever had the status)
         RETURN format($q$
             SELECT %1$s, %2$s, %3$s,
                    jsonb_build_object('order_id', %4$s, 'order_total', %5$s)
               FROM %6$s o
-             WHERE %3$s <= $1 AND %3$s > $1 - %7$s AND %8$s %9$s$q$,
+             WHERE %10$s <= $1 AND %10$s > $1 - %7$s AND %8$s %9$s$q$,
             CASE j.trigger
                 WHEN 'order_placed' THEN format('''order:'' || %s::text', automation._col(o, 'order_id', 'o'))
                 WHEN 'order_status' THEN format('''order:'' || %s::text || '':'' || %L', automation._col(o, 'order_id', 'o'),
@@ -488,7 +501,8 @@ BEGIN
                 format('AND NOT EXISTS (SELECT FROM %s o2 WHERE %s = %s AND %s < %s AND %s)',
                        automation._rel(o), automation._col(o, 'customer', 'o2'), automation._col(o, 'customer', 'o'),
                        automation._ts(o, 'placed_at', 'o2'), automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o2'))
-                 ELSE '' END);
+                 ELSE '' END,
+            automation._ts(o, 'placed_at', 'o'));
     WHEN 'signup' THEN
         g := automation._src('signups', what);
         RETURN format($q$
@@ -496,7 +510,7 @@ BEGIN
               FROM %4$s g
              WHERE %3$s <= $1 AND %3$s > $1 - %5$s$q$,
             automation._col(g, 'customer', 'g'),
-            CASE WHEN per_occurrence THEN format('|| '':'' || %s::text', automation._ts(g, 'signed_up_at', 'g')) ELSE '' END,
+            CASE WHEN per_occurrence THEN '|| '':'' || ' || automation._moment_sql(automation._ts(g, 'signed_up_at', 'g')) ELSE '' END,
             automation._ts(g, 'signed_up_at', 'g'), automation._rel(g), lookback);
     WHEN 'segment_entered' THEN
         RETURN format($q$
@@ -505,7 +519,7 @@ BEGIN
               FROM automation.segment_member m
              WHERE m.segment = %2$L AND m.exited_at IS NULL
                AND m.entered_at <= $1 AND m.entered_at > $1 - %3$s$q$,
-            CASE WHEN per_occurrence THEN '|| '':'' || m.entered_at::text' ELSE '' END,
+            CASE WHEN per_occurrence THEN '|| '':'' || ' || automation._moment_sql('m.entered_at') ELSE '' END,
             j.trigger_options ->> 'segment', lookback);
     WHEN 'inactivity' THEN
         RETURN format($q$
@@ -514,7 +528,7 @@ BEGIN
               FROM automation.customer_profile p
              WHERE p.last_order_at <= $1 - %2$L::interval
                AND p.last_order_at > $1 - %2$L::interval - %3$s$q$,
-            CASE WHEN per_occurrence THEN '|| '':'' || p.last_order_at::date::text' ELSE '' END,
+            CASE WHEN per_occurrence THEN '|| '':'' || ' || automation._moment_sql('p.last_order_at') ELSE '' END,
             make_interval(days => coalesce((j.trigger_options ->> 'days')::int, 15)), lookback);
     ELSE
         -- product_purchased, replenishment, gift_order, birthday, quarter_start,

@@ -3,7 +3,7 @@
 -- and re-entry; and a journey made again under its old name, whose
 -- messages' dedupe keys are taken already.
 BEGIN;
-SELECT plan(17);
+SELECT plan(20);
 
 SET LOCAL automation.default_timezone = 'UTC';
 -- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
@@ -16,7 +16,8 @@ INSERT INTO tshop.customers VALUES
     ('bob', 'bob@example.com', NULL, '+358407654321');
 INSERT INTO tshop.orders VALUES
     (1, 'ada', '2026-05-01 10:00+00', 700, 'shipped'),
-    (2, 'bob', '2026-05-01 11:00+00', 30, 'paid');
+    (2, 'bob', '2026-05-01 11:00+00', 30, 'paid'),
+    (10, 'cem', '2026-03-01 10:00+00', 50, 'shipped');
 SELECT automation.bind_customers('tshop.customers', 'id', 'email', 'consent', phone_column => 'phone');
 SELECT automation.bind_orders('tshop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id',
                               status_column => 'status', counted_statuses => ARRAY['paid', 'shipped']);
@@ -40,6 +41,8 @@ SELECT results_eq($$SELECT customer_key, channel, recipient, template, purpose F
                   $$VALUES ('ada'::text, 'sms', '+358401234567', 'order_shipped', 'transactional')$$,
                   'Ada''s shipped order sends an SMS to her phone; Bob''s paid order does not');
 SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'on_its_way'), 1::bigint, 'once');
+SELECT is((SELECT string_agg(subject, ',') FROM automation.enrollment WHERE journey = 'on_its_way'), 'order:1:shipped',
+          'an order shipped but placed before the lookback (7 days) is not enrolled by a new journey');
 SELECT results_eq($$SELECT customer_key, template FROM automation.outbox WHERE journey = 'first' ORDER BY 1$$,
                   $$VALUES ('ada'::text, 'first_order_welcome')$$,
                   'the first-order welcome goes to Ada (consent given); Bob has none');
@@ -64,6 +67,15 @@ SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-03 10:00+00');
                   SELECT * FROM automation.tick('2026-05-04 10:00+00')$$, 'leave and re-enter the segment');
 SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'big'), 2::bigint,
           'a customer who re-enters the segment is enrolled again');
+-- The same entry seen again (within the triggers' grace) by a session in
+-- another time zone is the same occurrence: its subject is written in UTC.
+SET LOCAL timezone = 'America/New_York';
+SET LOCAL datestyle = 'SQL, DMY';
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-04 10:30+00')$$, 'a tick from a session in New York');
+RESET timezone;
+RESET datestyle;
+SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'big'), 2::bigint,
+          'enrolls nobody again');
 SELECT results_eq($$SELECT subject, status, exit_reason FROM automation.enrollment WHERE journey = 'big_later'$$,
                   $$VALUES ('customer:ada'::text, 'exited'::text, 'left_segment'::text)$$,
                   'a step due after the customer left the segment ends the journey ("left_segment")');
