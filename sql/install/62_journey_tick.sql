@@ -194,6 +194,22 @@ AS $$
                 ELSE ((date_trunc('day', ts AT TIME ZONE tz) + interval '1 day' + make_interval(hours => hour)) AT TIME ZONE tz) END
 $$;
 
+-- _preferred_hour(hour, quiet, start_hour, end_hour): the local hour a step
+-- at the customer's preferred hour aims for: that hour, or, when quiet hours
+-- apply to the message and the hour falls in them, the hour they end.  Aimed
+-- at a quiet hour, the step would be deferred to the end of the quiet hours,
+-- then to the preferred hour of the next day, and never be sent.
+CREATE FUNCTION automation._preferred_hour(hour integer, quiet boolean, start_hour integer, end_hour integer)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN quiet AND start_hour <> end_hour
+                     AND CASE WHEN start_hour > end_hour THEN hour >= start_hour OR hour < end_hour
+                              ELSE hour >= start_hour AND hour < end_hour END
+                THEN end_hour ELSE hour END
+$$;
+
 -- _message_payload(...): a message's payload, put together in one pass: the
 -- members of the step's payload, the chosen variant's and the enrollment
 -- context's "payload", then first_name, journey, step, variant and
@@ -642,11 +658,14 @@ BEGIN
     -- and quiet hours.
     IF need_hour THEN
         UPDATE automation_due d
-           SET send_at = automation._at_hour(now, d.tz, p.preferred_hour), defer_reason = 'preferred_hour'
-          FROM automation.customer_profile p
-         WHERE d.send_at IS NOT NULL AND d.at_preferred_hour AND p.customer_key = d.customer_key
-           AND p.preferred_hour IS NOT NULL
-           AND automation._at_hour(now, d.tz, p.preferred_hour) > now;
+           SET send_at = h.at, defer_reason = 'preferred_hour'
+          FROM (SELECT t.ctid AS row,
+                       automation._at_hour(now, t.tz, automation._preferred_hour(p.preferred_hour, t.purpose = 'marketing' AND NOT t.holdout,
+                                                                                 quiet_start, quiet_end)) AS at
+                  FROM automation_due t
+                  JOIN automation.customer_profile p ON p.customer_key = t.customer_key
+                 WHERE t.send_at IS NOT NULL AND t.at_preferred_hour AND p.preferred_hour IS NOT NULL) h
+         WHERE d.ctid = h.row AND h.at > now;
     END IF;
     IF need_marketing THEN
     -- The frequency caps, from the marketing messages queued and sent to

@@ -2,7 +2,7 @@
 -- saturation, suppression of transactional messages, holdout and A/B
 -- buckets, explain_customer, journey_stats and cart_abandonment_stats.
 BEGIN;
-SELECT plan(29);
+SELECT plan(33);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA gshop;
@@ -135,6 +135,18 @@ SELECT is((SELECT enrolled || '/' || held_out FROM automation.journey_stats WHER
 SELECT is((SELECT sum(queued) FROM automation.journey_stats WHERE journey = 'news'),
           (SELECT count(*) FROM automation.outbox WHERE journey = 'news')::numeric,
           'journey_stats counts the queued messages per variant');
+
+-- A preferred hour in the quiet hours: customer 3 orders around 23:30 in
+-- Helsinki; a marketing step at the preferred hour goes when the quiet
+-- hours end, at 08:00 there, and is not put off to 23:00 again.
+INSERT INTO gshop.orders VALUES (20, 3, '2026-02-21 21:30+00', 10), (21, 3, '2026-02-22 21:20+00', 10),
+                                (22, 3, '2026-02-23 21:40+00', 10);
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-02-24 09:00+00')$$, 'tick after customer 3''s late orders');
+SELECT is((SELECT reason FROM automation.decision_log WHERE journey = 'hello' AND customer_key = 3 AND decision = 'deferred'),
+          'preferred_hour until 2026-02-25 06:00:00+00', 'the welcome aims at 08:00 Helsinki time, when the quiet hours end');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-02-25 06:00+00')$$, 'tick at 08:00 in Helsinki');
+SELECT is((SELECT send_after FROM automation.outbox WHERE journey = 'hello' AND customer_key = 3),
+          '2026-02-25 06:00+00'::timestamptz, 'and goes then');
 
 SELECT * FROM finish();
 ROLLBACK;
