@@ -739,13 +739,19 @@ BEGIN
     SELECT 'CASE ' || string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
                                         s.journey, s.step, s.arms), ' ') || ' END'
       INTO variant_case
+      -- (the splits share the buckets the holdout leaves, 0-99 rescaled
+      -- over them: taken from bucket 0 up, the holdout came out of the
+      -- first split alone)
       FROM (SELECT s.journey, s.step,
                    string_agg(CASE WHEN v.value ? 'when'
                                    THEN format('WHEN (%s) THEN %L', v.value ->> 'when', v.value ->> 'name')
-                                   ELSE format('WHEN bucket >= %s AND bucket < %s THEN %L',
+                                   ELSE format('WHEN %1$s >= %2$s AND %1$s < %3$s THEN %4$L',
+                                               CASE WHEN j.holdout_percent = 0 THEN 'bucket'
+                                                    ELSE format('(bucket - %1$s) * 100.0 / (100 - %1$s)', j.holdout_percent) END,
                                                v.split_from, v.split_from + (v.value ->> 'split')::numeric, v.value ->> 'name') END,
                               ' ' ORDER BY v.ord) AS arms
               FROM automation.journey_step s
+              JOIN automation.journey j ON j.name = s.journey
              CROSS JOIN LATERAL (SELECT e.value, e.ord,
                                         coalesce(sum((e.value ->> 'split')::numeric) FILTER (WHERE e.value ? 'split')
                                                  OVER (ORDER BY e.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS split_from

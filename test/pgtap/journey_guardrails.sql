@@ -50,9 +50,9 @@ SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'news')
           200::bigint, 'everyone else gets a message, the holdout group none');
 SELECT is((SELECT count(*) FROM automation.outbox o JOIN automation.enrollment e
             ON e.journey = o.journey AND e.customer_key = o.customer_key
-           WHERE o.journey = 'news' AND o.variant = CASE WHEN e.bucket < 50 THEN 'a' ELSE 'b' END),
+           WHERE o.journey = 'news' AND o.variant = CASE WHEN e.bucket < 60 THEN 'a' ELSE 'b' END),
           (SELECT count(*) FROM automation.outbox WHERE journey = 'news'),
-          'variant a for buckets under 50, b for the rest');
+          'the splits share the buckets the holdout leaves: a for 20-59, b for 60-99');
 
 -- Weekly cap: with at most two a week, the third waits a week.
 SET LOCAL automation.max_per_week = 2;
