@@ -90,6 +90,7 @@ CREATE TABLE automation.enrollment (
     bucket smallint NOT NULL,
     next_step integer,
     due_at timestamptz,
+    step_due_at timestamptz,
     status text NOT NULL DEFAULT 'active',
     exit_reason text,
     updated_at timestamptz NOT NULL,
@@ -102,6 +103,7 @@ CREATE INDEX enrollment_due_idx ON automation.enrollment (due_at) WHERE status =
 CREATE INDEX enrollment_customer_key_idx ON automation.enrollment (customer_key);
 COMMENT ON TABLE automation.enrollment IS 'who is in which journey: one row per journey and subject (cart, order or customer), with the next step and when it is due';
 COMMENT ON COLUMN automation.enrollment.anchor_at IS 'the trigger''s moment (cart left, order placed, signed up, ...) the first wait counts from';
+COMMENT ON COLUMN automation.enrollment.step_due_at IS 'when the next step first came due: a deferral moves due_at, not this; the step''s valid_for counts from it';
 COMMENT ON COLUMN automation.enrollment.bucket IS '0-99 from a hash of journey and subject: holdout and A/B splits, stable across ticks';
 
 -- An enrollment belongs to its journey, and goes with it -- without a

@@ -105,9 +105,9 @@ BEGIN
                   JOIN automation.journey_step s ON s.journey = %L AND s.step = 1),
             later AS (
                 INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
-                                                        holdout, bucket, next_step, due_at, status, updated_at)
+                                                        holdout, bucket, next_step, due_at, step_due_at, status, updated_at)
                 SELECT n.journey, n.subject, n.customer_key, n.anchor_at, $1, n.context,
-                       n.holdout, n.bucket, 1, n.due_at, 'active', $1
+                       n.holdout, n.bucket, 1, n.due_at, n.due_at, 'active', $1
                   FROM new n WHERE n.due_at > $1
                 ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING
                 RETURNING 1),
@@ -149,9 +149,9 @@ BEGIN
         EXECUTE enroll_sql || $q$,
             held AS (
                 INSERT INTO pg_temp.automation_enrolled (journey, subject, customer_key, anchor_at, enrolled_at, context,
-                                                         holdout, bucket, next_step, due_at, status, updated_at)
+                                                         holdout, bucket, next_step, due_at, step_due_at, status, updated_at)
                 SELECT a.journey, a.subject, a.customer_key, a.anchor_at, $1, a.context,
-                       a.holdout, a.bucket, 1, a.due_at, 'active', $1
+                       a.holdout, a.bucket, 1, a.due_at, a.due_at, 'active', $1
                   FROM at_once a
                 RETURNING 1)
             SELECT (SELECT count(*) FROM later) + (SELECT count(*) FROM held)$q$
@@ -335,15 +335,15 @@ BEGIN
     -- quick beyond.  Without one (a view, say) the planner chooses.
     CREATE TEMP TABLE automation_step ON COMMIT DROP AS
     SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
-           e.next_step AS step, e.due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
+           e.next_step AS step, e.due_at, e.step_due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
            s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour,
            s.valid_for, e.is_new
       FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
-                   e.next_step, e.due_at, false AS is_new
+                   e.next_step, e.due_at, e.step_due_at, false AS is_new
               FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now
             UNION ALL
             SELECT n.journey, n.subject, n.customer_key, n.anchor_at, n.context, n.holdout, n.bucket,
-                   n.next_step, n.due_at, true
+                   n.next_step, n.due_at, n.step_due_at, true
               FROM pg_temp.automation_enrolled n) e
       JOIN automation.journey j ON j.name = e.journey
       JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
@@ -374,7 +374,7 @@ BEGIN
                CASE WHEN x.consent IS NULL THEN 'no_customer'
                     WHEN x.suppressed THEN 'suppressed'
                     WHEN x.purpose = 'marketing' AND NOT x.consent THEN 'no_consent' END AS exit_reason,
-               CASE WHEN x.valid_for IS NOT NULL AND $1 > x.due_at + x.valid_for THEN 'moment_passed'
+               CASE WHEN x.valid_for IS NOT NULL AND $1 > coalesce(x.step_due_at, x.due_at) + x.valid_for THEN 'moment_passed'
                     WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(btrim(x.recipient), '') = ''
                     THEN 'no_address' END AS skip_reason
           FROM (SELECT t.*,
@@ -1035,34 +1035,39 @@ BEGIN
 
     -- Move every enrollment on: exited, deferred, or to its next step; the
     -- ones this tick enrolled are written here, in that state.
+    -- A deferred step keeps the moment it first came due (step_due_at):
+    -- its valid_for counts from there, not from the deferral.
     WITH moved AS (
-        SELECT d.journey, d.subject, d.is_new, d.customer_key, d.anchor_at, d.context, d.holdout, d.bucket,
-               CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
-                    WHEN d.send_at > now THEN 'active'
-                    WHEN nx.step IS NULL THEN 'completed'
-                    ELSE 'active' END AS status,
-               d.exit_reason,
-               CASE WHEN d.exit_reason IS NOT NULL THEN NULL
-                    WHEN d.send_at > now THEN d.step
-                    ELSE nx.step END AS next_step,
-               CASE WHEN d.exit_reason IS NOT NULL THEN NULL
-                    WHEN d.send_at > now THEN d.send_at
-                    WHEN nx.step IS NULL THEN NULL
-                    ELSE greatest(d.due_at, coalesce(d.send_at, now)) + nx.wait END AS due_at
-          FROM automation_due d
-          LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1),
+        SELECT m.*, CASE WHEN m.deferred THEN m.first_due ELSE m.due_at END AS step_due_at
+          FROM (SELECT d.journey, d.subject, d.is_new, d.customer_key, d.anchor_at, d.context, d.holdout, d.bucket,
+                       CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
+                            WHEN d.send_at > now THEN 'active'
+                            WHEN nx.step IS NULL THEN 'completed'
+                            ELSE 'active' END AS status,
+                       d.exit_reason,
+                       CASE WHEN d.exit_reason IS NOT NULL THEN NULL
+                            WHEN d.send_at > now THEN d.step
+                            ELSE nx.step END AS next_step,
+                       CASE WHEN d.exit_reason IS NOT NULL THEN NULL
+                            WHEN d.send_at > now THEN d.send_at
+                            WHEN nx.step IS NULL THEN NULL
+                            ELSE greatest(d.due_at, coalesce(d.send_at, now)) + nx.wait END AS due_at,
+                       d.exit_reason IS NULL AND d.send_at > now AS deferred,
+                       coalesce(d.step_due_at, d.due_at) AS first_due
+                  FROM automation_due d
+                  LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1) m),
     updated AS (
         UPDATE automation.enrollment e
            SET status = m.status, exit_reason = m.exit_reason, next_step = m.next_step, due_at = m.due_at,
-               updated_at = now
+               step_due_at = m.step_due_at, updated_at = now
           FROM moved m
          WHERE NOT m.is_new AND e.journey = m.journey AND e.subject = m.subject)
     -- (enrolled by this tick's enroll stage, at this moment, and none of
     -- them enrolled before: see _journey_enroll; ticks never overlap)
     INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
-                                            holdout, bucket, next_step, due_at, status, exit_reason, updated_at)
+                                            holdout, bucket, next_step, due_at, step_due_at, status, exit_reason, updated_at)
     SELECT m.journey, m.subject, m.customer_key, m.anchor_at, now, m.context,
-           m.holdout, m.bucket, m.next_step, m.due_at, m.status, m.exit_reason, now
+           m.holdout, m.bucket, m.next_step, m.due_at, m.step_due_at, m.status, m.exit_reason, now
       FROM moved m
      WHERE m.is_new;
     TRUNCATE pg_temp.automation_enrolled;

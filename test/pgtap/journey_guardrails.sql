@@ -2,7 +2,7 @@
 -- saturation, suppression of transactional messages, holdout and A/B
 -- buckets, explain_customer, journey_stats and cart_abandonment_stats.
 BEGIN;
-SELECT plan(33);
+SELECT plan(36);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA gshop;
@@ -147,6 +147,25 @@ SELECT is((SELECT reason FROM automation.decision_log WHERE journey = 'hello' AN
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-02-25 06:00+00')$$, 'tick at 08:00 in Helsinki');
 SELECT is((SELECT send_after FROM automation.outbox WHERE journey = 'hello' AND customer_key = 3),
           '2026-02-25 06:00+00'::timestamptz, 'and goes then');
+
+-- valid_for counts from when the step first came due, deferrals or not.
+SELECT automation.set_journey_enabled(j, false) FROM unnest(ARRAY['drip', 'trio_a', 'trio_b', 'trio_c', 'news']) j;
+SELECT automation.create_journey('flash', 'signup');
+SELECT automation.add_step('flash', '0', 'flash_sale', valid_for => '2 hours');
+INSERT INTO gshop.customers VALUES (204, 'c204@example.com', true, 'Europe/Helsinki'),
+                                   (205, 'c205@example.com', true, 'Europe/Helsinki');
+INSERT INTO gshop.signups VALUES (205, '2026-02-26 05:00+00'), (204, '2026-02-26 20:30+00');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-02-26 05:00+00');
+                  SELECT * FROM automation.tick('2026-02-26 06:00+00');
+                  SELECT * FROM automation.tick('2026-02-26 20:30+00');
+                  SELECT * FROM automation.tick('2026-02-27 06:00+00')$$,
+                'ticks at 7:00 and 8:00 Helsinki time, and at 22:30 and 8:00 the next day');
+SELECT results_eq($$SELECT customer_key, send_after FROM automation.outbox WHERE journey = 'flash'$$,
+                  $$VALUES (205::bigint, '2026-02-26 06:00+00'::timestamptz)$$,
+                  'the flash sale due at 7:00 goes at 8:00, within its two hours');
+SELECT is((SELECT decision || ':' || reason FROM automation.decision_log WHERE journey = 'flash' AND customer_key = 204
+            ORDER BY at DESC, id DESC NULLS LAST LIMIT 1),
+          'skipped:moment_passed', 'the one due at 22:30, deferred by the quiet hours to 8:00, is given up then');
 
 SELECT * FROM finish();
 ROLLBACK;
