@@ -178,6 +178,46 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Runs a segment's query.  What it raises is the segment's failure, which
+ * the tick reports and gets over (the segment keeps its members) -- also
+ * query_canceled and assert_failure, which PL/pgSQL's WHEN OTHERS does not
+ * catch: a predicate's own function raising either would otherwise fail
+ * every tick.  They come back as external_routine_exception.  A cancel or
+ * statement timeout of the statement itself (raised where interrupts are
+ * processed) stays a cancel.
+ */
+static int
+run_user_query(SPIPlanPtr plan)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			ret = 0;
+
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(plan, NULL, NULL, true, 0);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if ((edata->sqlerrcode != ERRCODE_QUERY_CANCELED && edata->sqlerrcode != ERRCODE_ASSERT_FAILURE) ||
+			(edata->funcname != NULL && strcmp(edata->funcname, "ProcessInterrupts") == 0))
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("the segment query raised %s: %s", unpack_sql_state(edata->sqlerrcode), edata->message)));
+	}
+	PG_END_TRY();
+	return ret;
+}
+
+/*
  * automation._select_as(role name, query text, key anyelement)
  *
  * Runs query -- a segment's, returning the members' keys in its first
@@ -212,7 +252,7 @@ automation_select_as(PG_FUNCTION_ARGS)
 		elog(ERROR, "cannot prepare the segment query: %s", SPI_result_code_string(SPI_result));
 	if (list_length(SPI_plan_get_plan_sources(plan)) != 1)
 		reject("is more than one expression", NULL);
-	ret = SPI_execute_plan(plan, NULL, NULL, true, 0);
+	ret = run_user_query(plan);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "segment query failed: %s", SPI_result_code_string(ret));
 

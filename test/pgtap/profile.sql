@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(81);
+SELECT plan(83);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -180,6 +180,32 @@ RESET ROLE;
 SELECT ok(automation.refresh_segments('2025-04-03 00:00+00') > 0, 'the superuser evaluates it');
 SELECT is(current_setting('automation.max_per_week'), '3', 'and the setting the function changed is as it was');
 SELECT automation.drop_segment('meddlers');
+-- A definer's function that raises query_canceled or fails an assertion
+-- (which PL/pgSQL's WHEN OTHERS does not catch) fails its own segment
+-- only, as any other error does.
+SET LOCAL ROLE regress_segment_definer;
+CREATE FUNCTION regress_definer.cancel(k text) RETURNS boolean LANGUAGE plpgsql STABLE
+AS $f$ BEGIN RAISE EXCEPTION 'gotcha' USING ERRCODE = 'query_canceled'; END $f$;
+CREATE FUNCTION regress_definer.assert(k text) RETURNS boolean LANGUAGE plpgsql STABLE
+AS $f$ BEGIN ASSERT k IS NULL; RETURN true; END $f$;
+CREATE FUNCTION regress_definer.fine(k text) RETURNS boolean LANGUAGE sql STABLE AS $f$ SELECT true $f$;
+SELECT automation.define_segment('cancels', 'regress_definer.fine(p.customer_key::text)');
+SELECT automation.define_segment('asserts', 'regress_definer.fine(p.customer_key::text)');
+RESET ROLE;
+SELECT automation.refresh_segments('2025-04-03 00:00+00');
+CREATE TEMP TABLE kept AS SELECT segment, customer_key FROM automation.segment_member WHERE segment IN ('cancels', 'asserts') AND exited_at IS NULL;
+SET LOCAL ROLE regress_segment_definer;
+CREATE OR REPLACE FUNCTION regress_definer.fine(k text) RETURNS boolean LANGUAGE sql STABLE AS $f$ SELECT regress_definer.cancel(k) $f$;
+RESET ROLE;
+UPDATE automation.segment SET predicate = replace(predicate, 'regress_definer.fine', 'regress_definer.assert') WHERE name = 'asserts';
+SET LOCAL client_min_messages = error;
+SELECT lives_ok($$SELECT automation.refresh_segments('2025-04-03 00:00+00')$$,
+                'segments whose predicates raise query_canceled and assert_failure do not fail the refresh');
+RESET client_min_messages;
+SELECT set_eq($$SELECT segment, customer_key FROM automation.segment_member WHERE segment IN ('cancels', 'asserts') AND exited_at IS NULL$$,
+              $$SELECT * FROM kept$$, 'they keep their members');
+SELECT automation.drop_segment('cancels');
+SELECT automation.drop_segment('asserts');
 
 -- B: RFM quintiles with a tie.  Customer 100 + i has n_i orders of 10 x i
 -- each, the last one 11 - i days before now; customers 102 and 103 both
