@@ -7,7 +7,7 @@ CREATE SCHEMA bshop;
 CREATE TABLE bshop.customers (id bigint PRIMARY KEY, email text, consent boolean, first_name text,
                               tz text, phone varchar(20), consent_at timestamptz, pic bytea);
 CREATE TABLE bshop.orders (id bigint PRIMARY KEY, customer_id bigint, placed timestamptz, total numeric(12,2),
-                           status text, note text, placed_text text, cents integer, point point);
+                           status text, note text, placed_text text, cents integer, point point, tags bigint[]);
 CREATE TABLE bshop.order_lines (order_id bigint, product_id bigint, qty integer, price numeric);
 CREATE TABLE bshop.products (id bigint PRIMARY KEY, name text, category text, stock integer, days numeric);
 CREATE TABLE bshop.carts (id bigint PRIMARY KEY, customer_id bigint, updated timestamp, total numeric,
@@ -59,6 +59,9 @@ SELECT automation.bind_products('bshop.products', 'id', 'stock');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 -- a key type without hashing
 SELECT automation.bind_orders('bshop.orders', 'point', 'placed', 'total');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- an array key: a key is one value
+SELECT automation.bind_orders('bshop.orders', 'tags', 'placed', 'total');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 -- a key type that does not match the other bindings
 SELECT automation.bind_signups('bshop.signups', 'at', 'at');

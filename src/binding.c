@@ -55,5 +55,14 @@ automation_check_key_type(PG_FUNCTION_ARGS)
 						   format_type_be(typid)),
 				 errhint("Bind a column of a hashable type such as bigint, integer, uuid or text.")));
 
+	/* (the engine looks keys up with "= ANY (keys)", which unpacks an array) */
+	if (type_is_array(getBaseType(typid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of relation %s cannot be used as a key",
+						NameStr(*column), relation),
+				 errdetail("Its type %s is an array; a key is one value.", format_type_be(typid)),
+				 errhint("Bind a column of a hashable type such as bigint, integer, uuid or text.")));
+
 	PG_RETURN_VOID();
 }
