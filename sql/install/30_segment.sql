@@ -128,31 +128,17 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    q record;
 BEGIN
     IF name IS NULL OR predicate IS NULL THEN
         RAISE EXCEPTION 'name and predicate must not be null'
             USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF name !~ '^[a-z][a-z0-9_]*$' OR length(name) > 63 THEN
-        RAISE EXCEPTION 'invalid segment name "%"', name
-            USING ERRCODE = 'invalid_name',
-                  HINT = 'A segment name is lowercase letters, digits and underscores, starting with a letter, at most 63 characters.';
-    END IF;
-    IF EXISTS (SELECT FROM automation.segment s WHERE s.name = define_segment.name) THEN
-        RAISE EXCEPTION 'segment "%" already exists', name
-            USING ERRCODE = 'duplicate_object',
-                  HINT = CASE WHEN (SELECT s.builtin FROM automation.segment s WHERE s.name = define_segment.name)
-                              THEN 'Built-in segments cannot be redefined; choose another name.'
-                              ELSE format('Drop it first with automation.drop_segment(%L).', name) END;
     END IF;
     PERFORM automation._store_segment(name, predicate, description, current_user);
 END
 $$;
 COMMENT ON FUNCTION automation.define_segment(text, text, text) IS 'define a segment by a boolean SQL expression over customer_profile (p) and the bound customers (customer)';
 
--- _store_segment: checks a user segment's predicate and writes it.  The
+-- _store_segment: checks a user segment's name and predicate and writes it.  The
 -- role it will be evaluated as must be one the session could act as
 -- anyway, and the predicate is checked -- and run on one row -- as that
 -- role, whoever calls: an analyst may call this directly.
@@ -168,6 +154,18 @@ BEGIN
     IF name IS NULL OR predicate IS NULL OR definer IS NULL THEN
         RAISE EXCEPTION 'name, predicate and definer must not be null'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[a-z][a-z0-9_]*$' OR length(name) > 63 THEN
+        RAISE EXCEPTION 'invalid segment name "%"', name
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'A segment name is lowercase letters, digits and underscores, starting with a letter, at most 63 characters.';
+    END IF;
+    IF EXISTS (SELECT FROM automation.segment s WHERE s.name = _store_segment.name) THEN
+        RAISE EXCEPTION 'segment "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = CASE WHEN (SELECT s.builtin FROM automation.segment s WHERE s.name = _store_segment.name)
+                              THEN 'Built-in segments cannot be redefined; choose another name.'
+                              ELSE format('Drop it first with automation.drop_segment(%L).', name) END;
     END IF;
     IF NOT pg_has_role(session_user, definer, 'MEMBER') THEN
         RAISE EXCEPTION 'permission denied to define a segment evaluated as role "%"', definer

@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(83);
+SELECT plan(85);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -176,6 +176,10 @@ SELECT lives_ok($$SELECT automation.define_segment('meddlers', 'regress_definer.
                 'a predicate that calls a stable function of the definer''s');
 SELECT throws_ok($$SELECT automation._store_segment('coin', 'random() < 0.5', NULL, 'regress_segment_definer')$$, '22023', NULL,
                  'the store, called directly, checks the predicate as define_segment does');
+SELECT throws_ok($$SELECT automation._store_segment('Bad Name', 'true', NULL, 'regress_segment_definer')$$, '42602', NULL,
+                 'and the name');
+SELECT throws_ok($$SELECT automation._store_segment('vip', 'true', NULL, 'regress_segment_definer')$$, '42710',
+                 'segment "vip" already exists', 'and that no segment has it already');
 RESET ROLE;
 SELECT ok(automation.refresh_segments('2025-04-03 00:00+00') > 0, 'the superuser evaluates it');
 SELECT is(current_setting('automation.max_per_week'), '3', 'and the setting the function changed is as it was');
