@@ -127,7 +127,9 @@ $$;
 -- variant also counts the holdout group).  A message converted
 -- when its recipient placed a counted order within
 -- automation.attribution_window after it was sent; lift compares the
--- conversion of enrollees who got messages with the holdout group's.
+-- conversion of the enrollees not held out -- all of them, also those who
+-- exited before a message, as the holdout group's are -- with the holdout
+-- group's.
 -- The messages the archive pruned count through
 -- automation.journey_stats_pruned.
 CREATE FUNCTION automation._journey_stats()
@@ -267,7 +269,9 @@ COMMENT ON VIEW automation.cart_abandonment_stats IS 'abandoned and recovered ca
 INSERT INTO automation.access_rule VALUES
     ('analyst', 'automation.journey', 'SELECT'),
     ('analyst', 'automation.journey_step', 'SELECT'),
-    ('analyst', 'automation.enrollment', 'SELECT'),
+    -- (not the context: a cart's lines, an order's, a birthday -- the
+    -- shop's rows, which analysts do not read)
+    ('analyst', 'automation.enrollment', 'SELECT (journey, subject, customer_key, anchor_at, enrolled_at, holdout, bucket, next_step, due_at, step_due_at, status, exit_reason, updated_at)'),
     ('analyst', 'automation.decision_log', 'SELECT'),
     ('analyst', 'automation.decision_note', 'SELECT'),
     ('analyst', 'automation.journey_stats', 'SELECT'),

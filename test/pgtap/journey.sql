@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(50);
+SELECT plan(53);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -211,6 +211,17 @@ INSERT INTO jshop.orders SELECT 950 + n, customer_key, updated_at + CASE n WHEN 
   FROM left_carts WHERE n <= 2;
 SELECT is((SELECT sum(recovered) FROM automation.cart_abandonment_stats WHERE dimension = 'customer'), 2::numeric,
           'the one bought a day after its last reminder is recovered, the one bought six days after is not');
+
+-- An analyst reads the enrollments and the reports, not the enrollments'
+-- context: the shop's rows (a cart's lines, a birthday) are not theirs.
+CREATE ROLE regress_journey_analyst;
+SELECT count(*) AS grants FROM automation.grant_access('regress_journey_analyst', 'analyst');
+SET LOCAL ROLE regress_journey_analyst;
+SELECT lives_ok($$SELECT journey, subject, status, exit_reason FROM automation.enrollment$$,
+                'an analyst reads who is in which journey');
+SELECT throws_ok($$SELECT context FROM automation.enrollment$$, '42501', NULL, 'but not the enrollments'' context');
+SELECT lives_ok($$SELECT * FROM automation.cart_abandonment_stats$$, 'the reports built on it work for them');
+RESET ROLE;
 
 -- Dropping a journey takes its enrollments with it; the messages it wrote,
 -- and the decisions that sent them, stay.
