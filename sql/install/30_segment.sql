@@ -308,6 +308,8 @@ BEGIN
                 s.defined_by := su.bound_by;
             END IF;
         END IF;
+        -- The entries are distinct: customers bound with a key that is not
+        -- unique in the shop's table give a member once per row.
         -- NOT IN over a hashed subplan, not NOT EXISTS: membership changes
         -- in bulk between statistics, and an anti join planned on a
         -- one-row estimate turns into a nested loop over every member.
@@ -322,7 +324,7 @@ BEGIN
             '        WHERE m.segment = $4 AND m.exited_at IS NULL %2$s '
             '          AND m.customer_key NOT IN (SELECT k FROM cur) RETURNING 1), '
             'en AS (INSERT INTO automation.segment_member (segment, customer_key, entered_at) '
-            '       SELECT $4, cur.k, $3 FROM cur WHERE cur.k NOT IN '
+            '       SELECT DISTINCT $4, cur.k, $3 FROM cur WHERE cur.k NOT IN '
             '         (SELECT m.customer_key FROM automation.segment_member m '
             '           WHERE m.segment = $4 AND m.exited_at IS NULL %2$s) '
             '       RETURNING 1) '

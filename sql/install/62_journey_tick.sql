@@ -294,6 +294,8 @@ DECLARE
     channels text[];
     has_new boolean;
     has_carried boolean;
+    steps_due bigint;
+    rows_due bigint;
     keys_locked boolean := false;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
@@ -348,7 +350,8 @@ BEGIN
       JOIN automation.journey j ON j.name = e.journey
       JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
      WHERE j.enabled;
-    IF NOT EXISTS (SELECT FROM automation_step) THEN
+    GET DIAGNOSTICS steps_due = ROW_COUNT;
+    IF steps_due = 0 THEN
         DROP TABLE automation_step;
         -- (new enrollments of a journey disabled since: kept, as they are)
         INSERT INTO automation.enrollment AS e
@@ -393,7 +396,21 @@ BEGIN
              THEN format('SELECT * FROM (%s) c WHERE c.customer_key = ANY (ARRAY(SELECT s.customer_key FROM automation_step s))',
                          automation._customers_sql())
              ELSE automation._customers_sql() END) USING now, default_tz;
+    GET DIAGNOSTICS rows_due = ROW_COUNT;
     DROP TABLE automation_step;
+    -- More rows than steps: the shop's customers have a key on more than
+    -- one row.  Each step goes on with one of them (its message is written
+    -- once, under its dedupe key), and the shop is told.
+    IF rows_due > steps_due THEN
+        RAISE WARNING 'the shop''s customers have more than one row with the key %',
+                      (SELECT d.customer_key FROM automation_due d GROUP BY d.journey, d.subject, d.customer_key
+                        HAVING count(*) > 1 LIMIT 1)
+            USING DETAIL = 'The journeys take one of them, at random, for each customer due.',
+                  HINT = 'Bind customers with one row per key: a table with a unique key, or a view that has one.';
+        DELETE FROM automation_due d
+         USING (SELECT x.ctid AS row, row_number() OVER (PARTITION BY x.journey, x.subject) AS n FROM automation_due x) x
+         WHERE d.ctid = x.row AND x.n > 1;
+    END IF;
     IF to_regclass('pg_temp.automation_cart') IS NOT NULL THEN
         DROP TABLE pg_temp.automation_cart;
     END IF;
