@@ -1339,12 +1339,18 @@ automation_order_statistics(PG_FUNCTION_ARGS)
 	}
 
 	initStringInfo(&query);
+	/*
+	 * The orders the profiles count: a customer, a time that is one (not
+	 * -infinity), a total that is a number, at least 0 (NaN sorts above
+	 * infinity).
+	 */
 	appendStringInfo(&query,
-					 "SELECT o.%s, %s, coalesce(o.%s::float8, 0) FROM %s.%s o "
-					 " WHERE o.%s IS NOT NULL AND %s <= $1",
+					 "SELECT o.%1$s, %2$s, o.%3$s::float8 FROM %4$s.%5$s o "
+					 " WHERE o.%1$s IS NOT NULL AND %6$s <= $1 AND isfinite(%6$s) "
+					 "   AND o.%3$s::float8 >= 0 AND o.%3$s::float8 < 'Infinity'::float8",
 					 quote_identifier(customer), day.data, quote_identifier(total),
 					 quote_identifier(schema), quote_identifier(relname),
-					 quote_identifier(customer), ts.data);
+					 ts.data);
 	if (has_statuses)
 		appendStringInfo(&query, " AND o.%s::text = ANY ($2)", quote_identifier(status));
 

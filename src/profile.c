@@ -947,7 +947,8 @@ read_order(ProfilePass *pass, TupleTableSlot *slot, OrderRow *row, bool count_sk
 
 	row->future = false;
 	row->at = DatumGetTimestampTz(slot_getattr(slot, 2, &isnull));
-	if (isnull)
+	/* -infinity is no moment: the windows and next_change_at would overflow */
+	if (isnull || TIMESTAMP_IS_NOBEGIN(row->at))
 	{
 		if (count_skips)
 			pass->skipped_time++;
@@ -974,10 +975,13 @@ read_order(ProfilePass *pass, TupleTableSlot *slot, OrderRow *row, bool count_sk
 				{
 					double		f = pass->total_type == FLOAT4OID ? DatumGetFloat4(total) : DatumGetFloat8(total);
 
+					/* as the decimal it prints as: a real 0.1 is 0.1, not 0.100000001490116 */
 					if (isnan(f) || isinf(f))
 						isnull = true;
+					else if (pass->total_type == FLOAT4OID)
+						total = DirectFunctionCall1(float4_numeric, total);
 					else
-						total = DirectFunctionCall1(float8_numeric, Float8GetDatum(f));
+						total = DirectFunctionCall1(float8_numeric, total);
 				}
 				/* FALLTHROUGH */
 			default:

@@ -1,0 +1,34 @@
+-- Amounts and times a careless shop may hold: real totals, which add up as
+-- the decimals they print as; an order at -infinity, which is no moment;
+-- NaN, infinite, negative and NULL totals, which the profiles skip and the
+-- predictions leave out alike.
+BEGIN;
+SELECT plan(7);
+
+SET LOCAL automation.default_timezone = 'UTC';
+CREATE SCHEMA oshop;
+CREATE TABLE oshop.orders (id bigint PRIMARY KEY, customer_id bigint, placed_at timestamptz, total real);
+INSERT INTO oshop.orders
+SELECT g, 1 + g % 20, '2026-01-01 10:00+00'::timestamptz + g * interval '3 days', 10 + g % 7 FROM generate_series(1, 100) g;
+INSERT INTO oshop.orders VALUES
+    (1001, 31, '2026-02-01 10:00+00', 0.1), (1002, 31, '2026-03-01 10:00+00', 0.2),
+    (1003, 32, '-infinity', 5), (1004, 32, '2026-03-01 10:00+00', 5),
+    (1005, 3, '2026-03-02 10:00+00', 'NaN'), (1006, 3, '2026-03-03 10:00+00', 'Infinity'),
+    (1007, 3, '2026-03-04 10:00+00', -1000), (1008, 3, '2026-03-05 10:00+00', NULL);
+SELECT automation.bind_orders('oshop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id');
+
+SELECT lives_ok($$SELECT automation.refresh_profiles(true, '2026-11-01 00:00+00')$$, 'profiles refresh');
+SELECT is((SELECT total_spent FROM automation.customer_profile WHERE customer_key = 31), 0.3::numeric,
+          'real totals of 0.1 and 0.2 add up to 0.3');
+SELECT results_eq($$SELECT order_count, first_order_at FROM automation.customer_profile WHERE customer_key = 32$$,
+                  $$VALUES (1, '2026-03-01 10:00+00'::timestamptz)$$, 'an order at -infinity is skipped');
+SELECT is((SELECT skipped_null_time || '/' || skipped_bad_total FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1),
+          '1/4', 'and counted with the orders whose time is NULL; the NaN, infinite, negative and NULL totals too');
+SELECT lives_ok($$SELECT * FROM automation.customer_profile$$, 'every profile reads back');
+SELECT lives_ok($$SELECT automation.fit_models(now => '2026-11-01 00:00+00')$$, 'the models fit');
+SELECT results_eq($$SELECT x, mean_value >= 0 AND mean_value < 'Infinity' FROM automation.customer_prediction WHERE customer_key = '3'$$,
+                  $$SELECT (SELECT order_count - 1 FROM automation.customer_profile WHERE customer_key = 3), true$$,
+                  'the predictions count the orders the profile counts, and no NaN or infinity reaches them');
+
+SELECT * FROM finish();
+ROLLBACK;
