@@ -37,6 +37,12 @@ SELECT automation.create_journey('j1', 'cart_abandoned', '{"idle": "-1 hour"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('abandoned_cart', '{"idle": "0"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('abandoned_cart', '{"idle": "100000 years"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'signup', '{"lookback": "200000 years"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('win_back', '{"after_days": 1000000000}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'cart_abandoned', '{"colour": "red"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'order_status');

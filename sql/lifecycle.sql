@@ -77,6 +77,10 @@ SELECT automation.install_preset('replenishment', '{"lead_days": -2}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('replenishment', '{"lead_days_by": {"dog food": -1}}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('replenishment', '{"lead_days": 3000000}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('replenishment', '{"lead_days_by": {"dog food": 1e-400}}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('replenishment', '{"lead_days_by": {"cat food": 3}}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('replenishment', '{"offers": [{"category": "dog food", "product": "1"}]}');

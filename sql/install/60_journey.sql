@@ -659,6 +659,13 @@ BEGIN
         RAISE EXCEPTION 'trigger options must be positive'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- (as a step's wait: beyond that, the tick's arithmetic leaves the
+    -- timestamp range, and would fail every tick)
+    IF (trigger_options ->> 'idle')::interval > interval '100 years' OR (trigger_options ->> 'lookback')::interval > interval '100 years'
+       OR (trigger_options ->> 'days')::integer > 36500 THEN
+        RAISE EXCEPTION 'trigger options must be at most 100 years (days: 36500)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF trigger = 'order_status' AND NOT trigger_options ? 'status' THEN
         RAISE EXCEPTION 'trigger order_status needs the option "status"'
             USING ERRCODE = 'invalid_parameter_value',

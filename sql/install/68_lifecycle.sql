@@ -423,6 +423,18 @@ BEGIN
 END
 $$;
 
+-- _days_ok(v): whether an option is a number of days the tick can count
+-- with: from 0 to 100 years, and none so small that it is no double.
+CREATE FUNCTION automation._days_ok(v jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_typeof(v) = 'number'
+           AND v::text::numeric BETWEEN 0 AND 36500
+           AND (v::text::numeric = 0 OR v::text::numeric >= 0.000001)
+$$;
+
 -- _check_lifecycle_options(trigger, options): the options of the lifecycle
 -- triggers, checked when the journey is created.
 CREATE FUNCTION automation._check_lifecycle_options(trigger text, options jsonb)
@@ -448,8 +460,8 @@ BEGIN
             PERFORM automation._product_spec(options -> 'recommend', what || ' option recommend');
         END IF;
     WHEN 'replenishment' THEN
-        IF options ? 'lead_days' AND (jsonb_typeof(options -> 'lead_days') <> 'number' OR (options ->> 'lead_days')::numeric < 0) THEN
-            RAISE EXCEPTION 'lead_days must be a number of days, not negative'
+        IF options ? 'lead_days' AND NOT automation._days_ok(options -> 'lead_days') THEN
+            RAISE EXCEPTION 'lead_days must be a number of days from 0 to 36500'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF options ? 'lead_days_by' THEN
@@ -459,8 +471,8 @@ BEGIN
                           HINT = 'For example ''{"vitamins": 20}''.';
             END IF;
             FOR k, v IN SELECT * FROM jsonb_each(options -> 'lead_days_by') LOOP
-                IF jsonb_typeof(v) <> 'number' OR v::text::numeric < 0 THEN
-                    RAISE EXCEPTION 'lead_days_by "%" must be a number of days, not negative', k
+                IF NOT automation._days_ok(v) THEN
+                    RAISE EXCEPTION 'lead_days_by "%" must be a number of days from 0 to 36500', k
                         USING ERRCODE = 'invalid_parameter_value';
                 END IF;
                 BEGIN
