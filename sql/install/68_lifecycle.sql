@@ -126,9 +126,9 @@ BEGIN
     PERFORM automation._need_column(o, 'order_id', needed_by);
     -- Integer keys stay integers (the pass hashes them as they are), other
     -- keys are read as text.  Only lines that bought something count
-    -- (automation._bought).
+    -- (automation._bought); one with no quantity recorded bought one unit.
     RETURN format($q$
-        SELECT %1$s%11$s, %2$s%12$s, %3$s, %4$s::float8
+        SELECT %1$s%11$s, %2$s%12$s, %3$s, coalesce(%4$s::float8, 1)
           FROM %5$s o JOIN %6$s l ON %7$s = %8$s
          WHERE %1$s IS NOT NULL AND %3$s <= %10$L::timestamptz AND %9$s AND %13$s$q$,
         automation._col(o, 'customer', 'o'), automation._col(l, 'product', 'l'), automation._ts(o, 'placed_at', 'o'),
@@ -219,7 +219,9 @@ BEGIN
         automation._purchases_sql('automation.refresh_lifecycle()', now),
         (SELECT x.bound_by FROM automation.source x WHERE x.kind = 'orders'),
         CASE WHEN p.kind IS NULL THEN 'SELECT NULL::text AS product, NULL::text AS name, NULL::text AS category, NULL::float8 AS configured_days WHERE false'
-             ELSE format('SELECT %s::text AS product, %s::text AS name, %s AS category, %s AS configured_days FROM %s p',
+             -- (one row per product: a view may repeat a key, or hold a NULL one)
+             ELSE format('SELECT DISTINCT ON (1) %s::text AS product, %s::text AS name, %s AS category, %s AS configured_days '
+                         'FROM %s p WHERE %1$s IS NOT NULL ORDER BY 1',
                          automation._col(p, 'product', 'p'), automation._col(p, 'name', 'p'),
                          coalesce(automation._col(p, 'category', 'p') || '::text', 'NULL::text'),
                          CASE WHEN p.columns ? 'consumption_days'

@@ -2,7 +2,7 @@
 -- reminders they give, the exit when the customer re-bought, and the
 -- subscription candidates.
 BEGIN;
-SELECT plan(22);
+SELECT plan(25);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -121,6 +121,24 @@ SELECT results_eq($$SELECT customer_key, product FROM automation.customer_produc
 SELECT results_eq($$SELECT customer_key FROM automation.segment_member WHERE segment = 'subscription_candidate'$$,
                   $$VALUES ('c1'::text)$$,
                   'and is in the subscription_candidate segment');
+
+-- A line with no quantity recorded bought one unit: it runs out as one
+-- would, not at the moment it was bought.
+INSERT INTO tshop.orders VALUES (7, 'c2', '2026-03-01 12:00+00', 55);
+INSERT INTO tshop.order_lines VALUES (7, 'dogfood10', NULL);
+SELECT automation.refresh_lifecycle('2026-03-02 00:00+00');
+SELECT is((SELECT runs_out_at FROM automation.customer_product WHERE customer_key = 'c2' AND product = 'dogfood10'),
+          '2026-03-29 12:00+00'::timestamptz, 'a bag bought with no quantity recorded runs out 28 days later');
+-- Products bound through a view that repeats a key and holds a NULL one.
+CREATE VIEW tshop.products_v AS
+SELECT id, name, category, consumption_days FROM tshop.products
+UNION ALL SELECT NULL, 'Ghost', 'dog food', 5
+UNION ALL SELECT 'dogfood10', 'Dog food 10 kg (again)', 'dog food', 28;
+SELECT automation.bind_products('tshop.products_v', 'id', 'name', 'category', consumption_days_column => 'consumption_days');
+SELECT lives_ok($$SELECT automation.refresh_lifecycle('2026-03-02 00:00+00')$$,
+                'refresh_lifecycle over products that repeat a key or hold a NULL one');
+SELECT is((SELECT count(*) FROM automation.product_interval WHERE product = 'dogfood10'), 1::bigint,
+          'one interval per product');
 
 SELECT * FROM finish();
 ROLLBACK;
