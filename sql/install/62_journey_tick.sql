@@ -83,6 +83,11 @@ BEGIN
             watermark := (SELECT m.scanned_until FROM automation.trigger_mark m WHERE m.journey = j.name);
             IF watermark <= now THEN
                 since := greatest(since, watermark - grace);
+            ELSIF watermark IS NULL AND j.trigger = 'points_milestone' THEN
+                -- A milestone crossed before the journey existed is not
+                -- told: its first look starts when it was created (at the
+                -- tick's moment, when that lies before: a replayed past).
+                since := CASE WHEN j.created_at <= now THEN greatest(since, j.created_at) ELSE now END;
             END IF;
             INSERT INTO automation.trigger_mark AS m (journey, scanned_until) VALUES (j.name, now)
             ON CONFLICT ON CONSTRAINT trigger_mark_pkey DO UPDATE SET scanned_until = excluded.scanned_until;

@@ -1,7 +1,7 @@
 -- Quarterly VIP rewards, loyalty milestones, basket tags and campaigns in
 -- simulated time.
 BEGIN;
-SELECT plan(27);
+SELECT plan(30);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -122,5 +122,16 @@ SELECT throws_ok($$SELECT automation.schedule_campaign('too_late', 'campaign_tes
                  '22023', NULL, 'a campaign whose members could no longer be enrolled is refused');
 SELECT lives_ok($$SELECT automation.schedule_campaign('still_on', 'campaign_test', 'x', '{}', '2026-09-08 12:00+00')$$,
                 'one whose lookback has not passed is taken');
+-- Oma crosses 500 an hour before a second milestone journey is made (and
+-- looked at for the first time): it does not tell her.
+INSERT INTO tshop.orders VALUES (130, 'oma', '2026-09-10 13:00+00', 600);
+INSERT INTO tshop.order_lines VALUES (130, 'mug', 1);
+SELECT automation.install_preset('loyalty_points', '{"journey": "points_later"}');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-09-10 14:00+00')$$, 'a tick after the second journey was made');
+SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'loyalty_points' AND customer_key = 'oma'), 1::bigint,
+          'the first journey tells Oma');
+SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'points_later'), 0::bigint,
+          'the second, made after she crossed 500, does not');
+
 SELECT * FROM finish();
 ROLLBACK;
