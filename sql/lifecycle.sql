@@ -123,6 +123,15 @@ SELECT automation.create_journey('dogs', 'tagged', '{"tag": "new_dog"}');
 SELECT automation.create_journey('dogs2', 'tagged', '{"tag": "new_dog", "recommend": {"categories": ["cat food"]}}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.drop_basket_rule('new_cat');
+-- a rule a journey is triggered by stays while the journey does
+SELECT automation.drop_basket_rule('new_dog');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.drop_basket_rule(NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.define_basket_rule('new_dog2', '{{dog food, dog accessories}, {cat food, dog food}}'::text[], 1);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('birthdays2', 'birthday', '{"days_before": 2.5}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- campaigns
 SELECT automation.schedule_campaign('spring', 'no_such_segment', 'spring_sale', '{}', '2026-03-20 09:00+00');
@@ -130,6 +139,8 @@ SELECT automation.schedule_campaign('spring', 'no_such_segment', 'spring_sale', 
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', 'infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', '4713-01-01 00:00+00 BC');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{"code": "SPRING"}', '2026-03-20 09:00+00');
 SELECT name, trigger, trigger_options, purpose, preset FROM automation.journey WHERE name = 'spring';

@@ -261,6 +261,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A tag is a lower-case word: letters, digits and underscores.';
     END IF;
+    IF array_ndims(categories) > 1 THEN
+        RAISE EXCEPTION 'categories must be a one-dimensional array'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF cardinality(categories) = 0 OR array_position(categories, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'a basket rule needs at least one category, and no NULL'
             USING ERRCODE = 'invalid_parameter_value',
@@ -288,7 +292,21 @@ RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    users text;
 BEGIN
+    IF tag IS NULL THEN
+        RAISE EXCEPTION 'tag must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- (a tagged journey on a rule gone would wait for ever)
+    users := (SELECT string_agg(j.name, ', ' ORDER BY j.name) FROM automation.journey j
+               WHERE j.trigger = 'tagged' AND j.trigger_options ->> 'tag' = drop_basket_rule.tag);
+    IF users IS NOT NULL THEN
+        RAISE EXCEPTION 'basket rule "%" triggers these journeys: %', tag, users
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Drop those journeys first with automation.drop_journey().';
+    END IF;
     DELETE FROM automation.basket_rule r WHERE r.tag = drop_basket_rule.tag;
     IF NOT FOUND THEN
         RAISE NOTICE 'basket rule "%" does not exist', tag;
@@ -437,6 +455,22 @@ AS $$
            AND (v::text::numeric = 0 OR v::text::numeric >= 0.000001)
 $$;
 
+-- _check_send_at(send_at): a campaign's moment within a hundred years of
+-- now, as a step's wait is (a year 4713 BC would be written as AD, one near
+-- the end of time overflows when read in a time zone).
+CREATE FUNCTION automation._check_send_at(send_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF send_at NOT BETWEEN pg_catalog.now() - interval '100 years' AND pg_catalog.now() + interval '100 years' THEN
+        RAISE EXCEPTION 'send_at must lie within 100 years of now, not at %', send_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 -- _check_lifecycle_options(trigger, options): the options of the lifecycle
 -- triggers, checked when the journey is created.
 CREATE FUNCTION automation._check_lifecycle_options(trigger text, options jsonb)
@@ -489,8 +523,9 @@ BEGIN
                                           'gift_categories');
     WHEN 'birthday' THEN
         IF options ? 'days_before' AND (jsonb_typeof(options -> 'days_before') <> 'number'
-                                        OR (options ->> 'days_before')::numeric NOT BETWEEN 0 AND 300) THEN
-            RAISE EXCEPTION 'days_before must be a number of days between 0 and 300'
+                                        OR (options ->> 'days_before')::numeric NOT BETWEEN 0 AND 300
+                                        OR (options ->> 'days_before')::numeric % 1 <> 0) THEN
+            RAISE EXCEPTION 'days_before must be a whole number of days between 0 and 300'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     WHEN 'quarter_start' THEN
@@ -553,6 +588,7 @@ BEGIN
             RAISE EXCEPTION 'trigger campaign needs the option "send_at"'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        PERFORM automation._check_send_at((options ->> 'send_at')::timestamptz);
         -- Members are enrolled until the lookback after the latest zone
         -- reached send_at (see _trigger_sql); ticks never go back before
         -- the segments' last refresh.
@@ -802,6 +838,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM automation._check_finite(send_at, 'send_at');
+    PERFORM automation._check_send_at(send_at);
     j := automation.create_journey(name, 'campaign',
                                    jsonb_build_object('segment', segment,
                                                       'send_at', to_char(send_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00"'),
