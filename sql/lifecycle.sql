@@ -79,6 +79,12 @@ SELECT automation.install_preset('replenishment', '{"lead_days_by": {"dog food":
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('replenishment', '{"lead_days": 3000000}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('replenishment', '{"offers": [{"category": "no such category"}]}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('replenishment', '{"offers": [{"category": null}]}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('replenishment', '{"valid_for": null}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('replenishment', '{"lead_days_by": {"dog food": 1e-400}}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('replenishment', '{"lead_days_by": {"cat food": 3}}');

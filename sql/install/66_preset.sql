@@ -22,6 +22,13 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Its options are: ' || (SELECT string_agg(x, ', ' ORDER BY x) FROM jsonb_object_keys(defaults) x) || '.';
         END IF;
+        -- (null for an option with a default would pass its checks and mean
+        -- nothing: no expiry, a null discount)
+        IF given -> k = 'null'::jsonb AND defaults -> k <> 'null'::jsonb THEN
+            RAISE EXCEPTION 'option "%" of preset % must not be null', k, preset
+                USING ERRCODE = 'null_value_not_allowed',
+                      HINT = format('Leave it out for the default, %s.', defaults -> k);
+        END IF;
     END LOOP;
     RETURN defaults || given;
 END
@@ -156,6 +163,16 @@ BEGIN
                 RAISE EXCEPTION 'offer % must name one "category" or "product", with optional lead_days, template and payload', i
                     USING ERRCODE = 'invalid_parameter_value',
                           HINT = 'For example ''{"category": "vitamins", "lead_days": 20, "payload": {"free_sample": true}}''.';
+            END IF;
+            IF jsonb_typeof(coalesce(v -> 'category', v -> 'product')) <> 'string'
+               OR (v ? 'template' AND jsonb_typeof(v -> 'template') <> 'string') THEN
+                RAISE EXCEPTION 'offer %: category, product and template are names (strings)', i
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF v ? 'category' THEN
+                PERFORM automation._check_catalog(NULL, ARRAY[v ->> 'category'], format('offer %s', i));
+            ELSE
+                PERFORM automation._check_catalog(ARRAY[v ->> 'product'], NULL, format('offer %s', i));
             END IF;
             IF v ? 'lead_days' THEN
                 lead_by := lead_by || jsonb_build_object(coalesce(v ->> 'category', v ->> 'product'), v -> 'lead_days');
