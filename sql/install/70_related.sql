@@ -202,6 +202,7 @@ DECLARE
     key text := product::text;
     p automation.source;
     known boolean;
+    stored text;
 BEGIN
     IF product IS NULL OR n IS NULL THEN
         RAISE EXCEPTION 'product and n must not be null'
@@ -218,13 +219,17 @@ BEGIN
     SELECT * INTO p FROM automation.source s WHERE s.kind = 'products';
     IF FOUND AND to_regclass(automation._rel(p)) IS NOT NULL
        AND has_column_privilege(p.bound_by, automation._rel(p), p.columns ->> 'product', 'SELECT') THEN
+        -- The key as the products write it (' 19' is product 19), as the
+        -- related products are stored.
         BEGIN
-            EXECUTE format('SELECT EXISTS (SELECT FROM %s p WHERE %s = $1::%s)',
-                           automation._rel(p), automation._col(p, 'product', 'p'), p.column_types ->> 'product')
-               INTO known USING key;
+            EXECUTE format('SELECT %1$s::text FROM %2$s p WHERE %1$s = $1::%3$s LIMIT 1',
+                           automation._col(p, 'product', 'p'), automation._rel(p), p.column_types ->> 'product')
+               INTO stored USING key;
         EXCEPTION WHEN data_exception THEN
-            known := false;     -- not even a value of the products' key type
+            stored := NULL;     -- not even a value of the products' key type
         END;
+        known := stored IS NOT NULL;
+        key := coalesce(stored, key);
         IF NOT known THEN
             RAISE EXCEPTION 'product % is not in the bound products', key
                 USING ERRCODE = 'undefined_object',

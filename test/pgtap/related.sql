@@ -6,7 +6,7 @@
 -- only once the result is a day old.  Then the demo shop, against the same
 -- scores computed in plain SQL.
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA tshop;
@@ -68,6 +68,8 @@ SELECT is((SELECT name FROM automation.related_products(2) WHERE related = '3'),
           'names come from the bound products');
 SELECT is((SELECT related FROM automation.related_products(3, 1)), '2',
           'the filters'' best related product is the grinder, not the coffee everyone buys');
+SELECT is((SELECT array_agg(related ORDER BY score DESC, related) FROM automation.related_products(' 2'::text)),
+          ARRAY['3', '1'], 'a key given as text with blanks is the product it reads as');
 
 -- only counted orders placed up to now
 SELECT is((SELECT count(*) FROM automation.related_product WHERE '4' IN (product, related)), 0::bigint,
