@@ -260,7 +260,7 @@ BEGIN
         -- side by side could each wait for the other.)  A tick that retypes
         -- holds the lock already.
         IF NOT locked THEN
-            PERFORM pg_advisory_xact_lock(automation._tick_lock_key());
+            LOCK TABLE automation.tick_lock IN SHARE ROW EXCLUSIVE MODE;
             locked := true;
         END IF;
         -- Customers noted for the next segment evaluation: with a new key

@@ -1,10 +1,19 @@
 -- The tick: one run of every stage of the engine, in order, in one
--- transaction, under an advisory lock so that two ticks never overlap.
+-- transaction, under a lock (automation.tick_lock) so that two ticks never
+-- overlap.
 --
 -- Stages are rows of automation.tick_stage, added by the install piece of
 -- each module: a function taking the tick's "now" and returning the rows it
 -- touched.  A tick either completes every stage or, when one fails, rolls
 -- back whole: nothing is left half-done.
+
+-- The lock every tick holds (SHARE ROW EXCLUSIVE, which conflicts with
+-- itself), and a bind that retypes the keys waits for.  A table lock, not an
+-- advisory one: any role that can connect may take any advisory lock, and
+-- could hold every tick off; locking this table takes privileges on it,
+-- which only the extension's owner has.
+CREATE TABLE automation.tick_lock ();
+COMMENT ON TABLE automation.tick_lock IS 'no rows: every tick locks it, so that two ticks never overlap';
 
 CREATE TABLE automation.tick_stage (
     position integer NOT NULL,
@@ -39,9 +48,12 @@ BEGIN
                   HINT = 'Call automation.tick() for the current time, or pass the time to simulate.';
     END IF;
     PERFORM automation._check_finite(now, 'now');
-    IF NOT pg_try_advisory_xact_lock(automation._tick_lock_key()) THEN
+    BEGIN
+        LOCK TABLE automation.tick_lock IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
         skipped := 'another tick is running in this database';
-    ELSE
+    END;
+    IF skipped IS NULL THEN
         -- A tick at its transaction's start that another tick overtook: the
         -- other one started later, took the lock first and has committed.
         -- Everything up to this tick's moment has been done.
@@ -84,9 +96,4 @@ END
 $$;
 COMMENT ON FUNCTION automation.tick(timestamptz) IS 'run every stage of the engine once (profiles, segments, journeys, outbox upkeep); one row per stage';
 
--- The advisory lock every tick holds: one per database.
-CREATE FUNCTION automation._tick_lock_key()
-RETURNS bigint
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 7089074134159615297::bigint $$;
+

@@ -4,7 +4,7 @@
 -- for everybody.  Journey triggers look back to the previous tick
 -- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(28);
+SELECT plan(29);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -89,5 +89,14 @@ SELECT throws_ok($$SELECT * FROM automation.tick(now() - interval '1 second')$$,
 SELECT count(*) AS stages FROM automation.tick(clock_timestamp() + interval '1 day');
 SELECT throws_ok($$SELECT * FROM automation.tick()$$, '22023', NULL,
                  'and tick() after a tick a day ahead is refused: no tick can have started after the clock''s time');
+-- Only the extension's owner may take the ticks' lock: an analyst cannot
+-- hold every tick off.
+CREATE ROLE regress_tick_analyst;
+SELECT count(*) AS grants FROM automation.grant_access('regress_tick_analyst', 'analyst');
+SET LOCAL ROLE regress_tick_analyst;
+SELECT throws_ok($$LOCK TABLE automation.tick_lock IN SHARE ROW EXCLUSIVE MODE$$, '42501', NULL,
+                 'an analyst cannot take the lock every tick takes');
+RESET ROLE;
+
 SELECT * FROM finish();
 ROLLBACK;
