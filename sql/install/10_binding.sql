@@ -260,7 +260,7 @@ BEGIN
         -- side by side could each wait for the other.)  A tick that retypes
         -- holds the lock already.
         IF NOT locked THEN
-            LOCK TABLE automation.tick_lock IN SHARE ROW EXCLUSIVE MODE;
+            LOCK TABLE automation.tick_lock IN SHARE UPDATE EXCLUSIVE MODE;
             locked := true;
         END IF;
         -- Customers noted for the next segment evaluation: with a new key

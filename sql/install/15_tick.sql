@@ -7,11 +7,13 @@
 -- touched.  A tick either completes every stage or, when one fails, rolls
 -- back whole: nothing is left half-done.
 
--- The lock every tick holds (SHARE ROW EXCLUSIVE, which conflicts with
--- itself), and a bind that retypes the keys waits for.  A table lock, not an
--- advisory one: any role that can connect may take any advisory lock, and
--- could hold every tick off; locking this table takes privileges on it,
--- which only the extension's owner has.
+-- The lock every tick holds, and a bind that retypes the keys waits for.
+-- A table lock, not an advisory one: any role that can connect may take any
+-- advisory lock, and could hold every tick off.  LOCK TABLE takes privileges
+-- on the table, which only the extension's owner has; and the mode, SHARE
+-- UPDATE EXCLUSIVE, conflicts with itself but not with the locks a
+-- statement takes on a table it names before its privileges are checked
+-- (an INSERT planned for as long as a function of its own makes it last).
 CREATE TABLE automation.tick_lock ();
 COMMENT ON TABLE automation.tick_lock IS 'no rows: every tick locks it, so that two ticks never overlap';
 
@@ -49,7 +51,7 @@ BEGIN
     END IF;
     PERFORM automation._check_finite(now, 'now');
     BEGIN
-        LOCK TABLE automation.tick_lock IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+        LOCK TABLE automation.tick_lock IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
     EXCEPTION WHEN lock_not_available THEN
         skipped := 'another tick is running in this database';
     END;

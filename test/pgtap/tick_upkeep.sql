@@ -94,7 +94,7 @@ SELECT throws_ok($$SELECT * FROM automation.tick()$$, '22023', NULL,
 CREATE ROLE regress_tick_analyst;
 SELECT count(*) AS grants FROM automation.grant_access('regress_tick_analyst', 'analyst');
 SET LOCAL ROLE regress_tick_analyst;
-SELECT throws_ok($$LOCK TABLE automation.tick_lock IN SHARE ROW EXCLUSIVE MODE$$, '42501', NULL,
+SELECT throws_ok($$LOCK TABLE automation.tick_lock IN SHARE UPDATE EXCLUSIVE MODE$$, '42501', NULL,
                  'an analyst cannot take the lock every tick takes');
 RESET ROLE;
 
