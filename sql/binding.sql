@@ -96,7 +96,7 @@ SELECT kind, relation, columns FROM automation.bindings WHERE kind = 'orders';
 -- a relation the caller cannot read
 CREATE ROLE regress_binding_clerk;
 GRANT USAGE ON SCHEMA automation, bshop TO regress_binding_clerk;
-GRANT EXECUTE ON FUNCTION automation.bind_orders(regclass, name, name, name, name, name, text[], name, name),
+GRANT EXECUTE ON FUNCTION automation.bind_orders(regclass, name, name, name, name, name, text[], name, name, name),
       automation._bind(text, regclass, text[], name[], text[], boolean[], jsonb),
       automation._check_key_type(text, name, regtype), automation._retype_keys(),
       automation.customer_key_type() TO regress_binding_clerk;

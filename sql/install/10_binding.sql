@@ -330,12 +330,18 @@ REVOKE ALL ON FUNCTION automation._retype_keys() FROM PUBLIC;
 CREATE FUNCTION automation.bind_orders(relation regclass, customer_column name, placed_at_column name,
                                        total_column name, order_id_column name DEFAULT NULL,
                                        status_column name DEFAULT NULL, counted_statuses text[] DEFAULT NULL,
-                                       ship_to_column name DEFAULT NULL, bill_to_column name DEFAULT NULL)
+                                       ship_to_column name DEFAULT NULL, bill_to_column name DEFAULT NULL,
+                                       status_changed_at_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF status_changed_at_column IS NOT NULL AND status_column IS NULL THEN
+        RAISE EXCEPTION 'status_changed_at_column needs status_column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It says when an order''s status (the status column) last changed.';
+    END IF;
     IF counted_statuses IS NOT NULL THEN
         IF status_column IS NULL THEN
             RAISE EXCEPTION 'counted_statuses needs status_column'
@@ -354,15 +360,16 @@ BEGIN
                   HINT = 'Name both the shipping and the billing address (or city) column, or neither.';
     END IF;
     PERFORM automation._bind('orders', relation,
-        ARRAY['customer', 'placed_at', 'total', 'order_id', 'status', 'ship_to', 'bill_to'],
-        ARRAY[customer_column, placed_at_column, total_column, order_id_column, status_column, ship_to_column, bill_to_column],
-        ARRAY['key:customer', 'time', 'amount', 'key:order', 'status', 'text', 'text'],
-        ARRAY[true, true, true, false, false, false, false],
+        ARRAY['customer', 'placed_at', 'total', 'order_id', 'status', 'ship_to', 'bill_to', 'status_changed_at'],
+        ARRAY[customer_column, placed_at_column, total_column, order_id_column, status_column, ship_to_column, bill_to_column,
+              status_changed_at_column],
+        ARRAY['key:customer', 'time', 'amount', 'key:order', 'status', 'text', 'text', 'time'],
+        ARRAY[true, true, true, false, false, false, false, false],
         CASE WHEN counted_statuses IS NULL THEN '{}'::jsonb
              ELSE jsonb_build_object('counted_statuses', to_jsonb(counted_statuses)) END);
 END
 $$;
-COMMENT ON FUNCTION automation.bind_orders(regclass, name, name, name, name, name, text[], name, name) IS 'bind the shop''s orders: who ordered, when, for how much; optionally which statuses count and where they were shipped and billed';
+COMMENT ON FUNCTION automation.bind_orders(regclass, name, name, name, name, name, text[], name, name, name) IS 'bind the shop''s orders: who ordered, when, for how much; optionally which statuses count, where they were shipped and billed, and when the status last changed';
 
 CREATE FUNCTION automation.bind_order_lines(relation regclass, order_id_column name, product_column name,
                                             quantity_column name, price_column name DEFAULT NULL)

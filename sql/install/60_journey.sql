@@ -477,9 +477,10 @@ BEGIN
         IF j.trigger = 'order_status' THEN
             PERFORM automation._need_column(o, 'status', what);
         END IF;
-        -- (an order_status journey's moment is the tick that sees the
-        -- status; its lookback bounds the orders' age, so that a new journey
-        -- does not enroll every order that ever had the status)
+        -- (an order_status journey's moment is when the status last changed,
+        -- where the shop records it, else the tick that sees the status; then
+        -- its lookback bounds the orders' age, so that a new journey does
+        -- not enroll every order that ever had the status)
         RETURN format($q$
             SELECT %1$s, %2$s, %3$s,
                    jsonb_build_object('order_id', %4$s, 'order_total', %5$s)
@@ -491,7 +492,9 @@ BEGIN
                                                 j.trigger_options ->> 'status')
                 ELSE format('''customer:'' || %s::text', automation._col(o, 'customer', 'o')) END,
             automation._col(o, 'customer', 'o'),
-            CASE WHEN j.trigger = 'order_status' THEN '$1' ELSE automation._ts(o, 'placed_at', 'o') END,
+            CASE WHEN j.trigger <> 'order_status' THEN automation._ts(o, 'placed_at', 'o')
+                 WHEN o.columns ? 'status_changed_at' THEN automation._ts(o, 'status_changed_at', 'o')
+                 ELSE '$1' END,
             coalesce(automation._col(o, 'order_id', 'o'), 'NULL'), automation._col(o, 'total', 'o'),
             automation._rel(o),
             CASE WHEN j.trigger = 'order_status' THEN quote_literal(coalesce(j.trigger_options ->> 'lookback', '7 days')) || '::interval'
@@ -504,7 +507,8 @@ BEGIN
                        automation._rel(o), automation._col(o, 'customer', 'o2'), automation._col(o, 'customer', 'o'),
                        automation._ts(o, 'placed_at', 'o2'), automation._ts(o, 'placed_at', 'o'), automation._counted(o, 'o2'))
                  ELSE '' END,
-            automation._ts(o, 'placed_at', 'o'));
+            CASE WHEN j.trigger = 'order_status' AND o.columns ? 'status_changed_at'
+                 THEN automation._ts(o, 'status_changed_at', 'o') ELSE automation._ts(o, 'placed_at', 'o') END);
     WHEN 'signup' THEN
         g := automation._src('signups', what);
         RETURN format($q$

@@ -3,7 +3,7 @@
 -- and re-entry; and a journey made again under its old name, whose
 -- messages' dedupe keys are taken already.
 BEGIN;
-SELECT plan(20);
+SELECT plan(24);
 
 SET LOCAL automation.default_timezone = 'UTC';
 -- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
@@ -99,6 +99,25 @@ SELECT results_eq($$SELECT subject, decision, reason FROM automation.decision_lo
                   $$VALUES ('customer:ada'::text, 'sent'::text, 'already written'::text),
                            ('customer:bob', 'exited', 'no_consent')$$,
                   'its key was taken: noted "already written"');
+
+-- Where the shop records when an order's status changed, that is the
+-- moment: a refund a month after the order is found, one of long ago not.
+ALTER TABLE tshop.orders ADD COLUMN status_at timestamptz;
+SELECT throws_ok($$SELECT automation.bind_orders('tshop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id',
+                                                 status_changed_at_column => 'status_at')$$, '22023',
+                 'status_changed_at_column needs status_column', 'a status time without a status is refused');
+SELECT automation.bind_orders('tshop.orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id',
+                              status_column => 'status', counted_statuses => ARRAY['paid', 'shipped'],
+                              status_changed_at_column => 'status_at');
+INSERT INTO tshop.orders VALUES (11, 'bob', '2026-01-01 10:00+00', 30, 'refunded', '2026-01-20 10:00+00');
+SELECT automation.create_journey('refund', 'order_status', '{"status": "refunded"}', purpose => 'transactional');
+SELECT automation.add_step('refund', '0', 'refund_confirmation');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-01 10:00+00')$$, 'a tick with the refund journey in place');
+UPDATE tshop.orders SET status = 'refunded', status_at = '2026-06-01 11:00+00' WHERE id = 2;
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-01 12:00+00')$$, 'a tick after Bob''s May order was refunded');
+SELECT results_eq($$SELECT subject, anchor_at FROM automation.enrollment WHERE journey = 'refund'$$,
+                  $$VALUES ('order:2:refunded'::text, '2026-06-01 11:00+00'::timestamptz)$$,
+                  'the order refunded a month after it was placed is enrolled, at its refund; the one refunded in January not');
 
 SELECT * FROM finish();
 ROLLBACK;
