@@ -547,6 +547,14 @@ END
 $$;
 REVOKE ALL ON FUNCTION automation._check_binding(automation.source, text) FROM PUBLIC;
 
+-- _binding_order(kind): where a kind of binding stands among the others,
+-- customers first: the order bindings are listed and checked in.
+CREATE FUNCTION automation._binding_order(kind text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT array_position(ARRAY['customers', 'orders', 'order_lines', 'products', 'carts', 'cart_lines', 'signups'], kind) $$;
+
 CREATE VIEW automation.bindings AS
 SELECT s.kind,
        format('%I.%I', s.relation_schema, s.relation_name) AS relation,
@@ -557,10 +565,11 @@ SELECT s.kind,
        s.bound_at,
        automation._binding_problem(s) AS problem
   FROM automation.source s
- ORDER BY array_position(ARRAY['customers', 'orders', 'order_lines', 'products', 'carts', 'cart_lines', 'signups'], s.kind);
+ ORDER BY automation._binding_order(s.kind);
 COMMENT ON VIEW automation.bindings IS 'the shop''s relations as bound, and what no longer fits (problem)';
 
 INSERT INTO automation.access_rule VALUES
     ('analyst', 'automation.bindings', 'SELECT'),
     ('analyst', 'FUNCTION automation.customer_key_type()', 'EXECUTE'),
-    ('analyst', 'FUNCTION automation._binding_problem(automation.source)', 'EXECUTE');
+    ('analyst', 'FUNCTION automation._binding_problem(automation.source)', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation._binding_order(text)', 'EXECUTE');

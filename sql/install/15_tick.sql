@@ -59,7 +59,7 @@ BEGIN
         -- A tick at its transaction's start that another tick overtook: the
         -- other one started later, took the lock first and has committed.
         -- Everything up to this tick's moment has been done.
-        last := (SELECT max(g.refreshed_at) FROM automation.segment g);
+        last := automation._clock();
         IF now = pg_catalog.now() AND now < last AND last <= clock_timestamp() THEN
             skipped := format('a tick that started after this one ran first, at %s', last);
         END IF;
@@ -91,7 +91,7 @@ BEGIN
         GET STACKED DIAGNOSTICS failed = MESSAGE_TEXT, failed_state = RETURNED_SQLSTATE;
         PERFORM automation._check_binding(b, format('The tick''s stage %s failed: %s (SQLSTATE %s).', s.stage, failed, failed_state))
            FROM automation.source b
-          ORDER BY array_position(ARRAY['customers', 'orders', 'order_lines', 'products', 'carts', 'cart_lines', 'signups'], b.kind);
+          ORDER BY automation._binding_order(b.kind);
         RAISE;
     END;
 END

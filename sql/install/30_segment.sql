@@ -210,6 +210,15 @@ END
 $$;
 COMMENT ON FUNCTION automation.drop_segment(text) IS 'remove a user-defined segment and its membership history';
 
+-- _clock(): the engine's clock, the segments' last refresh (as a rule the
+-- last tick's moment); NULL before the first.
+CREATE FUNCTION automation._clock()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT max(s.refreshed_at) FROM automation.segment s $$;
+REVOKE ALL ON FUNCTION automation._clock() FROM PUBLIC;
+
 -- _check_clock(now, action): refuses a moment before the segments' last
 -- refresh.  Entries and exits are recorded at the moment of the refresh
 -- that finds them, so the membership history -- and the journeys that
@@ -222,7 +231,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    last timestamptz := (SELECT max(s.refreshed_at) FROM automation.segment s);
+    last timestamptz := automation._clock();
 BEGIN
     IF now < last THEN
         RAISE EXCEPTION 'cannot % at %: the segments were refreshed later, at %', action, now, last
@@ -432,7 +441,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
         RETURN 0;
     END IF;
-    last := (SELECT max(s.refreshed_at) FROM automation.segment s);
+    last := automation._clock();
     last_full := (SELECT max(e.full_at) FROM automation.segment_evaluation e);
     -- (never before the last refresh: automation.tick() checked)
     IF last IS NULL OR last_full IS NULL OR now >= last_full + interval '1 hour'

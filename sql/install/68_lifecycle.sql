@@ -592,7 +592,7 @@ BEGIN
         -- Members are enrolled until the lookback after the latest zone
         -- reached send_at (see _trigger_sql); ticks never go back before
         -- the segments' last refresh.
-        last := (SELECT max(s.refreshed_at) FROM automation.segment s);
+        last := automation._clock();
         ends := (options ->> 'send_at')::timestamptz
                 + CASE WHEN coalesce((options ->> 'local_time')::boolean, true) THEN interval '26 hours' ELSE interval '0' END
                 + automation._lookback(jsonb_populate_record(NULL::automation.journey, jsonb_build_object('trigger_options', options)));
