@@ -449,8 +449,7 @@ BEGIN
        OR EXISTS (SELECT FROM automation.profile_refresh r WHERE r.as_of > last AND r.full_refresh)
        OR (SELECT t.scored_at FROM automation.profile_threshold t) > last
        OR EXISTS (SELECT FROM automation.lifecycle_refresh r WHERE r.as_of > last)
-       OR EXISTS (SELECT FROM automation.basket_rule r
-                   WHERE EXISTS (SELECT FROM automation.customer_tag t WHERE t.tag = r.tag AND t.tagged_at > last))
+       OR EXISTS (SELECT FROM automation.basket_rule r WHERE r.tagged_at > last)
        OR automation._scored_at() > last
        -- so many changed that one pass over everybody is cheaper
        OR (SELECT count(*) FROM (SELECT FROM automation.segment_dirty LIMIT 50001) x) > 50000 THEN

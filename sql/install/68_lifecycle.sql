@@ -85,12 +85,14 @@ CREATE TABLE automation.basket_rule (
     description text,
     defined_at timestamptz NOT NULL DEFAULT now(),
     applied_at timestamptz,
+    tagged_at timestamptz,
     CONSTRAINT basket_rule_pkey PRIMARY KEY (tag),
     CONSTRAINT basket_rule_tag_check CHECK (tag ~ '^[a-z][a-z0-9_]{0,62}$'),
     CONSTRAINT basket_rule_categories_check CHECK (cardinality(categories) > 0),
     CONSTRAINT basket_rule_min_matches_check CHECK (min_matches BETWEEN 1 AND cardinality(categories))
 );
 COMMENT ON TABLE automation.basket_rule IS 'basket rules: customers who bought from min_matches of the categories get the tag';
+COMMENT ON COLUMN automation.basket_rule.tagged_at IS 'the tick at which the rule last gave a tag (the segments are evaluated again after it)';
 SELECT pg_catalog.pg_extension_config_dump('automation.basket_rule', '');
 
 CREATE TABLE automation.customer_tag (
@@ -102,6 +104,7 @@ CREATE TABLE automation.customer_tag (
 );
 CREATE INDEX customer_tag_tag_idx ON automation.customer_tag (tag, tagged_at);
 COMMENT ON TABLE automation.customer_tag IS 'the tags basket rules gave customers, and when';
+COMMENT ON COLUMN automation.customer_tag.tagged_at IS 'the customer''s last order when the rule tagged them: the purchase that made them match, as far as the profile tells';
 SELECT pg_catalog.pg_extension_config_dump('automation.customer_tag', '');
 
 -- (EXISTS rather than IN: evaluated for a few changed customers, as most
@@ -325,7 +328,11 @@ AS $$ SELECT coalesce(array_agg(t.tag ORDER BY t.tag), '{}') FROM automation.cus
 COMMENT ON FUNCTION automation.customer_tags(anyelement) IS 'the tags basket rules gave a customer (usable in segment predicates)';
 
 -- _apply_basket_rules(now): tags the customers whose profiles changed since
--- each rule was last applied (every customer, for a new rule).
+-- each rule was last applied (every customer, for a new rule).  A tag's
+-- moment is the customer's last order (up to now): the purchase that made
+-- them match, as far as the profile tells.  The tick's moment it is not: a
+-- new rule tags every customer who matched it over the years, and a tagged
+-- journey's lookback would then keep none of that history out.
 CREATE FUNCTION automation._apply_basket_rules(now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -345,15 +352,20 @@ BEGIN
                         WHERE x.customers > 0 AND x.as_of > (SELECT min(r.applied_at) FROM automation.basket_rule r)) THEN
         RETURN 0;
     END IF;
-    INSERT INTO automation.customer_tag (customer_key, tag, tagged_at)
-    SELECT p.customer_key, r.tag, now
-      FROM automation.basket_rule r
-      JOIN automation.customer_profile p ON p.categories && r.categories
-                                         AND p.refreshed_at > coalesce(r.applied_at, '-infinity')
-     WHERE (SELECT count(*) FROM unnest(r.categories) c WHERE c = ANY (p.categories)) >= r.min_matches
-    ON CONFLICT ON CONSTRAINT customer_tag_pkey DO NOTHING;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE automation.basket_rule SET applied_at = now;
+    WITH tagged AS (
+        INSERT INTO automation.customer_tag (customer_key, tag, tagged_at)
+        SELECT p.customer_key, r.tag, least(p.last_order_at, now)
+          FROM automation.basket_rule r
+          JOIN automation.customer_profile p ON p.categories && r.categories
+                                             AND p.refreshed_at > coalesce(r.applied_at, '-infinity')
+         WHERE (SELECT count(*) FROM unnest(r.categories) c WHERE c = ANY (p.categories)) >= r.min_matches
+        ON CONFLICT ON CONSTRAINT customer_tag_pkey DO NOTHING
+        RETURNING customer_tag.tag),
+    applied AS (
+        UPDATE automation.basket_rule r
+           SET applied_at = now,
+               tagged_at = CASE WHEN r.tag IN (SELECT t.tag FROM tagged t) THEN now ELSE r.tagged_at END)
+    SELECT count(*) INTO n FROM tagged;
     RETURN n;
 END
 $$;

@@ -1,7 +1,7 @@
 -- Quarterly VIP rewards, loyalty milestones, basket tags and campaigns in
 -- simulated time.
 BEGIN;
-SELECT plan(30);
+SELECT plan(37);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -132,6 +132,37 @@ SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'loyalty_p
           'the first journey tells Oma');
 SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'points_later'), 0::bigint,
           'the second, made after she crossed 500, does not');
+
+-- A rule defined on a shop with history: every customer bought a mug, the
+-- last of them on 10 September.  Its tags carry each customer's last
+-- order, so a tagged journey on it (lookback 2 days) enrolls none of that
+-- history; a segment on the tag, evaluated ten minutes before, takes them
+-- in at once all the same (with change capture on, so that the tick
+-- after the rule refreshes no profile).  Quinn, who buys a mug after, is
+-- enrolled.
+SELECT automation.enable_change_capture();
+SELECT automation.define_segment('mug_people', '''mug_fan'' = ANY (automation.customer_tags(p.customer_key))');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-09-20 12:00+00')$$, 'a tick with a segment on a tag no rule gives yet');
+SELECT automation.define_basket_rule('mug_fan', ARRAY['kitchen'], 1);
+SELECT automation.create_journey('mug_fan', 'tagged', '{"tag": "mug_fan"}');
+SELECT automation.add_step('mug_fan', '0', 'mug_fan_hello');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-09-20 12:10+00')$$, 'a tick after the rule and its journey were made');
+SELECT results_eq($$SELECT customer_key, tagged_at FROM automation.customer_tag WHERE tag = 'mug_fan' AND customer_key IN ('kim', 'nia')
+                     ORDER BY 1$$,
+                  $$VALUES ('kim'::text, '2026-05-15 10:00+00'::timestamptz), ('nia', '2026-08-11 10:00+00')$$,
+                  'a new rule tags the customers who match it already, each at their last order');
+SELECT is((SELECT count(*) FROM automation.enrollment WHERE journey = 'mug_fan'), 0::bigint,
+          'the tagged journey enrolls none of them: every last order is older than its lookback');
+SELECT is((SELECT count(*) FROM automation.segment_member WHERE segment = 'mug_people' AND exited_at IS NULL),
+          (SELECT count(*) FROM automation.customer_tag WHERE tag = 'mug_fan'),
+          'the segment on the tag takes every customer tagged, though their tags are older than its last evaluation');
+INSERT INTO tshop.customers VALUES ('quinn', 'quinn@example.com', true, NULL);
+INSERT INTO tshop.orders VALUES (140, 'quinn', '2026-09-20 12:20+00', 12);
+INSERT INTO tshop.order_lines VALUES (140, 'mug', 1);
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-09-20 12:30+00')$$, 'a tick after Quinn bought a mug');
+SELECT results_eq($$SELECT customer_key, template FROM automation.outbox WHERE journey = 'mug_fan'$$,
+                  $$VALUES ('quinn'::text, 'mug_fan_hello'::text)$$,
+                  'Quinn, tagged by a purchase after the rule, is enrolled and sent the message');
 
 SELECT * FROM finish();
 ROLLBACK;
