@@ -65,6 +65,11 @@ SELECT automation.define_segment('broken', 'total_spent >');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.define_segment('unknown_column', 'lifetime_value > 10');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- (errors are placed in the predicate as written, not in the query around it)
+SELECT automation.define_segment('typo', 'order_count >= 2 ANDD total_spent > 10');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.define_segment('bad_literal', 'order_count > ''many''');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.define_segment('not_boolean', 'total_spent * 2');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.define_segment('two_statements', 'true); DELETE FROM automation.segment; SELECT (true');

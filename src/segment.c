@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
@@ -78,6 +79,72 @@ reject(const char *why, const char *hint)
 }
 
 /*
+ * The predicate inside a segment's query, which begins
+ * "SELECT p.customer_key, (" and goes on "\n) FROM automation.customer_profile p"
+ * (automation._segment_query): where it starts, in bytes, and its length.
+ * The last such "\n) FROM" is the query's own: the predicate comes before.
+ */
+#define PREDICATE_START "SELECT p.customer_key, ("
+#define PREDICATE_END "\n) FROM automation.customer_profile p"
+
+static bool
+find_predicate(const char *query, int *start, int *len)
+{
+	const char *end = NULL;
+	const char *at = query;
+
+	if (strncmp(query, PREDICATE_START, strlen(PREDICATE_START)) != 0)
+		return false;
+	while ((at = strstr(at, PREDICATE_END)) != NULL)
+		end = at++;
+	if (end == NULL || end - query < (long) strlen(PREDICATE_START))
+		return false;
+	*start = strlen(PREDICATE_START);
+	*len = end - query - *start;
+	return true;
+}
+
+/*
+ * An error the parser raised at a position in a segment's query, raised
+ * again at that position in the predicate the user wrote: the query around
+ * it is ours, and a caret under its text (or under the statement that
+ * called define_segment) points at nothing they wrote.  A syntax error past
+ * the predicate's end -- it stopped short, or a parenthesis or quote in it
+ * left the query's own closing parenthesis unmatched -- is said so.  An
+ * error without a position is raised again as it was.
+ */
+static void
+raise_at_predicate(const char *query, ErrorData *edata)
+{
+	int			pos = edata->cursorpos > 0 ? edata->cursorpos : edata->internalpos;
+	int			start,
+				len,
+				chars_before,
+				chars;
+	char	   *predicate;
+
+	if (pos <= 0 || !find_predicate(query, &start, &len))
+		ReThrowError(edata);
+	predicate = pnstrdup(query + start, len);
+	chars_before = pg_mbstrlen_with_len(query, start);
+	chars = pg_mbstrlen_with_len(predicate, len);
+	if (pos > chars_before + chars && edata->sqlerrcode == ERRCODE_SYNTAX_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("syntax error at the end of the segment predicate"),
+				 errhint("Check that it is complete, and its parentheses and quotes; leave out comments."),
+				 internalerrquery(predicate),
+				 internalerrposition(chars + 1)));
+	ereport(ERROR,
+			(errcode(edata->sqlerrcode),
+			 errmsg_internal("%s", edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 edata->hint ? errhint("%s", edata->hint) : 0,
+			 internalerrquery(predicate),
+			 internalerrposition(pos > chars_before && pos <= chars_before + chars ? pos - chars_before : 0)));
+}
+
+/*
  * automation._check_predicate(query text, relations regclass[], role name)
  *
  * query is "SELECT p.customer_key, (<predicate>) FROM ..." as built by
@@ -106,15 +173,35 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 	Oid			save_userid;
 	int			save_sec;
 
-	deconstruct_array(rels, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &relids, &relnulls, &nrels);
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile parsed = NIL;
+	SPIPlanPtr volatile prepared = NULL;
 
-	/* a second statement smuggled in is refused before anything is analysed */
-	if (list_length(raw_parser(query, RAW_PARSE_DEFAULT)) != 1)
-		reject("is more than one expression", "Remove the semicolon: a predicate cannot run statements.");
+	deconstruct_array(rels, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &relids, &relnulls, &nrels);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(query, 0, NULL);
+	PG_TRY();
+	{
+		parsed = raw_parser(query, RAW_PARSE_DEFAULT);
+		if (list_length(parsed) == 1)
+			prepared = SPI_prepare(query, 0, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		raise_at_predicate(query, edata);
+		pg_unreachable();
+	}
+	PG_END_TRY();
+	/* a second statement smuggled in is refused before anything is analysed */
+	if (list_length(parsed) != 1)
+		reject("is more than one expression", "Remove the semicolon: a predicate cannot run statements.");
+	plan = prepared;
 	if (plan == NULL)
 		elog(ERROR, "cannot prepare the segment query: %s", SPI_result_code_string(SPI_result));
 	sources = SPI_plan_get_plan_sources(plan);
