@@ -183,17 +183,44 @@ CREATE INDEX message_event_engaged_idx ON automation.message_event (customer_key
 CREATE INDEX message_event_at_idx ON automation.message_event (at);
 COMMENT ON TABLE automation.message_event IS 'what happened to messages after they were sent, as reported by automation.track()';
 
+-- _address(a): an address as the suppression list keeps it and looks it up:
+-- lower case, without the white space around it -- ASCII's (tab, carriage
+-- return, line feed ...) and, in a UTF8 database, Unicode's (no-break and
+-- the other spaces, zero-width ones, the byte-order mark).  An address read
+-- from a file with CRLF line ends, or pasted from a web page, is the same
+-- address: suppressed in one form, it is suppressed in every form.  Written
+-- without SET clauses, fully qualified, so that the planner inlines it into
+-- the statements that compare many addresses (the tick's, claim's).
+DO $do$
+DECLARE
+    spaces text := E' \t\n\r\v\f';
+BEGIN
+    IF pg_catalog.getdatabaseencoding() = 'UTF8' THEN
+        spaces := spaces || (SELECT pg_catalog.string_agg(pg_catalog.chr(c), '')
+                               FROM pg_catalog.unnest(ARRAY[133, 160, 5760, 8192, 8193, 8194, 8195, 8196, 8197, 8198,
+                                                            8199, 8200, 8201, 8202, 8203, 8232, 8233, 8239, 8287,
+                                                            12288, 65279]) c);
+    END IF;
+    EXECUTE pg_catalog.format($f$
+        CREATE FUNCTION automation._address(a text)
+        RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$ SELECT pg_catalog.lower(pg_catalog.btrim(a, %L)) $$$f$, spaces);
+END
+$do$;
+COMMENT ON FUNCTION automation._address(text) IS 'an address lower-cased and trimmed of white space, ASCII''s and (UTF8) Unicode''s: as the suppression list keeps it';
+
 CREATE TABLE automation.suppression (
     address text NOT NULL,
     reason text NOT NULL,
     since timestamptz NOT NULL,
     message_id bigint,
     CONSTRAINT suppression_pkey PRIMARY KEY (address),
-    CONSTRAINT suppression_address_check CHECK (address = lower(btrim(address)) AND address <> ''),
+    CONSTRAINT suppression_address_check CHECK (address = automation._address(address) AND address <> ''),
     CONSTRAINT suppression_reason_check CHECK (reason IN ('hard_bounce', 'complaint', 'unsubscribe', 'manual'))
 );
 COMMENT ON TABLE automation.suppression IS 'addresses that receive nothing, not even transactional messages: hard bounces, complaints, unsubscribes';
-COMMENT ON COLUMN automation.suppression.address IS 'e-mail address or phone number, lower-cased and trimmed';
+COMMENT ON COLUMN automation.suppression.address IS 'e-mail address or phone number, lower-cased and trimmed of white space (automation._address)';
 
 -- When automation.notify_due() last looked for messages that had become due.
 CREATE TABLE automation.outbox_notify (
@@ -392,7 +419,7 @@ BEGIN
                   DETAIL = (SELECT format('No row of %s has this key.', b.relation) FROM automation.bindings b WHERE b.kind = 'customers');
     END IF;
     address := CASE channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END;
-    IF channel IN ('email', 'sms') AND coalesce(btrim(address), '') = '' THEN
+    IF channel IN ('email', 'sms') AND coalesce(automation._address(address), '') = '' THEN
         RAISE EXCEPTION 'customer % has no %', key_text,
                         CASE channel WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END
             USING ERRCODE = 'invalid_parameter_value',
@@ -539,9 +566,9 @@ BEGIN
         ), checked AS (
             SELECT v.tid, v.id, v.address, v.spent,
                    coalesce(CASE WHEN v.spent THEN 'spent' END, v.reason,
-                            CASE WHEN v.channel IN ('email', 'sms') AND coalesce(btrim(v.address), '') = '' THEN 'no_address'
+                            CASE WHEN v.channel IN ('email', 'sms') AND coalesce(automation._address(v.address), '') = '' THEN 'no_address'
                                  WHEN EXISTS (SELECT FROM automation.suppression s
-                                               WHERE s.address = lower(btrim(v.address))) THEN 'suppressed'
+                                               WHERE s.address = automation._address(v.address)) THEN 'suppressed'
                             END) AS reason
               FROM verdict v
         ), cancelled AS (
@@ -817,9 +844,9 @@ BEGIN
 
     suppress := CASE WHEN event = 'bounce' AND data ->> 'type' = 'hard' THEN 'hard_bounce'
                      WHEN event IN ('complaint', 'unsubscribe') THEN event END;
-    IF suppress IS NOT NULL AND coalesce(btrim(m.recipient), '') <> '' THEN
+    IF suppress IS NOT NULL AND coalesce(automation._address(m.recipient), '') <> '' THEN
         INSERT INTO automation.suppression (address, reason, since, message_id)
-        VALUES (lower(btrim(m.recipient)), suppress, at, message_id)
+        VALUES (automation._address(m.recipient), suppress, at, message_id)
         ON CONFLICT ON CONSTRAINT suppression_pkey DO NOTHING;
     END IF;
     RETURN event_id;
@@ -839,7 +866,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    normal text := lower(btrim(address));
+    normal text := automation._address(address);
 BEGIN
     IF address IS NULL OR reason IS NULL OR since IS NULL THEN
         RAISE EXCEPTION 'address, reason and since must not be null'
@@ -886,9 +913,9 @@ BEGIN
         RAISE EXCEPTION 'address must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    DELETE FROM automation.suppression x WHERE x.address = lower(btrim(unsuppress.address));
+    DELETE FROM automation.suppression x WHERE x.address = automation._address(unsuppress.address);
     IF NOT FOUND THEN
-        RAISE NOTICE 'address "%" is not suppressed', lower(btrim(address));
+        RAISE NOTICE 'address "%" is not suppressed', automation._address(address);
         RETURN false;
     END IF;
     RETURN true;

@@ -383,7 +383,7 @@ BEGIN
                     WHEN x.suppressed THEN 'suppressed'
                     WHEN x.purpose = 'marketing' AND NOT x.consent THEN 'no_consent' END AS exit_reason,
                CASE WHEN x.valid_for IS NOT NULL AND $1 > coalesce(x.step_due_at, x.due_at) + x.valid_for THEN 'moment_passed'
-                    WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(btrim(x.recipient), '') = ''
+                    WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(automation._address(x.recipient), '') = ''
                     THEN 'no_address' END AS skip_reason
           FROM (SELECT t.*,
                        CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END AS recipient,
@@ -393,7 +393,7 @@ BEGIN
                   FROM automation_step t
                   LEFT JOIN (%s) c ON c.customer_key = t.customer_key
                   LEFT JOIN automation.suppression sp
-                         ON sp.address = lower(btrim(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END))) x
+                         ON sp.address = automation._address(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END)) x
                 -- (not merged into the query above: send_at would compute
                 -- the reasons a second time)
                 OFFSET 0) y$q$,

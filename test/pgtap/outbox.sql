@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(66);
+SELECT plan(72);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -171,6 +171,24 @@ SELECT automation.enqueue('00000000-0000-0000-0000-000000000001'::uuid, 'email',
                           purpose => 'transactional', now => '2026-05-03 00:02') AS hand2 \gset
 SELECT results_eq($$SELECT id FROM automation.claim(10, '5 minutes', 'email', now => '2026-05-03 00:03')$$,
                   ARRAY[:hand2::bigint], 'and her next receipt goes out');
+
+-- White space around an address is no part of it: a list read from a file
+-- with CRLF line ends, a shop's address with a no-break space pasted in.
+SELECT automation.unsuppress('cy@example.com');
+SELECT is(automation.suppress(E'\tCY@example.com\r\n'), true, 'an address with a tab, CR and LF around it is suppressed');
+SELECT is((SELECT address FROM automation.suppression WHERE address LIKE 'cy%'), 'cy@example.com',
+          'as the address itself');
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000003'::uuid, 'email', 'receipt', '{}', 'ws-cy',
+                          purpose => 'transactional', now => '2026-05-03 00:04') AS wscy \gset
+UPDATE oshop.customers SET email = 'bob@example.com' || chr(160) || chr(8203) WHERE id = '00000000-0000-0000-0000-000000000002';
+SELECT is(automation.suppress('bob@example.com'), true, 'Bob suppressed');
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'receipt', '{}', 'ws-bob',
+                          purpose => 'transactional', now => '2026-05-03 00:04') AS wsbob \gset
+SELECT is_empty($$SELECT FROM automation.claim(10, '5 minutes', 'email', now => '2026-05-03 00:05')$$,
+                'neither is handed out: not Cy''s, nor Bob''s, whose address in the shop ends in a no-break and a zero-width space');
+SELECT results_eq(format('SELECT reason FROM automation.outbox_archive WHERE id IN (%s, %s)', :wscy, :wsbob),
+                  $$VALUES ('suppressed'), ('suppressed')$$, 'both are cancelled: suppressed');
+SELECT is(automation.unsuppress(E'bob@example.com\u00a0'), true, 'and lifted in any form');
 
 -- A message whose lease ran out after its last allowed handout is dead,
 -- not handed out for ever to mailers that die on it.
