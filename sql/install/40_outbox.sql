@@ -501,6 +501,7 @@ DECLARE
     -- (a mailer that dies on it each time would be handed it for ever)
     max_attempts integer := (automation._outbox_settings()).max_attempts;
     handed bigint;
+    lease_from timestamptz;
 BEGIN
     IF batch IS NULL OR lease IS NULL OR channel IS NULL OR now IS NULL THEN
         RAISE EXCEPTION 'batch, lease and channel must not be null'
@@ -524,6 +525,11 @@ BEGIN
     END IF;
 
     LOOP
+        -- A lease runs from the handout: at the server's time, from this
+        -- moment, not from the start of the mailer's transaction (which may
+        -- have begun longer ago than the lease lasts: the messages would be
+        -- handed out with their lease run out, to be handed out again).
+        lease_from := CASE WHEN claim.now = pg_catalog.now() THEN pg_catalog.clock_timestamp() ELSE claim.now END;
         -- One statement: lock the due messages no one else holds, in due
         -- order (marketing messages wait while no customers are bound:
         -- consent cannot be checked); re-check them against the live
@@ -564,13 +570,18 @@ BEGIN
               FROM due d
               LEFT JOIN live l ON l.customer_key = d.key
         ), checked AS (
-            SELECT v.tid, v.id, v.address, v.spent,
-                   coalesce(CASE WHEN v.spent THEN 'spent' END, v.reason,
-                            CASE WHEN v.channel IN ('email', 'sms') AND coalesce(automation._address(v.address), '') = '' THEN 'no_address'
-                                 WHEN EXISTS (SELECT FROM automation.suppression s
-                                               WHERE s.address = automation._address(v.address)) THEN 'suppressed'
-                            END) AS reason
-              FROM verdict v
+            -- (one row per message: where the shop keeps a customer on
+            -- several rows, the strictest decides -- a refusal on any)
+            SELECT DISTINCT ON (v.id) v.tid, v.id, v.address, v.spent, v.reason
+              FROM (SELECT v.tid, v.id, v.address, v.spent,
+                           coalesce(CASE WHEN v.spent THEN 'spent' END, v.reason,
+                                    CASE WHEN v.channel IN ('email', 'sms') AND coalesce(automation._address(v.address), '') = ''
+                                         THEN 'no_address'
+                                         WHEN EXISTS (SELECT FROM automation.suppression s
+                                                       WHERE s.address = automation._address(v.address)) THEN 'suppressed'
+                                    END) AS reason
+                      FROM verdict v) v
+             ORDER BY v.id, v.reason IS NULL, v.reason
         ), cancelled AS (
             DELETE FROM automation.outbox o
              WHERE o.ctid = ANY (ARRAY(SELECT c.tid FROM checked c WHERE c.reason IS NOT NULL))
@@ -579,7 +590,10 @@ BEGIN
             INSERT INTO automation.outbox_archive (id, customer_key, channel, recipient, template, payload, journey,
                                                    step, variant, purpose, dedupe_key, send_after, status, attempts,
                                                    last_error, errors, created_at, claimed_at, finished_at, reason)
-            SELECT x.id, x.customer_key, x.channel, x.recipient, x.template, x.payload, x.journey, x.step,
+            -- (a cancelled message keeps the address it was checked
+            -- against, a dead one the address it was last handed out to)
+            SELECT x.id, x.customer_key, x.channel, CASE WHEN c.spent THEN x.recipient ELSE c.address END,
+                   x.template, x.payload, x.journey, x.step,
                    x.variant, x.purpose, x.dedupe_key, x.send_after,
                    CASE WHEN c.spent THEN 'dead' ELSE 'cancelled' END, x.attempts,
                    CASE WHEN c.spent THEN 'the lease ran out' ELSE x.last_error END,
@@ -592,7 +606,7 @@ BEGIN
               JOIN checked c ON c.id = x.id
         )
         UPDATE automation.outbox o
-           SET status = 'leased', lease_until = claim.now + lease, attempts = o.attempts + 1,
+           SET status = 'leased', lease_until = lease_from + lease, attempts = o.attempts + 1,
                recipient = c.address, claimed_at = claim.now
           FROM checked c
          WHERE o.id = c.id AND c.reason IS NULL
@@ -601,8 +615,8 @@ BEGIN
         GET DIAGNOSTICS handed = ROW_COUNT;
         IF handed > 0 THEN
             -- The worker wakes the mailers again if these leases run out.
-            IF claim.now + lease > pg_catalog.now() THEN
-                PERFORM automation._poke_worker(claim.now + lease);
+            IF lease_from + lease > pg_catalog.now() THEN
+                PERFORM automation._poke_worker(lease_from + lease);
             END IF;
             RETURN;
         END IF;

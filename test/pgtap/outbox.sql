@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(72);
+SELECT plan(76);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -180,15 +180,43 @@ SELECT is((SELECT address FROM automation.suppression WHERE address LIKE 'cy%'),
           'as the address itself');
 SELECT automation.enqueue('00000000-0000-0000-0000-000000000003'::uuid, 'email', 'receipt', '{}', 'ws-cy',
                           purpose => 'transactional', now => '2026-05-03 00:04') AS wscy \gset
-UPDATE oshop.customers SET email = 'bob@example.com' || chr(160) || chr(8203) WHERE id = '00000000-0000-0000-0000-000000000002';
-SELECT is(automation.suppress('bob@example.com'), true, 'Bob suppressed');
 SELECT automation.enqueue('00000000-0000-0000-0000-000000000002'::uuid, 'email', 'receipt', '{}', 'ws-bob',
                           purpose => 'transactional', now => '2026-05-03 00:04') AS wsbob \gset
+UPDATE oshop.customers SET email = 'bob@example.com' || chr(160) || chr(8203) WHERE id = '00000000-0000-0000-0000-000000000002';
+SELECT is(automation.suppress('bob@example.com'), true, 'Bob suppressed');
 SELECT is_empty($$SELECT FROM automation.claim(10, '5 minutes', 'email', now => '2026-05-03 00:05')$$,
                 'neither is handed out: not Cy''s, nor Bob''s, whose address in the shop ends in a no-break and a zero-width space');
 SELECT results_eq(format('SELECT reason FROM automation.outbox_archive WHERE id IN (%s, %s)', :wscy, :wsbob),
                   $$VALUES ('suppressed'), ('suppressed')$$, 'both are cancelled: suppressed');
 SELECT is(automation.unsuppress(E'bob@example.com\u00a0'), true, 'and lifted in any form');
+SELECT is((SELECT recipient FROM automation.outbox_archive WHERE id = :wsbob), 'bob@example.com' || chr(160) || chr(8203),
+          'the cancelled message keeps the address it was checked against, not the one it was written with');
+
+-- A customer on two rows of the bound customers, one without consent: the
+-- strictest row decides.
+CREATE VIEW oshop.customer_rows AS
+SELECT * FROM oshop.customers
+UNION ALL
+SELECT id, email, NULL, phone FROM oshop.customers WHERE id = '00000000-0000-0000-0000-000000000001';
+GRANT SELECT ON oshop.customer_rows TO regress_outbox_binder;
+SELECT automation.bind_customers('oshop.customer_rows', 'id', 'email', 'consented_at', phone_column => 'phone');
+UPDATE automation.source SET bound_by = 'regress_outbox_binder' WHERE kind = 'customers';
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000001'::uuid, 'email', 'news', '{}', 'two-rows',
+                          now => '2026-05-03 00:06') AS tworows \gset
+SELECT is_empty(format($$SELECT FROM automation.claim(10, '5 minutes', 'email', now => '2026-05-03 00:07') WHERE id = %s$$, :tworows),
+                'a marketing message to a customer one of whose rows withdrew consent is not handed out');
+SELECT is((SELECT reason FROM automation.outbox_archive WHERE id = :tworows), 'no_consent', 'it is cancelled: no_consent');
+SELECT automation.bind_customers('oshop.customers', 'id', 'email', 'consented_at', phone_column => 'phone');
+UPDATE automation.source SET bound_by = 'regress_outbox_binder' WHERE kind = 'customers';
+
+-- A lease runs from the handout, not from the start of the mailer's
+-- transaction: one that waited longer than the lease before claiming still
+-- gets it whole.
+SELECT automation.enqueue('00000000-0000-0000-0000-000000000003'::uuid, 'push', 'late', '{}', 'late-lease',
+                          purpose => 'transactional', now => now() - interval '1 minute') AS late \gset
+SELECT pg_sleep(1.2);
+SELECT cmp_ok((SELECT lease_until FROM automation.claim(10, '1 second', 'push') WHERE id = :late), '>', clock_timestamp(),
+              'a claim made 1.2 s into its transaction, with a lease of 1 second, hands out a lease that has not run out');
 
 -- A message whose lease ran out after its last allowed handout is dead,
 -- not handed out for ever to mailers that die on it.
