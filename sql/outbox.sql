@@ -181,6 +181,10 @@ SELECT message_id, customer_key, event, at, data FROM automation.message_event O
 -- track: bad input
 SELECT automation.track(12345, 'open');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.track(12345, 'unsubscribe');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.track(1, 'open', '2999-01-01 00:00+00');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.track(1, 'opened');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.track(1, 'bounce');

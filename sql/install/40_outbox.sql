@@ -814,6 +814,14 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM automation._check_finite(at, 'at');
+    -- (a mail provider's clock may run a little ahead of the server's; an
+    -- open dated years ahead -- milliseconds read as seconds -- would count
+    -- as the customer's latest engagement for ever)
+    IF at > pg_catalog.now() + interval '1 hour' THEN
+        RAISE EXCEPTION 'at must not lie in the future, not %', at
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An event is reported after it happened; a clock up to an hour ahead of the server''s is taken.';
+    END IF;
     IF NOT event = ANY (events) THEN
         RAISE EXCEPTION 'unknown event "%"', event
             USING ERRCODE = 'invalid_parameter_value',
@@ -836,6 +844,15 @@ BEGIN
         SELECT a.recipient, a.attempts, a.status INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
     END IF;
     IF NOT FOUND THEN
+        -- (an unsubscribe from a mail older than the archive keeps still
+        -- asks for what it asks for)
+        IF event IN ('unsubscribe', 'complaint') OR (event = 'bounce' AND data ->> 'type' = 'hard') THEN
+            RAISE EXCEPTION 'message % does not exist', message_id
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive (pruned after automation.retention).',
+                      HINT = format('To suppress its address all the same, call automation.suppress(address, %L).',
+                                    CASE WHEN event = 'bounce' THEN 'hard_bounce' ELSE event END);
+        END IF;
         RAISE EXCEPTION 'message % does not exist', message_id
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive (pruned after automation.retention).';
@@ -860,7 +877,7 @@ BEGIN
                      WHEN event IN ('complaint', 'unsubscribe') THEN event END;
     IF suppress IS NOT NULL AND coalesce(automation._address(m.recipient), '') <> '' THEN
         INSERT INTO automation.suppression (address, reason, since, message_id)
-        VALUES (automation._address(m.recipient), suppress, at, message_id)
+        VALUES (automation._address(m.recipient), suppress, least(at, pg_catalog.now()), message_id)
         ON CONFLICT ON CONSTRAINT suppression_pkey DO NOTHING;
     END IF;
     RETURN event_id;
@@ -1206,4 +1223,5 @@ INSERT INTO automation.access_rule VALUES
     ('mailer', 'automation.outbox_dead', 'SELECT'),
     ('analyst', 'automation.outbox_stats', 'SELECT'),
     -- analysts read no addresses (they cannot read the shop's customers either)
-    ('analyst', 'automation.outbox_dead', 'SELECT (id, customer_key, channel, template, purpose, dedupe_key, attempts, last_error, errors, created_at, died_at)');
+    -- (not the errors either: a mail server's quotes the address it refused)
+    ('analyst', 'automation.outbox_dead', 'SELECT (id, customer_key, channel, template, purpose, dedupe_key, attempts, created_at, died_at)');
