@@ -125,6 +125,8 @@ SELECT automation.define_basket_rule('new_dog', ARRAY['dog food', 'dog accessori
 SELECT tag, categories, min_matches, description FROM automation.basket_rule;
 SELECT automation.create_journey('dogs', 'tagged', '{"tag": "new_cat"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('dogs', 'tagged', '{}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('dogs', 'tagged', '{"tag": "new_dog"}');
 SELECT automation.create_journey('dogs2', 'tagged', '{"tag": "new_dog", "recommend": {"categories": ["cat food"]}}');
 \echo sqlstate :LAST_ERROR_SQLSTATE

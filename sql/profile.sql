@@ -42,6 +42,9 @@ SELECT automation.enable_change_capture();
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.change_capture_enabled();
 SELECT automation.refresh_profiles(now => '2025-01-01 00:00+00');
+-- one asked to be full says so
+SELECT automation.refresh_profiles(now => '2025-01-01 00:00+00', "full" => true);
+SELECT full_refresh, reason FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1;
 
 -- built-in segments
 SELECT automation.refresh_segments('2025-01-01 00:00+00');

@@ -652,7 +652,9 @@ BEGIN
     windows[3] := ((date_trunc('quarter', now, tz) AT TIME ZONE tz) - interval '3 months') AT TIME ZONE tz;
 
     SELECT * INTO last FROM automation.profile_refresh r ORDER BY r.refresh_id DESC LIMIT 1;
-    IF NOT is_full THEN
+    IF is_full THEN
+        reason := 'asked for';
+    ELSE
         IF last.refresh_id IS NULL THEN
             reason := 'no refresh has been done yet';
         ELSIF NOT automation.change_capture_enabled() THEN

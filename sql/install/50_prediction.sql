@@ -422,7 +422,8 @@ BEGIN
 
     -- Gamma-Gamma, over repeat customers whose repeat purchases have a positive mean value.
     IF NOT coalesce(mean_order > 0, false) THEN
-        gg_method := 'none (no order has a positive value)';
+        gg_method := CASE WHEN coalesce(stats.customers, 0) = 0 THEN 'none (no order by calibration_end)'
+                          ELSE 'none (no order has a positive value)' END;
     ELSE
         gg_start := ARRAY[prior_p, prior_q, mean_order * (prior_q - 1) / prior_p];
         IF gg_stats.customers = 0 THEN

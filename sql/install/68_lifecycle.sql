@@ -581,6 +581,11 @@ BEGIN
             END IF;
         END IF;
     WHEN 'tagged' THEN
+        IF options ->> 'tag' IS NULL THEN
+            RAISE EXCEPTION 'trigger tagged needs the option "tag"'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'The tag a basket rule gives, e.g. ''{"tag": "new_dog"}''.';
+        END IF;
         IF options ? 'recommend' THEN
             PERFORM automation._product_spec(options -> 'recommend', what || ' option recommend');
         END IF;
