@@ -214,13 +214,15 @@ SELECT id, status, reason FROM automation.outbox_archive WHERE dedupe_key = 'w-5
 SELECT automation.enqueue(1, 'email', 'welcome', '{}', 'w-1') AS first_welcome;
 
 -- notify_due: a NOTIFY for each channel whose messages became due since the
--- last call (here: push, due since the start; then email at 09:00); the tick runs it
+-- last call (here: push, due since the start; then email at 09:00, and push
+-- again, which still waits a minute on), and once a minute for a channel
+-- whose messages due still wait; the tick runs it
 SELECT position, stage, function FROM automation.tick_stage WHERE function IN ('automation.notify_due', 'automation.archive_outbox') ORDER BY position;
 SELECT automation.enqueue(4, 'email', 'later', '{}', 'l-4', send_after => '2026-01-03 09:00+00',
                           now => '2026-01-02 10:00+00');
 SELECT automation.notify_due('2026-01-03 08:00+00');
 SELECT automation.notify_due('2026-01-03 09:30+00');
-SELECT automation.notify_due('2026-01-03 10:00+00');
+SELECT automation.notify_due('2026-01-03 09:30:30+00');
 SELECT automation.notify_due(NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 

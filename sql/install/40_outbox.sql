@@ -959,9 +959,12 @@ COMMENT ON FUNCTION automation.unsuppress(text) IS 'take an address off the supp
 -- lease ran out -- unless the channel has queued messages that were due
 -- already at the last call, which its mailers were told of and have not
 -- taken: they are busy with that backlog (and take the expired leases with
--- it, in send_after order) or gone, and a wake-up changes neither.
--- Messages due when enqueued were notified by enqueue.  A stage of the
--- tick; returns how many channels it notified.
+-- it, in send_after order) or gone.  Such a channel is woken again once a
+-- minute (the first call in a new minute) while messages due wait in it:
+-- a mailer may have gone to sleep on an empty claim while another's claim,
+-- rolled back since, held the rows, or before a message dated earlier than
+-- the last call was committed.  Messages due when enqueued were notified by
+-- enqueue.  A stage of the tick; returns how many channels it notified.
 --
 -- Every question is a range of outbox_due_idx (channel, send_after): the
 -- channels one probe each, the messages come due since the last call, the
@@ -976,6 +979,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     since timestamptz;
+    again boolean;
     ch text;
     notified bigint := 0;
 BEGIN
@@ -987,6 +991,7 @@ BEGIN
     IF now <= since THEN
         RETURN 0;
     END IF;
+    again := date_trunc('minute', now) > date_trunc('minute', since);
     FOR ch IN
         WITH RECURSIVE c AS (
             (SELECT o.channel FROM automation.outbox o ORDER BY o.channel LIMIT 1)
@@ -997,6 +1002,8 @@ BEGIN
     LOOP
         IF EXISTS (SELECT FROM automation.outbox o
                     WHERE o.channel = ch AND o.send_after > since AND o.send_after <= now AND o.status = 'queued')
+           OR (again AND EXISTS (SELECT FROM automation.outbox o
+                                  WHERE o.channel = ch AND o.send_after <= now AND o.status = 'queued'))
            OR (NOT EXISTS (SELECT FROM automation.outbox o
                             WHERE o.channel = ch AND o.send_after <= since AND o.status = 'queued')
                AND EXISTS (SELECT FROM automation.outbox o
