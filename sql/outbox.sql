@@ -137,6 +137,8 @@ SELECT automation.fail(4, 'smtp 451 try later', retry_in => '10 minutes', now =>
 SELECT status, send_after, lease_until, last_error FROM automation.outbox WHERE id = 4;
 SELECT id, attempts FROM automation.claim(10, '5 minutes', 'email', now => '2026-01-01 12:11+00');
 -- a mailer that reports the first handout, now that the message was handed out again
+SELECT automation.fail(4, 'no such attempt', now => '2026-01-01 12:12+00', attempt => 99);
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.fail(4, 'late report', now => '2026-01-01 12:12+00', attempt => 1);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.fail(4, 'smtp 451 still later', now => '2026-01-01 12:12+00', attempt => 2);

@@ -504,7 +504,7 @@ DECLARE
     lease_from timestamptz;
 BEGIN
     IF batch IS NULL OR lease IS NULL OR channel IS NULL OR now IS NULL THEN
-        RAISE EXCEPTION 'batch, lease and channel must not be null'
+        RAISE EXCEPTION 'batch, lease, channel and now must not be null'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'For example automation.claim(batch => 100, lease => ''5 minutes'', channel => ''email'').';
     END IF;
@@ -689,8 +689,12 @@ BEGIN
         RAISE EXCEPTION 'ids must be a one-dimensional array'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL OR now IS NULL THEN
+    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'ids must not be null or contain null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF now IS NULL THEN
+        RAISE EXCEPTION 'now must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM automation._check_mailer_now(now);
@@ -765,6 +769,11 @@ BEGIN
     SELECT o.attempts INTO m FROM automation.outbox o WHERE o.id = fail.id AND o.status = 'leased' FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM automation._outbox_error('automation.fail', fail.id);
+    END IF;
+    IF attempt IS NOT NULL AND (attempt < 1 OR attempt > m.attempts) THEN
+        RAISE EXCEPTION 'invalid attempt %: message % has been handed out % times', attempt, fail.id, m.attempts
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the attempts column of the row automation.claim() returned.';
     END IF;
     IF attempt IS NOT NULL AND attempt <> m.attempts THEN
         RAISE EXCEPTION 'message % was handed out again since attempt %', fail.id, attempt
