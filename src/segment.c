@@ -179,8 +179,25 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 
 	deconstruct_array(rels, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &relids, &relnulls, &nrels);
 
+	/*
+	 * Not while a segment's query runs (it runs as a security-restricted
+	 * operation): a function a predicate calls could otherwise define a
+	 * segment, and have it checked -- run on one row -- as the role of the
+	 * session that evaluates it, the tick's.
+	 */
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot define a segment within a security-restricted operation")));
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * Everything below -- analysis too, which looks up the functions and
+	 * schemas the predicate names -- as the role it will be evaluated as.
+	 */
+	restrict_to(role, &save_userid, &save_sec, &nest);
 	PG_TRY();
 	{
 		parsed = raw_parser(query, RAW_PARSE_DEFAULT);
@@ -255,7 +272,6 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 	 * Run it on one row, as the role it will be evaluated as, as
 	 * _select_as() will: checks privileges and what only shows at run time.
 	 */
-	restrict_to(role, &save_userid, &save_sec, &nest);
 	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "cannot run the segment query");
 	unrestrict(save_userid, save_sec, nest);

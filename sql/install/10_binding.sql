@@ -224,6 +224,31 @@ AS $$
 $$;
 COMMENT ON FUNCTION automation.customer_key_type() IS 'the type of the shop''s customer key as bound, or NULL';
 
+-- _check_key_type(t, bound, what): refuses a key of type t unless t is a
+-- built-in type (schema pg_catalog) or bound, the type the shop's key
+-- column has.  The functions that take a key of any type (anyelement) and
+-- run as the extension's owner call it before they convert the key to
+-- text: a conversion to text may be a cast the caller created for a type of
+-- their own (CREATE CAST needs only ownership of the type, and casts are
+-- found whatever the search_path), which would then run as the owner.  No
+-- one but a superuser can add a cast to or from a built-in type, and the
+-- shop's own type is the shop owner's.
+CREATE FUNCTION automation._check_key_type(t regtype, bound regtype, what text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF t IS DISTINCT FROM bound
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_type ty WHERE ty.oid = t AND ty.typnamespace = 'pg_catalog'::regnamespace) THEN
+        RAISE EXCEPTION '% must be of a built-in type or of the shop''s key type, not %', what, t
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Pass the key as text or in the type of the bound key column.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._check_key_type(regtype, regtype, text) FROM PUBLIC;
+
 -- _retype_keys(): gives every "customer_key" column of the extension's own
 -- tables the bound customer key type (text while nothing is bound), so that
 -- they join to the shop's tables without casts.  Also run after a restore

@@ -337,7 +337,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key_text text := customer_key::text;
+    key_text text;
     c record;
     address text;
     new_id bigint;
@@ -347,6 +347,8 @@ BEGIN
         RAISE EXCEPTION 'customer_key, channel, template, dedupe_key and purpose must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_key_type(pg_typeof(customer_key), automation.customer_key_type(), 'customer_key');
+    key_text := customer_key::text;
     IF btrim(template) = '' OR btrim(dedupe_key) = '' THEN
         RAISE EXCEPTION 'template and dedupe_key must not be empty or blank'
             USING ERRCODE = 'invalid_parameter_value',

@@ -39,7 +39,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key text := customer_key::text;
+    key text;
     key_type regtype := automation.customer_key_type();
     canon text;
 BEGIN
@@ -47,6 +47,8 @@ BEGIN
         RAISE EXCEPTION 'customer_key must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_key_type(pg_typeof(customer_key), key_type, 'customer_key');
+    key := customer_key::text;
     -- The key as the shop writes it (compared as text below: 534.0 would
     -- name no one, and miss customer 534).
     IF key_type IS NOT NULL THEN

@@ -199,7 +199,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key text := product::text;
+    key text;
     p automation.source;
     known boolean;
     stored text;
@@ -208,6 +208,10 @@ BEGIN
         RAISE EXCEPTION 'product and n must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_key_type(pg_typeof(product),
+                                       (SELECT to_regtype(s.column_types ->> 'product') FROM automation.source s
+                                         WHERE s.kind = 'products'), 'product');
+    key := product::text;
     IF n < 1 THEN
         RAISE EXCEPTION 'n must be at least 1, not %', n
             USING ERRCODE = 'invalid_parameter_value',
