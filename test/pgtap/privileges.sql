@@ -3,7 +3,7 @@
 -- that runs as the owner; a segment predicate's function that defines a
 -- segment while the tick evaluates it.
 BEGIN;
-SELECT plan(5);
+SELECT plan(6);
 
 CREATE SCHEMA xshop;
 CREATE TABLE xshop.customers (id bigint PRIMARY KEY, email text, consent boolean);
@@ -40,6 +40,9 @@ SELECT throws_ok($$SELECT * FROM automation.explain_customer(ROW(1)::regress_pri
                  'explain_customer refuses a key of a type of the caller''s own before converting it');
 SELECT throws_ok($$SELECT * FROM automation.related_products(ROW(1)::regress_priv.key)$$, '42804', NULL,
                  'so does related_products');
+SELECT results_eq($$SELECT kind, problem FROM automation.bindings WHERE kind = 'customers'$$,
+                  $$VALUES ('customers'::text, NULL::text)$$,
+                  'an analyst reads the bindings and their problems, without access to the shop''s schema');
 SET ROLE regress_priv_app;
 SELECT throws_ok($$SELECT automation.enqueue(ROW(1)::regress_priv.key, 'email', 'x', '{}', 'k-1')$$, '42804', NULL,
                  'and enqueue, for the application');
