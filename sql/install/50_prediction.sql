@@ -267,7 +267,16 @@ DECLARE
     monthly_discount float8 := power(1 + (automation._prediction_settings()).discount_rate, 1.0 / 12) - 1;
     rows bigint;
 BEGIN
-    TRUNCATE automation.customer_prediction;
+    -- Emptied at once when no one reads it; while someone does (an
+    -- analyst's transaction left open, say), the rows are deleted instead,
+    -- which waits for no reader: a TRUNCATE would wait for them, with the
+    -- tick and every tick after it.
+    BEGIN
+        LOCK TABLE automation.customer_prediction IN ACCESS EXCLUSIVE MODE NOWAIT;
+        TRUNCATE automation.customer_prediction;
+    EXCEPTION WHEN lock_not_available THEN
+        DELETE FROM automation.customer_prediction;
+    END;
     EXECUTE format($q$
         INSERT INTO automation.customer_prediction
                (customer_key, x, t_x, t, mean_value, p_alive, expected_purchases_90d, expected_next_order,
