@@ -437,6 +437,7 @@ AS $$
 DECLARE
     last timestamptz;
     last_full timestamptz;
+    everybody boolean;
 BEGIN
     IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
         RETURN 0;
@@ -453,13 +454,26 @@ BEGIN
        OR automation._scored_at() > last
        -- so many changed that one pass over everybody is cheaper
        OR (SELECT count(*) FROM (SELECT FROM automation.segment_dirty LIMIT 50001) x) > 50000 THEN
-        RETURN automation._refresh_segments(now, false);
+        everybody := true;
+    ELSE
+        -- Nothing changed (most ticks): no retyping, no lock on the members.
+        IF NOT EXISTS (SELECT FROM automation.segment_dirty) THEN
+            RETURN 0;
+        END IF;
+        everybody := false;
     END IF;
-    -- Nothing changed (most ticks): no retyping, no lock on the members.
-    IF NOT EXISTS (SELECT FROM automation.segment_dirty) THEN
+    -- A transaction that changes the members and stays open -- an
+    -- analyst's drop_segment, say -- would hold the tick, and every tick
+    -- after it (they find the tick lock taken): the segments wait for the
+    -- next tick instead, and keep their members meanwhile.
+    BEGIN
+        LOCK TABLE automation.segment_member IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'the segments were not evaluated: another transaction is changing their members'
+            USING DETAIL = 'It holds a lock on automation.segment_member (see pg_locks); the next tick tries again.';
         RETURN 0;
-    END IF;
-    RETURN automation._refresh_segments(now, true);
+    END;
+    RETURN automation._refresh_segments(now, NOT everybody);
 END
 $$;
 REVOKE ALL ON FUNCTION automation._tick_segments(timestamptz) FROM PUBLIC;
