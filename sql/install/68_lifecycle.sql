@@ -890,7 +890,17 @@ BEGIN
        AND (SELECT count(*) FROM automation.source x WHERE x.kind IN ('orders', 'order_lines')) = 2
        AND (SELECT x.columns ? 'order_id' FROM automation.source x WHERE x.kind = 'orders')
        AND (last IS NULL OR last <= now - make_interval(mins => refresh) OR last > now) THEN
-        n := automation.refresh_lifecycle(now);
+        -- The refresh rewrites customer_product and rebuilds its indexes,
+        -- which waits for every reader: one left open (an analyst's) would
+        -- hold the tick, and every tick after it.  The refresh waits for the
+        -- next tick instead; the rows stay as they are meanwhile.
+        BEGIN
+            LOCK TABLE automation.customer_product IN ACCESS EXCLUSIVE MODE NOWAIT;
+            n := automation.refresh_lifecycle(now);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE WARNING 'the purchase patterns were not refreshed: another transaction is using automation.customer_product'
+                USING DETAIL = 'See pg_locks; the next tick tries again.';
+        END;
     END IF;
     RETURN n + automation._apply_basket_rules(now);
 END
