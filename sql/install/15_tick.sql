@@ -14,6 +14,25 @@
 -- UPDATE EXCLUSIVE, conflicts with itself but not with the locks a
 -- statement takes on a table it names before its privileges are checked
 -- (an INSERT planned for as long as a function of its own makes it last).
+-- _try_lock(rel, mode): takes the lock on rel in mode (e.g. 'SHARE ROW
+-- EXCLUSIVE') for the rest of the transaction if it is free at once, and
+-- says whether it did; it never waits.  The tick's stages use it where a
+-- transaction another role left open would otherwise hold the tick -- and,
+-- through the tick lock, every tick after it.
+CREATE FUNCTION automation._try_lock(rel regclass, mode text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN %s MODE NOWAIT', rel, mode);
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._try_lock(regclass, text) FROM PUBLIC;
+
 CREATE TABLE automation.tick_lock ();
 COMMENT ON TABLE automation.tick_lock IS 'no rows: every tick locks it, so that two ticks never overlap';
 
@@ -50,12 +69,9 @@ BEGIN
                   HINT = 'Call automation.tick() for the current time, or pass the time to simulate.';
     END IF;
     PERFORM automation._check_finite(now, 'now');
-    BEGIN
-        LOCK TABLE automation.tick_lock IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
-    EXCEPTION WHEN lock_not_available THEN
+    IF NOT automation._try_lock('automation.tick_lock', 'SHARE UPDATE EXCLUSIVE') THEN
         skipped := 'another tick is running in this database';
-    END;
-    IF skipped IS NULL THEN
+    ELSE
         -- A tick at its transaction's start that another tick overtook: the
         -- other one started later, took the lock first and has committed.
         -- Everything up to this tick's moment has been done.

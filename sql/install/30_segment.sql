@@ -466,13 +466,11 @@ BEGIN
     -- analyst's drop_segment, say -- would hold the tick, and every tick
     -- after it (they find the tick lock taken): the segments wait for the
     -- next tick instead, and keep their members meanwhile.
-    BEGIN
-        LOCK TABLE automation.segment_member IN SHARE ROW EXCLUSIVE MODE NOWAIT;
-    EXCEPTION WHEN lock_not_available THEN
+    IF NOT automation._try_lock('automation.segment_member', 'SHARE ROW EXCLUSIVE') THEN
         RAISE WARNING 'the segments were not evaluated: another transaction is changing their members'
             USING DETAIL = 'It holds a lock on automation.segment_member (see pg_locks); the next tick tries again.';
         RETURN 0;
-    END;
+    END IF;
     RETURN automation._refresh_segments(now, NOT everybody);
 END
 $$;

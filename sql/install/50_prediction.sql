@@ -271,12 +271,11 @@ BEGIN
     -- analyst's transaction left open, say), the rows are deleted instead,
     -- which waits for no reader: a TRUNCATE would wait for them, with the
     -- tick and every tick after it.
-    BEGIN
-        LOCK TABLE automation.customer_prediction IN ACCESS EXCLUSIVE MODE NOWAIT;
+    IF automation._try_lock('automation.customer_prediction', 'ACCESS EXCLUSIVE') THEN
         TRUNCATE automation.customer_prediction;
-    EXCEPTION WHEN lock_not_available THEN
+    ELSE
         DELETE FROM automation.customer_prediction;
-    END;
+    END IF;
     EXECUTE format($q$
         INSERT INTO automation.customer_prediction
                (customer_key, x, t_x, t, mean_value, p_alive, expected_purchases_90d, expected_next_order,

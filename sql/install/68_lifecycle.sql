@@ -894,13 +894,12 @@ BEGIN
         -- which waits for every reader: one left open (an analyst's) would
         -- hold the tick, and every tick after it.  The refresh waits for the
         -- next tick instead; the rows stay as they are meanwhile.
-        BEGIN
-            LOCK TABLE automation.customer_product IN ACCESS EXCLUSIVE MODE NOWAIT;
+        IF automation._try_lock('automation.customer_product', 'ACCESS EXCLUSIVE') THEN
             n := automation.refresh_lifecycle(now);
-        EXCEPTION WHEN lock_not_available THEN
+        ELSE
             RAISE WARNING 'the purchase patterns were not refreshed: another transaction is using automation.customer_product'
                 USING DETAIL = 'See pg_locks; the next tick tries again.';
-        END;
+        END IF;
     END IF;
     RETURN n + automation._apply_basket_rules(now);
 END
