@@ -608,6 +608,34 @@ AS $$
 $$;
 COMMENT ON FUNCTION automation.change_capture_enabled() IS 'whether incremental profile refresh is possible: the bound orders carry the change-capture triggers';
 
+-- _full_refresh_reason(now): why a refresh of the profiles as of now cannot
+-- be incremental, or NULL when it can.
+CREATE FUNCTION automation._full_refresh_reason(now timestamptz)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last automation.profile_refresh;
+    tz text := automation._setting('default_timezone', 'UTC');
+BEGIN
+    SELECT * INTO last FROM automation.profile_refresh r ORDER BY r.refresh_id DESC LIMIT 1;
+    IF last.refresh_id IS NULL THEN
+        RETURN 'no refresh has been done yet';
+    ELSIF NOT automation.change_capture_enabled() THEN
+        RETURN 'change capture is not enabled: call automation.enable_change_capture() for incremental refreshes';
+    ELSIF last.as_of > now THEN
+        RETURN 'now is before the last refresh';
+    ELSIF date_trunc('quarter', last.as_of, tz) <> date_trunc('quarter', now, tz) THEN
+        RETURN 'a new quarter began since the last refresh';
+    ELSIF (SELECT s.bound_at FROM automation.source s WHERE s.kind = 'orders') > last.started_at THEN
+        RETURN 'the orders were bound again since the last refresh';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION automation._full_refresh_reason(timestamptz) FROM PUBLIC;
+
 -- refresh_profiles(full, now): brings automation.customer_profile up to date
 -- as of now and returns the number of profiles written.  Incremental when
 -- change capture is enabled and a full refresh has been done; otherwise (and
@@ -620,7 +648,6 @@ AS $$
 DECLARE
     q record;
     started timestamptz := clock_timestamp();
-    last automation.profile_refresh;
     key_type text;
     keys_sql text;
     windows timestamptz[];
@@ -651,21 +678,10 @@ BEGIN
     -- the quarter arithmetic is exact in the zone: redo it there
     windows[3] := ((date_trunc('quarter', now, tz) AT TIME ZONE tz) - interval '3 months') AT TIME ZONE tz;
 
-    SELECT * INTO last FROM automation.profile_refresh r ORDER BY r.refresh_id DESC LIMIT 1;
     IF is_full THEN
         reason := 'asked for';
     ELSE
-        IF last.refresh_id IS NULL THEN
-            reason := 'no refresh has been done yet';
-        ELSIF NOT automation.change_capture_enabled() THEN
-            reason := 'change capture is not enabled: call automation.enable_change_capture() for incremental refreshes';
-        ELSIF last.as_of > now THEN
-            reason := 'now is before the last refresh';
-        ELSIF date_trunc('quarter', last.as_of, tz) <> date_trunc('quarter', now, tz) THEN
-            reason := 'a new quarter began since the last refresh';
-        ELSIF (SELECT s.bound_at FROM automation.source s WHERE s.kind = 'orders') > last.started_at THEN
-            reason := 'the orders were bound again since the last refresh';
-        END IF;
+        reason := automation._full_refresh_reason(now);
         IF reason IS NOT NULL THEN
             RAISE NOTICE 'full profile refresh: %', reason;
             is_full := true;

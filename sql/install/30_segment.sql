@@ -413,8 +413,21 @@ RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    reason text;
 BEGIN
     IF NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'orders') THEN
+        RETURN 0;
+    END IF;
+    -- A full refresh empties the profiles and rebuilds their indexes, which
+    -- waits for every reader: one left open (an analyst's) would hold the
+    -- tick, and every tick after it -- and every query of the profiles
+    -- would queue behind the tick's wait.  The refresh waits for the next
+    -- tick instead; the profiles stay as they are meanwhile.
+    reason := automation._full_refresh_reason(now);
+    IF reason IS NOT NULL AND NOT automation._try_lock('automation.customer_profile', 'ACCESS EXCLUSIVE') THEN
+        RAISE WARNING 'the profiles were not refreshed: a full refresh is due (%), and another transaction is using automation.customer_profile', reason
+            USING DETAIL = 'See pg_locks; the next tick tries again.';
         RETURN 0;
     END IF;
     RETURN automation.refresh_profiles(false, now);
