@@ -191,6 +191,9 @@ COMMENT ON TABLE automation.message_event IS 'what happened to messages after th
 -- address: suppressed in one form, it is suppressed in every form.  Written
 -- without SET clauses, fully qualified, so that the planner inlines it into
 -- the statements that compare many addresses (the tick's, claim's).
+-- _recipient(a): the same address trimmed alike, its case kept (the part
+-- before the @ may be case-sensitive): as the outbox hands it to the mailer,
+-- which would otherwise get the shop's column as it is, CR LF and all.
 DO $do$
 DECLARE
     spaces text := E' \t\n\r\v\f';
@@ -206,9 +209,15 @@ BEGIN
         RETURNS text
         LANGUAGE sql IMMUTABLE PARALLEL SAFE
         AS $$ SELECT pg_catalog.lower(pg_catalog.btrim(a, %L)) $$$f$, spaces);
+    EXECUTE pg_catalog.format($f$
+        CREATE FUNCTION automation._recipient(a text)
+        RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$ SELECT pg_catalog.btrim(a, %L) $$$f$, spaces);
 END
 $do$;
 COMMENT ON FUNCTION automation._address(text) IS 'an address lower-cased and trimmed of white space, ASCII''s and (UTF8) Unicode''s: as the suppression list keeps it';
+COMMENT ON FUNCTION automation._recipient(text) IS 'an address trimmed of white space as _address trims it, its case kept: as the outbox hands it to the mailer';
 
 CREATE TABLE automation.suppression (
     address text NOT NULL,
@@ -420,7 +429,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = (SELECT format('No row of %s has this key.', b.relation) FROM automation.bindings b WHERE b.kind = 'customers');
     END IF;
-    address := CASE channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END;
+    address := automation._recipient(CASE channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END);
     IF channel IN ('email', 'sms') AND coalesce(automation._address(address), '') = '' THEN
         RAISE EXCEPTION 'customer % has no %', key_text,
                         CASE channel WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END
@@ -563,8 +572,8 @@ BEGIN
                    -- column, another channel): an address the customer
                    -- removed is gone
                    CASE WHEN l.customer_key IS NULL THEN d.recipient
-                        WHEN d.channel = 'email' THEN l.email
-                        WHEN d.channel = 'sms' AND have_phone THEN l.phone
+                        WHEN d.channel = 'email' THEN automation._recipient(l.email)
+                        WHEN d.channel = 'sms' AND have_phone THEN automation._recipient(l.phone)
                         ELSE d.recipient END AS address,
                    CASE WHEN d.purpose = 'marketing' AND l.customer_key IS NULL THEN 'no_customer'
                         WHEN d.purpose = 'marketing' AND NOT l.consent THEN 'no_consent'

@@ -386,7 +386,7 @@ BEGIN
                     WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(automation._address(x.recipient), '') = ''
                     THEN 'no_address' END AS skip_reason
           FROM (SELECT t.*,
-                       CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END AS recipient,
+                       automation._recipient(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END) AS recipient,
                        c.consent, c.first_name,
                        CASE WHEN automation._valid_timezone(c.timezone) THEN c.timezone ELSE $2 END AS tz,
                        sp.address IS NOT NULL AS suppressed

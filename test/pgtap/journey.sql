@@ -1,7 +1,7 @@
 -- Journeys in simulated time: the five presets on hand-built customers,
 -- with the exact messages, their timing, variants, exits and caps.
 BEGIN;
-SELECT plan(53);
+SELECT plan(54);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA jshop;
@@ -19,7 +19,7 @@ INSERT INTO jshop.products VALUES
     (2, 'Coffee machine', 'coffee machines', 3, 150.00),
     (3, 'Vitamins 100 tablets', 'vitamins', 50, 12.00);
 INSERT INTO jshop.customers VALUES
-    (1, 'ada@example.com', true, 'Ada', 'Europe/Helsinki', NULL),
+    (1, E' Ada@Example.com\r\n', true, 'Ada', 'Europe/Helsinki', NULL),
     (2, 'bob@example.com', true, 'Bob', 'UTC', NULL),
     (3, 'cy@example.com', false, 'Cy', 'UTC', NULL),
     (4, 'dee@example.com', true, 'Dee', 'UTC', NULL),
@@ -100,6 +100,8 @@ SELECT is((SELECT payload -> 'cart' -> 'lines' -> 0 ->> 'only_left' FROM automat
             WHERE journey = 'abandoned_cart' AND customer_key = 2), '3', 'only 3 coffee machines left');
 SELECT is((SELECT payload ->> 'first_name' FROM automation.outbox WHERE journey = 'abandoned_cart' AND customer_key = 1),
           'Ada', 'and the first name');
+SELECT is((SELECT recipient FROM automation.outbox WHERE journey = 'abandoned_cart' AND customer_key = 1),
+          'Ada@Example.com', 'to her address as the shop keeps it, without the blank and the CR LF around it');
 SELECT results_eq(
     $$SELECT subject, status, exit_reason FROM automation.enrollment
        WHERE journey = 'abandoned_cart' AND status = 'exited' ORDER BY subject$$,
