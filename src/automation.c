@@ -54,6 +54,7 @@ static int	automation_trigger_grace = 60;
 static int	automation_replenishment_min_observations = 5;
 static double automation_subscription_max_spread = 0.25;
 static double automation_replenishment_max_spread = 1.0;
+int			automation_segment_timeout = 5 * 60 * 1000;
 int			automation_related_refresh_interval = 1440;
 int			automation_related_min_customers = 2;
 
@@ -341,6 +342,14 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	/* related products */
+	DefineCustomIntVariable("automation.segment_timeout",
+							"Longest a segment's query may run when the segments are evaluated.",
+							"A segment whose query runs longer is not refreshed, with a warning, "
+							"and keeps its members; the others go on.  0 means no limit.",
+							&automation_segment_timeout,
+							5 * 60 * 1000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+
 	DefineCustomIntVariable("automation.related_refresh_interval",
 							"How old the related products may get before the tick computes them again.",
 							"0 leaves it to automation.refresh_related_products().",

@@ -21,6 +21,9 @@ extern int	automation_lapsing_min_days;
 extern int	automation_lost_days;
 extern int	automation_loyal_orders;
 
+/* segment evaluation (automation.c) */
+extern int	automation_segment_timeout;
+
 /* related products settings (automation.c) */
 extern int	automation_related_refresh_interval;
 extern int	automation_related_min_customers;

@@ -25,18 +25,24 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include <signal.h>
+
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
 #include "parser/parser.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/plancache.h"
+#include "utils/timeout.h"
 #include "utils/tuplestore.h"
 
+#include "automation.h"
 #include "segment.h"
 
 PG_FUNCTION_INFO_V1(automation_check_predicate);
@@ -281,30 +287,90 @@ automation_check_predicate(PG_FUNCTION_ARGS)
 }
 
 /*
+ * automation.segment_timeout: a timer of our own, registered the first time
+ * a segment is evaluated in the backend.  When it fires it cancels the
+ * query as a statement timeout does (the query sees a cancel wherever it
+ * processes interrupts -- pg_sleep in a function the predicate calls, say);
+ * run_user_query() tells that cancel from the others by the flag.
+ */
+static bool segment_timer_registered = false;
+static TimeoutId segment_timer;
+static volatile sig_atomic_t segment_timed_out = false;
+
+static void
+segment_timeout_handler(void)
+{
+	segment_timed_out = true;
+	if (!proc_exit_inprogress)
+	{
+		InterruptPending = true;
+		QueryCancelPending = true;
+	}
+	SetLatch(MyLatch);
+}
+
+static void
+segment_timeout_error(int timeout_ms)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("the segment query ran longer than automation.segment_timeout (%d ms)", timeout_ms),
+			 errhint("Make the predicate cheaper, or raise automation.segment_timeout.")));
+}
+
+/*
  * Runs a segment's query.  What it raises is the segment's failure, which
  * the tick reports and gets over (the segment keeps its members) -- also
  * query_canceled and assert_failure, which PL/pgSQL's WHEN OTHERS does not
  * catch: a predicate's own function raising either would otherwise fail
- * every tick.  They come back as external_routine_exception.  A cancel or
- * statement timeout of the statement itself (raised where interrupts are
- * processed) stays a cancel.
+ * every tick.  They come back as external_routine_exception, as does a
+ * query that runs longer than automation.segment_timeout: a predicate that
+ * calls a function which never returns would otherwise hold the tick, and
+ * every tick after it.  A cancel or statement timeout of the statement
+ * itself (raised where interrupts are processed) stays a cancel.
  */
 static int
 run_user_query(SPIPlanPtr plan)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	int			ret = 0;
+	int			timeout_ms = automation_segment_timeout;
+
+	if (timeout_ms > 0)
+	{
+		if (!segment_timer_registered)
+		{
+			segment_timer = RegisterTimeout(USER_TIMEOUT, segment_timeout_handler);
+			segment_timer_registered = true;
+		}
+		segment_timed_out = false;
+		enable_timeout_after(segment_timer, timeout_ms);
+	}
 
 	PG_TRY();
 	{
 		ret = SPI_execute_plan(plan, NULL, NULL, true, 0);
+		CHECK_FOR_INTERRUPTS();
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		bool		timed_out;
+
+		if (timeout_ms > 0)
+			disable_timeout(segment_timer, false);
+		timed_out = segment_timed_out;
+		segment_timed_out = false;
+		if (timed_out)
+			QueryCancelPending = false; /* ours, if still pending */
 
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
+		if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		{
+			FlushErrorState();
+			segment_timeout_error(timeout_ms);
+		}
 		if ((edata->sqlerrcode != ERRCODE_QUERY_CANCELED && edata->sqlerrcode != ERRCODE_ASSERT_FAILURE) ||
 			(edata->funcname != NULL && strcmp(edata->funcname, "ProcessInterrupts") == 0))
 		{
@@ -317,6 +383,18 @@ run_user_query(SPIPlanPtr plan)
 				 errmsg("the segment query raised %s: %s", unpack_sql_state(edata->sqlerrcode), edata->message)));
 	}
 	PG_END_TRY();
+
+	if (timeout_ms > 0)
+	{
+		disable_timeout(segment_timer, false);
+		/* fired after the query's last look at the interrupts: still too long */
+		if (segment_timed_out)
+		{
+			segment_timed_out = false;
+			QueryCancelPending = false;
+			segment_timeout_error(timeout_ms);
+		}
+	}
 	return ret;
 }
 

@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(85);
+SELECT plan(87);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -210,6 +210,32 @@ SELECT set_eq($$SELECT segment, customer_key FROM automation.segment_member WHER
               $$SELECT * FROM kept$$, 'they keep their members');
 SELECT automation.drop_segment('cancels');
 SELECT automation.drop_segment('asserts');
+-- A predicate that calls a function which does not return (it waits for a
+-- lock, or sleeps) fails its own segment once it has run longer than
+-- automation.segment_timeout; it does not hold the refresh, nor with it the
+-- tick.  (The statement timeout is a guard: without the segment's, the
+-- refresh would sleep for an hour.)
+SET LOCAL ROLE regress_segment_definer;
+CREATE FUNCTION regress_definer.slow(k text) RETURNS boolean LANGUAGE sql STABLE AS $f$ SELECT true $f$;
+SELECT automation.define_segment('sleepers', 'regress_definer.slow(p.customer_key::text)');
+RESET ROLE;
+SELECT automation.refresh_segments('2025-04-03 00:00+00');
+SET LOCAL ROLE regress_segment_definer;
+CREATE OR REPLACE FUNCTION regress_definer.slow(k text) RETURNS boolean LANGUAGE plpgsql STABLE
+AS $f$ BEGIN PERFORM pg_sleep(3600); RETURN true; END $f$;
+RESET ROLE;
+SET LOCAL automation.segment_timeout = '200ms';
+SET LOCAL statement_timeout = '30s';
+SET LOCAL client_min_messages = error;
+SELECT lives_ok($$SELECT automation.refresh_segments('2025-04-03 01:00+00')$$,
+                'a segment whose predicate sleeps past automation.segment_timeout does not hold the refresh');
+RESET client_min_messages;
+SET LOCAL statement_timeout = 0;
+SELECT results_eq($$SELECT name, refreshed_at FROM automation.segment WHERE name IN ('sleepers', 'loyal') ORDER BY name$$,
+                  $$VALUES ('loyal', '2025-04-03 01:00+00'::timestamptz), ('sleepers', '2025-04-03 00:00+00')$$,
+                  'it alone is left as it was; the others are refreshed');
+SELECT automation.drop_segment('sleepers');
+RESET automation.segment_timeout;
 
 -- B: RFM quintiles with a tie.  Customer 100 + i has n_i orders of 10 x i
 -- each, the last one 11 - i days before now; customers 102 and 103 both
