@@ -63,6 +63,17 @@ SELECT automation.bind_orders('bshop.orders', 'point', 'placed', 'total');
 -- an array key: a key is one value
 SELECT automation.bind_orders('bshop.orders', 'tags', 'placed', 'total');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- a composite key: a key is one value
+CREATE TYPE bshop.pair AS (a integer, b text);
+CREATE VIEW bshop.pair_orders AS SELECT row(customer_id, 'x')::bshop.pair AS pair, placed, total FROM bshop.orders;
+SELECT automation.bind_orders('bshop.pair_orders', 'pair', 'placed', 'total');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- a fixed-length key: stored without its length, it would not fit
+CREATE VIEW bshop.char_orders AS SELECT ('K' || customer_id)::char(12) AS code, placed, total FROM bshop.orders;
+SELECT automation.bind_orders('bshop.char_orders', 'code', 'placed', 'total');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+DROP VIEW bshop.pair_orders, bshop.char_orders;
+DROP TYPE bshop.pair;
 -- a key type that does not match the other bindings
 SELECT automation.bind_signups('bshop.signups', 'at', 'at');
 \echo sqlstate :LAST_ERROR_SQLSTATE

@@ -64,5 +64,17 @@ automation_check_key_type(PG_FUNCTION_ARGS)
 				 errdetail("Its type %s is an array; a key is one value.", format_type_be(typid)),
 				 errhint("Bind a column of a hashable type such as bigint, integer, uuid or text.")));
 
+	/*
+	 * (a row is hashable, but the engine stores and returns a key as one
+	 * column: a composite result would be unpacked into its fields)
+	 */
+	if (type_is_rowtype(getBaseType(typid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of relation %s cannot be used as a key",
+						NameStr(*column), relation),
+				 errdetail("Its type %s is a composite type; a key is one value.", format_type_be(typid)),
+				 errhint("Bind a view of %s that turns the key into one value, such as text.", relation)));
+
 	PG_RETURN_VOID();
 }

@@ -239,6 +239,7 @@ typedef struct ProfilePass
 	/* the order times of the customers whose orders came out of time order */
 	uint32	   *times_next;		/* by customer: where its next time goes */
 	TimestampTz *times;
+	uint64		times_len;		/* how many times fit */
 
 	/* money */
 	Oid			total_type;
@@ -1110,6 +1111,31 @@ add_order(ProfilePass *pass, ProfileEntry *e, OrderRow *row)
  * are fetched ahead, then their state, then the orders are added in the
  * order they were read.
  */
+/*
+ * The orders are read twice in one snapshot, the second time for the
+ * customers whose orders came out of time order; both reads must see the
+ * same rows.  A bound view whose rows depend on a volatile function
+ * (nextval, clock_timestamp, random) may not.
+ */
+static void
+orders_changed(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the bound orders gave other rows when the profile pass read them again"),
+			 errdetail("The pass reads the orders twice in one snapshot and needs the same rows both times."),
+			 errhint("Bind a table, or a view whose rows do not depend on a volatile function such as nextval(), clock_timestamp() or random().")));
+}
+
+/* keeps one order time of customer idx for its gaps, within the array */
+static inline void
+keep_time(ProfilePass *pass, uint32 idx, TimestampTz at)
+{
+	if (pass->times_next[idx] >= pass->times_len)
+		orders_changed();
+	pass->times[pass->times_next[idx]++] = at;
+}
+
 static void
 flush_orders(ProfilePass *pass)
 {
@@ -1153,7 +1179,7 @@ flush_orders(ProfilePass *pass)
 		if (pass->gap_mode)
 		{
 			if (e->unsorted)
-				pass->times[pass->times_next[p->id - 1]++] = p->at;
+				keep_time(pass, p->id - 1, p->at);
 		}
 		else
 		{
@@ -1256,7 +1282,7 @@ gap_row(ProfilePass *pass, TupleTableSlot *slot)
 		return;
 	id = lookup_id(pass, row.key, false);
 	if (id != 0 && entry_at(pass, id - 1)->unsorted)
-		pass->times[pass->times_next[id - 1]++] = row.at;
+		keep_time(pass, id - 1, row.at);
 }
 
 static void
@@ -1874,6 +1900,7 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 
 		pass->times_next = MemoryContextAllocHuge(pass->cxt, sizeof(uint32) * pass->n);
 		pass->times = MemoryContextAllocHuge(pass->cxt, sizeof(TimestampTz) * unsorted);
+		pass->times_len = unsorted;
 		for (uint32 id = 0; id < pass->n; id++)
 		{
 			pass->times_next[id] = (uint32) pos;
@@ -1900,7 +1927,7 @@ run_pass(ProfilePass *pass, FunctionCallInfo fcinfo)
 			t = pass->times + pos;
 			pos += e->count;
 			if (pass->times_next[id] != pos)
-				elog(ERROR, "the orders changed while the profile pass read them");
+				orders_changed();
 			qsort(t, e->count, sizeof(TimestampTz), cmp_int64);
 			e->gap_sq = 0;
 			for (int32 i = 1; i < e->count; i++)

@@ -422,6 +422,9 @@ automation_select_as(PG_FUNCTION_ARGS)
 	query = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	/* a composite key would come back as its fields: bind refuses those */
+	if (rsinfo->setDesc->natts != 1)
+		elog(ERROR, "automation._select_as returns one column, not %d", rsinfo->setDesc->natts);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -171,6 +171,15 @@ BEGIN
 
         IF classes[i] LIKE 'key:%' THEN
             PERFORM automation._check_key_type(relation::text, columns[i], att.atttypid::regtype);
+            -- (the extension's tables take the key's type without its
+            -- modifier: a character(12) key would be stored as character(1))
+            IF att.atttypid IN ('bpchar'::regtype, 'bit'::regtype) AND att.atttypmod >= 0 THEN
+                RAISE EXCEPTION 'column "%" of relation % cannot be used as a key', columns[i], relation
+                    USING ERRCODE = 'datatype_mismatch',
+                          DETAIL = format('Its type %s has a fixed length; keys are stored without it.',
+                                          format_type(att.atttypid, att.atttypmod)),
+                          HINT = format('Bind a view of %s that casts the key to text or varchar.', relation);
+            END IF;
             key_kind := substr(classes[i], 5);
             key_map := key_map || jsonb_build_object(key_kind, format_type(att.atttypid, NULL));
         END IF;

@@ -3,7 +3,7 @@
 -- NaN, infinite, negative and NULL totals, which the profiles skip and the
 -- predictions leave out alike.
 BEGIN;
-SELECT plan(7);
+SELECT plan(8);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA oshop;
@@ -29,6 +29,19 @@ SELECT lives_ok($$SELECT automation.fit_models(now => '2026-11-01 00:00+00')$$, 
 SELECT results_eq($$SELECT x, mean_value >= 0 AND mean_value < 'Infinity' FROM automation.customer_prediction WHERE customer_key = '3'$$,
                   $$SELECT (SELECT order_count - 1 FROM automation.customer_profile WHERE customer_key = 3), true$$,
                   'the predictions count the orders the profile counts, and no NaN or infinity reaches them');
+
+-- A bound view whose rows depend on a volatile function gives other rows
+-- when the pass reads the orders again (for the customers whose orders came
+-- out of time order): a clear error, and nothing written past the times
+-- the pass made room for.
+CREATE SEQUENCE oshop.reads;
+CREATE TABLE oshop.shifting (id bigint, customer_id bigint, placed_at timestamptz, total numeric);
+INSERT INTO oshop.shifting VALUES (1, 1, '2026-01-01', 5), (2, 1, '2026-01-02', 5), (3, 1, '2026-03-01', 5), (4, 1, '2026-02-01', 5);
+CREATE VIEW oshop.shifting_orders AS SELECT * FROM oshop.shifting WHERE nextval('oshop.reads') > 2;
+SELECT automation.bind_orders('oshop.shifting_orders', 'customer_id', 'placed_at', 'total', order_id_column => 'id');
+SELECT throws_ok($$SELECT automation.refresh_profiles(true, '2026-11-01 00:00+00')$$, '55000',
+                 'the bound orders gave other rows when the profile pass read them again',
+                 'orders that read back as more rows the second time are refused');
 
 SELECT * FROM finish();
 ROLLBACK;
