@@ -63,6 +63,10 @@ SELECT automation.bind_orders('bshop.orders', 'point', 'placed', 'total');
 -- an array key: a key is one value
 SELECT automation.bind_orders('bshop.orders', 'tags', 'placed', 'total');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- counted statuses as a two-dimensional array
+SELECT automation.bind_orders('bshop.orders', 'customer_id', 'placed', 'total', status_column => 'status',
+                              counted_statuses => '{{paid}}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 -- a composite key: a key is one value
 CREATE TYPE bshop.pair AS (a integer, b text);
 CREATE VIEW bshop.pair_orders AS SELECT row(customer_id, 'x')::bshop.pair AS pair, placed, total FROM bshop.orders;

@@ -55,6 +55,15 @@ SELECT automation.create_journey('j1', 'segment_entered', '{"segment": "space_pi
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'segment_entered');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'segment_entered', '{"segment": null}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'order_status', '{"status": null}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'order_status', '{"status": ["shipped"]}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- a segment to leave, where the trigger enrolls no segment's members
+SELECT automation.create_journey('j1', 'signup', exit_on => ARRAY['left_segment']);
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'order_placed', exit_on => ARRAY['converted']);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'order_placed', exit_on => ARRAY['bored']);
@@ -74,6 +83,11 @@ SELECT automation.add_step('reminder', '-1 hour', 'x');
 SELECT automation.add_step('reminder', '1 hour', '');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('reminder', '1 hour', NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', at_preferred_hour => NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- a text message, with no phone numbers bound
+SELECT automation.add_step('reminder', '1 hour', 'x', channel => 'sms');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('nobody', '1 hour', 'x');
 \echo sqlstate :LAST_ERROR_SQLSTATE
@@ -135,6 +149,17 @@ ROLLBACK;
 SELECT * FROM automation.tick(NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT * FROM automation.tick('infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+
+-- a segment a journey enrolls the members of stays while the journey does
+SELECT automation.define_segment('big_spenders', 'p.total_spent > 1000');
+SELECT automation.create_journey('thanks_big', 'segment_entered', '{"segment": "big_spenders"}');
+SELECT automation.drop_segment('big_spenders');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.drop_journey('thanks_big');
+SELECT automation.drop_segment('big_spenders');
+-- the carts stay bound while an enabled journey reads them
+SELECT automation.unbind('carts');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- pausing and dropping

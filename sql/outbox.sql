@@ -89,6 +89,15 @@ SELECT * FROM automation.claim(10, '1 year', 'email');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT * FROM automation.claim(10, '5 minutes', NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- (the owner may replay a moment, but not one at infinity: the lease
+-- would never run out)
+SELECT * FROM automation.claim(10, '5 minutes', 'email', now => 'infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.ack(ARRAY[1::bigint], now => 'infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+-- an address longer than any address
+SELECT automation.suppress(repeat('x', 1001) || '@example.com');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 -- a channel nobody writes to is simply empty
 SELECT count(*) FROM automation.claim(10, '5 minutes', 'fax');
 

@@ -76,9 +76,13 @@ SELECT automation.expected_spend(2, 'NaN', 6.25, 3.74, 15.44);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.expected_spend(2, NULL, 6.25, 3.74, 15.44);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- no history, no prediction (as p_alive and expected_purchases)
+SELECT automation.expected_spend(NULL, 10, 6.25, 3.74, 15.44) IS NULL AS no_prediction;
 
 -- Fitting needs bound orders.
 SELECT * FROM automation.fit_models();
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT * FROM automation.fit_models(calibration_end => '-infinity');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
 -- A small shop.

@@ -737,11 +737,15 @@ automation_bgnbd_expected_purchases(PG_FUNCTION_ARGS)
 Datum
 automation_gg_expected_spend(PG_FUNCTION_ARGS)
 {
-	double		x = PG_GETARG_FLOAT8(0);
+	double		x;
 	double		m = PG_ARGISNULL(1) ? NAN : PG_GETARG_FLOAT8(1);
 	double		par[3];
 	int			i;
 
+	/* (no history, no prediction: as p_alive and expected_purchases) */
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	x = PG_GETARG_FLOAT8(0);
 	for (i = 0; i < 3; i++)
 	{
 		if (PG_ARGISNULL(2 + i))

@@ -81,3 +81,12 @@ BEGIN
     END IF;
 END
 $$;
+
+-- _load(): loads the library, and with it the automation.* settings and
+-- their checks.  Without shared_preload_libraries a session's SET of one
+-- is taken unchecked until then (an unknown time zone, say); loaded, the
+-- library warns of such a value and puts the default in its place.
+CREATE FUNCTION automation._load()
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'automation_load';

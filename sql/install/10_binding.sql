@@ -220,9 +220,11 @@ REVOKE ALL ON FUNCTION automation._bind(text, regclass, text[], name[], text[], 
 
 -- customer_key_type(): the type of the shop's customer key, from whichever
 -- binding holds one (they agree), or NULL when nothing with a customer is bound.
+-- As the owner: analysts may call it, and do not read automation.source.
 CREATE FUNCTION automation.customer_key_type()
 RETURNS regtype
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT (s.keys ->> 'customer')::regtype
@@ -382,6 +384,11 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Name the column of the orders that holds their status, or leave counted_statuses NULL to count every order.';
         END IF;
+        IF array_ndims(counted_statuses) > 1 THEN
+            RAISE EXCEPTION 'counted_statuses must be a one-dimensional array'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example ARRAY[''paid'', ''shipped''].';
+        END IF;
         IF cardinality(counted_statuses) = 0 OR array_position(counted_statuses, NULL) IS NOT NULL THEN
             RAISE EXCEPTION 'counted_statuses must list at least one status and no NULL'
                 USING ERRCODE = 'invalid_parameter_value',
@@ -502,6 +509,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     kinds text[] := ARRAY['orders', 'order_lines', 'customers', 'carts', 'cart_lines', 'products', 'signups'];
+    needed_by text[];
 BEGIN
     IF kind IS NULL THEN
         RAISE EXCEPTION 'kind must not be null'
@@ -516,6 +524,18 @@ BEGIN
     IF NOT FOUND THEN
         RAISE NOTICE 'nothing is bound as %', kind;
         RETURN false;
+    END IF;
+    -- The enabled journeys whose triggers read what goes, or which write
+    -- messages at all (to customers): left in place, every tick would fail
+    -- on them.  (The error undoes the unbind.)
+    SELECT array_agg(j.name ORDER BY j.name) INTO needed_by
+      FROM automation.journey j
+     WHERE j.enabled AND (unbind.kind = 'customers' OR NOT automation._trigger_ok(j));
+    IF needed_by IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot unbind the shop''s %: enabled journeys need them', replace(kind, '_', ' ')
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = 'Needed by: ' || array_to_string(needed_by, ', ') || '.',
+                  HINT = 'Disable them first with automation.set_journey_enabled(name, false), or drop them.';
     END IF;
     PERFORM automation._retype_keys();
     RETURN true;

@@ -142,8 +142,6 @@ RETURNS record
 LANGUAGE c STRICT
 AS 'MODULE_PATHNAME', 'automation_profile_pass_counts';
 
--- _setting(name, default): an automation.* setting as text, also before the
--- library is loaded in this session.
 CREATE FUNCTION automation._profile_pass_thresholds(OUT profiles bigint,
                                                     OUT r timestamptz[], OUT r_below bigint[], OUT r_upto bigint[],
                                                     OUT f integer[], OUT f_below bigint[], OUT f_upto bigint[],
@@ -152,11 +150,20 @@ RETURNS record
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_profile_pass_thresholds';
 
+-- _setting(name, default): an automation.* setting as text, or the default
+-- when it is not set.  It loads the library first: a value set before that
+-- is checked then (see _load).
 CREATE FUNCTION automation._setting(name text, fallback text)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT coalesce(nullif(current_setting('automation.' || name, true), ''), fallback) $$;
+AS $$
+BEGIN
+    -- (the settings are checked once the library is loaded)
+    PERFORM automation._load();
+    RETURN coalesce(nullif(current_setting('automation.' || name, true), ''), fallback);
+END
+$$;
 
 -- _rfm_group(r, f): the RFM group of a pair of recency and frequency scores.
 -- The same grid is in src/profile.c; every (r, f) falls in exactly one group.
@@ -600,6 +607,7 @@ REVOKE ALL ON FUNCTION automation._profile_queries() FROM PUBLIC;
 CREATE FUNCTION automation.change_capture_enabled()
 RETURNS boolean
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT FROM pg_trigger t JOIN automation.source s

@@ -205,6 +205,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = format('It was defined by role %I.', existing.defined_by);
     END IF;
+    -- (a journey that enrolls its members would never enroll anyone again,
+    -- and would take a segment defined later under the name for this one)
+    IF EXISTS (SELECT FROM automation.journey j WHERE j.trigger_options ->> 'segment' = drop_segment.name) THEN
+        RAISE EXCEPTION 'cannot drop segment "%": journeys enroll its members', name
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = 'Journeys on it: ' || (SELECT string_agg(j.name, ', ' ORDER BY j.name) FROM automation.journey j
+                                                   WHERE j.trigger_options ->> 'segment' = drop_segment.name) || '.',
+                  HINT = 'Drop them first with automation.drop_journey().';
+    END IF;
     DELETE FROM automation.segment s WHERE s.name = drop_segment.name;
 END
 $$;

@@ -489,6 +489,8 @@ BEGIN
                   DETAIL = 'A mailer acts at the server''s time; only the extension''s owner replays another moment.',
                   HINT = 'Leave now out.';
     END IF;
+    -- (a lease or a finish at infinity would never run out, nor be pruned)
+    PERFORM automation._check_finite(now, 'now');
 END
 $$;
 
@@ -925,6 +927,12 @@ BEGIN
     END IF;
     IF normal = '' THEN
         RAISE EXCEPTION 'address must not be empty or blank'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- (an address is far shorter; the list's index takes at most about
+    -- 2,700 bytes, and would refuse a longer one with advice about hashes)
+    IF octet_length(normal) > 1000 THEN
+        RAISE EXCEPTION 'address must be at most 1000 bytes, not %', octet_length(normal)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF reason NOT IN ('hard_bounce', 'complaint', 'unsubscribe', 'manual') THEN

@@ -372,6 +372,7 @@ BEGIN
     END IF;
     PERFORM automation._check_finite(now, 'now');
     calibration_end := coalesce(calibration_end, now);
+    PERFORM automation._check_finite(calibration_end, 'calibration_end');
     IF calibration_end > now THEN
         RAISE EXCEPTION 'calibration_end must not be after now'
             USING ERRCODE = 'invalid_parameter_value',

@@ -270,11 +270,6 @@ CREATE TYPE automation.step_context AS (
 );
 COMMENT ON TYPE automation.step_context IS 'the columns a variant condition may use';
 
-CREATE FUNCTION automation._load()
-RETURNS void
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'automation_load';
-
 CREATE FUNCTION automation._valid_timezone(name text)
 RETURNS boolean
 LANGUAGE c STABLE PARALLEL SAFE
@@ -297,6 +292,21 @@ BEGIN
                   HINT = format('Bind them first with automation.bind_%s().', kind);
     END IF;
     RETURN s;
+END
+$$;
+
+-- _trigger_ok(journey): whether what the journey's trigger reads is bound
+-- (unbind asks before it lets a binding go).
+CREATE FUNCTION automation._trigger_ok(j automation.journey)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM automation._trigger_sql(j);
+    RETURN true;
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    RETURN false;
 END
 $$;
 
@@ -670,15 +680,15 @@ BEGIN
         RAISE EXCEPTION 'trigger options must be at most 100 years (days: 36500)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF trigger = 'order_status' AND NOT trigger_options ? 'status' THEN
-        RAISE EXCEPTION 'trigger order_status needs the option "status"'
+    IF trigger = 'order_status' AND jsonb_typeof(trigger_options -> 'status') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'trigger order_status needs the option "status", a string'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example ''{"status": "shipped"}''.';
     END IF;
     PERFORM automation._check_lifecycle_options(trigger, trigger_options);
     IF trigger IN ('segment_entered', 'campaign') THEN
-        IF NOT trigger_options ? 'segment' THEN
-            RAISE EXCEPTION 'trigger % needs the option "segment"', trigger
+        IF jsonb_typeof(trigger_options -> 'segment') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'trigger % needs the option "segment", a segment''s name', trigger
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''{"segment": "vip"}''.';
         END IF;
@@ -711,6 +721,11 @@ BEGIN
         RAISE EXCEPTION 'exit condition bought needs the trigger option "exit_if_bought"'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'For example ''{"exit_if_bought": {"categories": ["coffee capsules"]}}''.';
+    END IF;
+    IF 'left_segment' = ANY (exit_on) AND trigger NOT IN ('segment_entered', 'campaign') THEN
+        RAISE EXCEPTION 'exit condition left_segment applies to segment_entered and campaign journeys only'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Other journeys enroll no segment''s members, so there is no segment to leave.';
     END IF;
     IF trigger <> 'cart_abandoned' AND exit_on && ARRAY['converted', 'out_of_stock'] THEN
         RAISE EXCEPTION 'exit conditions converted and out_of_stock apply to cart journeys only'
@@ -750,8 +765,8 @@ DECLARE
     what text;
     code_valid interval;
 BEGIN
-    IF journey IS NULL OR wait IS NULL OR template IS NULL OR channel IS NULL THEN
-        RAISE EXCEPTION 'journey, wait, template and channel must not be null'
+    IF journey IS NULL OR wait IS NULL OR template IS NULL OR channel IS NULL OR at_preferred_hour IS NULL THEN
+        RAISE EXCEPTION 'journey, wait, template, channel and at_preferred_hour must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM FROM automation.journey j WHERE j.name = add_step.journey FOR UPDATE;
@@ -759,6 +774,13 @@ BEGIN
         RAISE EXCEPTION 'journey "%" does not exist', journey
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create it first with automation.create_journey().';
+    END IF;
+    -- (as enqueue refuses the channel: every message would be skipped)
+    IF channel = 'sms' AND EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers' AND NOT s.columns ? 'phone') THEN
+        RAISE EXCEPTION 'no phone column is bound'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Messages on channel sms go to the customer''s phone number.',
+                  HINT = 'Bind the customers again with phone_column => ''...''.';
     END IF;
     IF wait < interval '0' THEN
         RAISE EXCEPTION 'wait must not be negative'

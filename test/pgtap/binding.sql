@@ -2,7 +2,7 @@
 -- to the shop's customers without casts, and the shop's tables are never
 -- altered.
 BEGIN;
-SELECT plan(22);
+SELECT plan(25);
 
 CREATE SCHEMA kshop;
 CREATE TABLE kshop.customers (id uuid PRIMARY KEY, email text, consent boolean);
@@ -61,7 +61,14 @@ SELECT results_eq($$SELECT customer_key::text, status FROM automation.enrollment
                   'a uuid-keyed customer signs up and is enrolled, step done, in one tick');
 SELECT is((SELECT count(*) FROM automation.outbox WHERE journey = 'hello'
             AND customer_key = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'), 1::bigint, 'and gets the message');
-SELECT automation.unbind('signups');
+-- The shop's sign-ups stay bound while an enabled journey enrolls them:
+-- unbound, every tick would fail on it.
+SELECT throws_ok($$SELECT automation.unbind('signups')$$, '2BP01', 'cannot unbind the shop''s signups: enabled journeys need them',
+                 'a binding an enabled journey''s trigger reads cannot be unbound');
+SELECT throws_ok($$SELECT automation.unbind('customers')$$, '2BP01', NULL,
+                 'nor the customers, to whom every journey writes');
+SELECT automation.set_journey_enabled('hello', false);
+SELECT is(automation.unbind('signups'), true, 'with the journey disabled it can');
 DELETE FROM automation.outbox_key;
 DELETE FROM automation.outbox;
 DELETE FROM automation.enrollment;
@@ -77,6 +84,7 @@ SELECT col_type_is('automation', 'probe', 'customer_key', 'character varying',
                    'the key column follows to varchar');
 
 SELECT automation.bind_signups('kshop.members', 'handle', 'consented_at');
+SELECT automation.set_journey_enabled('hello', true);
 INSERT INTO kshop.members VALUES ('ada', 'ada@example.com', '2026-03-10 12:59+00');
 SELECT count(*) FROM automation.tick('2026-03-10 13:00+00');
 SELECT results_eq($$SELECT customer_key::text, status FROM automation.enrollment WHERE journey = 'hello'$$,

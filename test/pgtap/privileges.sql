@@ -3,7 +3,7 @@
 -- that runs as the owner; a segment predicate's function that defines a
 -- segment while the tick evaluates it.
 BEGIN;
-SELECT plan(6);
+SELECT plan(7);
 
 CREATE SCHEMA xshop;
 CREATE TABLE xshop.customers (id bigint PRIMARY KEY, email text, consent boolean);
@@ -43,6 +43,11 @@ SELECT throws_ok($$SELECT * FROM automation.related_products(ROW(1)::regress_pri
 SELECT results_eq($$SELECT kind, problem FROM automation.bindings WHERE kind = 'customers'$$,
                   $$VALUES ('customers'::text, NULL::text)$$,
                   'an analyst reads the bindings and their problems, without access to the shop''s schema');
+-- The functions the analyst role is granted work for it, without access
+-- to the extension's own tables.
+SELECT results_eq($$SELECT automation.customer_key_type(), automation.change_capture_enabled()$$,
+                  $$VALUES ('bigint'::regtype, false)$$,
+                  'an analyst asks for the customer key''s type and whether change capture is on');
 SET ROLE regress_priv_app;
 SELECT throws_ok($$SELECT automation.enqueue(ROW(1)::regress_priv.key, 'email', 'x', '{}', 'k-1')$$, '42804', NULL,
                  'and enqueue, for the application');
