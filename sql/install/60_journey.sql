@@ -379,13 +379,24 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT format('(%1$s IS NULL OR %1$s > 0)', automation._col(l, 'quantity', alias)) $$;
 
--- _ts(s, role, alias): the column as timestamptz (timestamp and date columns
--- are read in the session's time zone).
+-- _ts(s, role, alias): the column as timestamptz.  Timestamp and date
+-- columns are read in automation.default_timezone, as the profiles read
+-- them -- not in the session's TimeZone, which differs between the worker,
+-- pg_cron and an administrator's psql: read in each, one sign-up would be
+-- two moments, and two welcomes.
 CREATE FUNCTION automation._ts(s automation.source, role text, alias text)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('(%s)::timestamptz', automation._col(s, role, alias)) $$;
+AS $$
+    SELECT CASE WHEN s.column_types ->> role LIKE 'timestamp without%'
+                THEN format('(%s AT TIME ZONE %L)', automation._col(s, role, alias),
+                            automation._setting('default_timezone', 'UTC'))
+                WHEN s.column_types ->> role = 'date'
+                THEN format('(%s::timestamp AT TIME ZONE %L)', automation._col(s, role, alias),
+                            automation._setting('default_timezone', 'UTC'))
+                ELSE format('(%s)::timestamptz', automation._col(s, role, alias)) END
+$$;
 
 -- _counted(s, alias): the condition that an order counts (its status is one
 -- of counted_statuses), or true.

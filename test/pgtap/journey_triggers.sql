@@ -3,7 +3,7 @@
 -- and re-entry; and a journey made again under its old name, whose
 -- messages' dedupe keys are taken already.
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 SET LOCAL automation.default_timezone = 'UTC';
 -- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
@@ -118,6 +118,25 @@ SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-01 12:00+00')$$, 'a tic
 SELECT results_eq($$SELECT subject, anchor_at FROM automation.enrollment WHERE journey = 'refund'$$,
                   $$VALUES ('order:2:refunded'::text, '2026-06-01 11:00+00'::timestamptz)$$,
                   'the order refunded a month after it was placed is enrolled, at its refund; the one refunded in January not');
+
+-- A sign-up time without a time zone is a time in automation.default_timezone,
+-- whatever the TimeZone of the session that ticks (the worker's, pg_cron's,
+-- an administrator's): seen by two sessions, it is one moment and one
+-- enrollment, as the profiles see it.
+CREATE TABLE tshop.signups (customer_id text, signed_up_at timestamp);
+INSERT INTO tshop.signups VALUES ('ada', '2026-06-01 10:00');
+SELECT automation.bind_signups('tshop.signups', 'customer_id', 'signed_up_at');
+SELECT automation.create_journey('hello_again', 'signup', reentry => 'each_time', purpose => 'transactional');
+SELECT automation.add_step('hello_again', '0', 'hello');
+SET LOCAL automation.default_timezone = 'America/New_York';
+SET LOCAL TimeZone = 'UTC';
+SELECT count(*) FROM automation.tick('2026-06-01 15:30+00');
+SET LOCAL TimeZone = 'America/New_York';
+SELECT count(*) FROM automation.tick('2026-06-01 15:40+00');
+RESET TimeZone;
+SELECT results_eq($$SELECT subject, anchor_at FROM automation.enrollment WHERE journey = 'hello_again'$$,
+                  $$VALUES ('signup:ada:2026-06-01T14:00:00.000000Z'::text, '2026-06-01 14:00+00'::timestamptz)$$,
+                  'a sign-up at 10:00 in New York, ticked in a UTC session and then a New York one: enrolled once, at 14:00 UTC');
 
 SELECT * FROM finish();
 ROLLBACK;
