@@ -60,6 +60,12 @@ BEGIN
     PERFORM automation._load();
     ready := automation._new_enrollments(false);
     grace := make_interval(mins => (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.trigger_grace'));
+    -- A moment the shop keeps as a date is midnight of that day: a row
+    -- written later in the day lies behind the last look by up to a day.
+    IF EXISTS (SELECT FROM automation.source s, jsonb_each_text(s.column_types) t
+                WHERE s.kind IN ('orders', 'carts', 'signups') AND t.value = 'date') THEN
+        grace := grace + interval '1 day';
+    END IF;
     -- Each journey is locked as a foreign key check would lock it (the
     -- enrollments have none, see automation._journey_deleted): it cannot be
     -- dropped while its enrollments are written.

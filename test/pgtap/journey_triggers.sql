@@ -3,7 +3,7 @@
 -- and re-entry; and a journey made again under its old name, whose
 -- messages' dedupe keys are taken already.
 BEGIN;
-SELECT plan(25);
+SELECT plan(26);
 
 SET LOCAL automation.default_timezone = 'UTC';
 -- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
@@ -137,6 +137,17 @@ RESET TimeZone;
 SELECT results_eq($$SELECT subject, anchor_at FROM automation.enrollment WHERE journey = 'hello_again'$$,
                   $$VALUES ('signup:ada:2026-06-01T14:00:00.000000Z'::text, '2026-06-01 14:00+00'::timestamptz)$$,
                   'a sign-up at 10:00 in New York, ticked in a UTC session and then a New York one: enrolled once, at 14:00 UTC');
+
+-- A sign-up kept as a date is midnight of that day; one written in the
+-- afternoon is found all the same, by a tick a few minutes later.
+ALTER TABLE tshop.signups ALTER COLUMN signed_up_at TYPE date;
+SELECT automation.bind_signups('tshop.signups', 'customer_id', 'signed_up_at');
+SELECT count(*) FROM automation.tick('2026-06-02 15:00+00');
+INSERT INTO tshop.signups VALUES ('bob', '2026-06-02');
+SELECT count(*) FROM automation.tick('2026-06-02 15:10+00');
+SELECT results_eq($$SELECT subject, anchor_at FROM automation.enrollment WHERE journey = 'hello_again' AND customer_key = 'bob'$$,
+                  $$VALUES ('signup:bob:2026-06-02T04:00:00.000000Z'::text, '2026-06-02 04:00+00'::timestamptz)$$,
+                  'a sign-up dated today, written in the afternoon, is enrolled at the next tick (at midnight in New York)');
 
 SELECT * FROM finish();
 ROLLBACK;
