@@ -286,7 +286,11 @@ DECLARE
     b_lines automation.source;
     b_products automation.source;
     b_order_lines automation.source;
-    variant_case text;
+    variant_journeys text[];
+    variant_steps integer[];
+    variant_arms text[];
+    variant_sql text;
+    problem text;
     sent bigint;
     popular_rows bigint;
     need_segment boolean;
@@ -764,9 +768,9 @@ BEGIN
 
     -- Variants: the first condition that holds, or the split bucket.
     IF need_variant THEN
-    SELECT 'CASE ' || string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
-                                        s.journey, s.step, s.arms), ' ') || ' END'
-      INTO variant_case
+    SELECT array_agg(s.journey ORDER BY s.journey, s.step), array_agg(s.step ORDER BY s.journey, s.step),
+           array_agg(s.arms ORDER BY s.journey, s.step)
+      INTO variant_journeys, variant_steps, variant_arms
       -- (the splits share the buckets the holdout leaves, 0-99 rescaled
       -- over them: taken from bucket 0 up, the holdout came out of the
       -- first split alone)
@@ -786,9 +790,9 @@ BEGIN
                                    FROM jsonb_array_elements(s.variants) WITH ORDINALITY e(value, ord)) v
              WHERE (s.journey, s.step) IN (SELECT journey, step FROM automation_due WHERE send_at IS NOT NULL)
              GROUP BY 1, 2) s;
-    IF variant_case IS NOT NULL THEN
+    IF variant_arms IS NOT NULL THEN
         -- The conditions see only the context columns (automation.step_context).
-        EXECUTE format($q$
+        variant_sql := $q$
             UPDATE automation_due d SET variant = (
                 SELECT %s
                   FROM (SELECT (ROW(
@@ -804,7 +808,33 @@ BEGIN
                             )::automation.step_context).*
                           FROM (SELECT 1) one
                           LEFT JOIN automation.customer_profile p ON p.customer_key = d.customer_key) ctx)
-             WHERE d.send_at IS NOT NULL$q$, variant_case);
+             WHERE d.send_at IS NOT NULL AND %s$q$;
+        BEGIN
+            EXECUTE format(variant_sql,
+                           'CASE ' || (SELECT string_agg(format('WHEN d.journey = %L AND d.step = %s THEN (CASE %s END)',
+                                                                variant_journeys[i], variant_steps[i], variant_arms[i]), ' ')
+                                         FROM generate_subscripts(variant_arms, 1) i) || ' END',
+                           'true');
+        EXCEPTION WHEN OTHERS THEN
+            -- A condition that fails on this tick's messages (a division by
+            -- an order count of 0, say; checked when defined, it ran on
+            -- NULLs): step by step, so that one broken step holds back its
+            -- own messages only -- for an hour, with a warning naming it --
+            -- and not every tick.
+            FOR i IN 1 .. cardinality(variant_arms) LOOP
+                BEGIN
+                    EXECUTE format(variant_sql, format('CASE %s END', variant_arms[i]),
+                                   format('d.journey = %L AND d.step = %s', variant_journeys[i], variant_steps[i]));
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS problem = MESSAGE_TEXT;
+                    RAISE WARNING 'the variants of step % of journey "%" failed: %', variant_steps[i], variant_journeys[i], problem
+                        USING DETAIL = 'Its messages due now wait an hour (decision deferred, variant_failed).',
+                              HINT = 'Fix the condition: drop the journey and define it again, or pause it with automation.set_journey_enabled().';
+                    UPDATE automation_due d SET send_at = now + interval '1 hour', defer_reason = 'variant_failed'
+                     WHERE d.journey = variant_journeys[i] AND d.step = variant_steps[i] AND d.send_at IS NOT NULL;
+                END;
+            END LOOP;
+        END;
     END IF;
     END IF;
 

@@ -3,7 +3,7 @@
 -- and re-entry; and a journey made again under its old name, whose
 -- messages' dedupe keys are taken already.
 BEGIN;
-SELECT plan(26);
+SELECT plan(29);
 
 SET LOCAL automation.default_timezone = 'UTC';
 -- Caps are tested elsewhere; here two journeys may write to Ada in one tick.
@@ -148,6 +148,25 @@ SELECT count(*) FROM automation.tick('2026-06-02 15:10+00');
 SELECT results_eq($$SELECT subject, anchor_at FROM automation.enrollment WHERE journey = 'hello_again' AND customer_key = 'bob'$$,
                   $$VALUES ('signup:bob:2026-06-02T04:00:00.000000Z'::text, '2026-06-02 04:00+00'::timestamptz)$$,
                   'a sign-up dated today, written in the afternoon, is enrolled at the next tick (at midnight in New York)');
+
+-- A variant's condition that fails on a tick's messages (checked when
+-- defined, it ran on NULLs) holds back its own step's messages, for an
+-- hour and with a warning, not the tick: the other journeys' go out.
+SELECT automation.create_journey('risky', 'order_placed', purpose => 'transactional');
+SELECT automation.add_step('risky', '0', 'risky', variants => '[{"name": "a", "when": "100 / (order_count - order_count) > 1"}]');
+SELECT automation.create_journey('steady', 'order_placed', purpose => 'transactional');
+SELECT automation.add_step('steady', '0', 'steady', variants => '[{"name": "b", "when": "order_count >= 1"}]');
+SELECT count(*) FROM automation.tick('2026-06-02 15:20+00');
+INSERT INTO tshop.orders VALUES (20, 'ada', '2026-06-02 15:25+00', 10, 'paid');
+SET LOCAL client_min_messages = error;
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-06-02 15:30+00')$$,
+                'a tick whose variant condition divides by zero on Ada''s new order');
+RESET client_min_messages;
+SELECT results_eq($$SELECT journey, variant FROM automation.outbox WHERE journey IN ('risky', 'steady')$$,
+                  $$VALUES ('steady'::text, 'b'::text)$$, 'the other journey''s message goes out, with its variant');
+SELECT results_eq($$SELECT decision, reason FROM automation.decision_log WHERE journey = 'risky' AND decision <> 'enrolled'$$,
+                  $$VALUES ('deferred'::text, 'variant_failed until 2026-06-02 16:30:00+00'::text)$$,
+                  'the broken step''s message waits an hour, noted as such');
 
 SELECT * FROM finish();
 ROLLBACK;
