@@ -162,12 +162,26 @@ SELECT automation.drop_segment('big_spenders');
 SELECT automation.unbind('carts');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 
+-- the reports, when a bound relation is gone: the binding is named
+ALTER TABLE rshop.orders RENAME TO orders_gone;
+SELECT count(*) FROM automation.journey_stats;
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM automation.cart_abandonment_stats;
+\echo sqlstate :LAST_ERROR_SQLSTATE
+ALTER TABLE rshop.orders_gone RENAME TO orders;
+
 -- pausing and dropping
 SELECT automation.set_journey_enabled('reminder', false);
 SELECT name, enabled FROM automation.journey;
 SELECT automation.set_journey_enabled('nobody', false);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.set_journey_enabled('reminder', NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.drop_journey(NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.drop_segment(NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT * FROM automation.segment_members(NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 -- a cart link that does not say where the cart goes
 SET automation.cart_url = 'https://shop.example/cart';

@@ -29,6 +29,9 @@ SELECT format_type(atttypid, NULL) AS outbox_key_type
 SELECT automation.enqueue(1, 'email', 'welcome', '{"first_name": "Ada"}', 'w-1', now => '2026-01-01 10:00+00');
 SELECT automation.enqueue(1, 'email', 'welcome', '{"first_name": "Ada"}', 'w-1', now => '2026-01-01 10:00+00');
 SELECT automation.enqueue('2'::text, 'email', 'welcome', '{}', 'w-2', now => '2026-01-01 10:00+00');
+-- a key as text that is no key of the shop's type
+SELECT automation.enqueue('two'::text, 'email', 'welcome', '{}', 'w-two', now => '2026-01-01 10:00+00');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.enqueue(2, 'email', 'receipt', '{"order": 7}', 'r-2', purpose => 'transactional',
                           now => '2026-01-01 10:00+00');
 SELECT automation.enqueue(4, 'email', 'winback', '{}', 'b-4', send_after => '2026-01-01 12:00+00',

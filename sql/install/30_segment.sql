@@ -190,6 +190,10 @@ AS $$
 DECLARE
     existing automation.segment;
 BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     SELECT * INTO existing FROM automation.segment s WHERE s.name = drop_segment.name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'segment "%" does not exist', name
@@ -377,6 +381,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF NOT EXISTS (SELECT FROM automation.segment s WHERE s.name = segment_members.name) THEN
         RAISE EXCEPTION 'segment "%" does not exist', name
             USING ERRCODE = 'undefined_object',

@@ -423,7 +423,14 @@ BEGIN
                   DETAIL = 'Messages on channel sms go to the customer''s phone number.',
                   HINT = 'Bind the customers again with phone_column => ''...''.';
     END IF;
-    SELECT * INTO c FROM automation._customer_lookup(ARRAY[key_text]);
+    BEGIN
+        SELECT * INTO c FROM automation._customer_lookup(ARRAY[key_text]);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        -- (a key given as text that is no key of the shop's type)
+        RAISE EXCEPTION 'customer key "%" is not a valid %', key_text, automation.customer_key_type()
+            USING ERRCODE = 'invalid_text_representation',
+                  DETAIL = 'The shop''s customers are keyed by that type; a key given as text must read as one.';
+    END;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'customer % does not exist', key_text
             USING ERRCODE = 'invalid_parameter_value',

@@ -905,6 +905,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     DELETE FROM automation.journey j WHERE j.name = drop_journey.name;
     IF NOT FOUND THEN
         RAISE NOTICE 'journey "%" does not exist', name;

@@ -147,6 +147,9 @@ DECLARE
     window_ interval;
 BEGIN
     PERFORM automation._load();
+    -- (a relation gone or changed under its binding: named, not the
+    -- statement below failing on it)
+    PERFORM automation._check_binding(b) FROM automation.source b ORDER BY automation._binding_order(b.kind);
     window_ := current_setting('automation.attribution_window')::interval;
     -- The counted orders, a subquery in each place below (a CTE read once
     -- per enrollment would be a scan of every order per enrollment).
@@ -230,6 +233,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM automation._load();
+    PERFORM automation._check_binding(b) FROM automation.source b ORDER BY automation._binding_order(b.kind);
     -- A cart is recovered when its journey ended on the cart converting or
     -- an order; and, when the reminders went out and the journey ended
     -- without either, when the customer ordered after leaving it -- while
