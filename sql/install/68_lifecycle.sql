@@ -812,23 +812,27 @@ BEGIN
     WHEN 'campaign' THEN
         -- send_at read as a wall-clock time in the default zone; with
         -- local_time each member gets it at that clock time in their own
-        -- zone (the profile's, else the default).  Members are enrolled from
-        -- the moment the earliest zone reaches it until a lookback after the
-        -- latest zone passed it.
+        -- zone (the bound customers' zone column, else the default -- also
+        -- for a member without orders, who has no profile).  Members are
+        -- enrolled from the moment the earliest zone reaches it until a
+        -- lookback after the latest zone passed it.
         RETURN format($q$
             SELECT 'customer:' || m.customer_key::text, m.customer_key, a.at,
                    jsonb_build_object('campaign', %1$L, 'segment', m.segment)
               FROM automation.segment_member m
-              LEFT JOIN automation.customer_profile p ON p.customer_key = m.customer_key
+              LEFT JOIN (%7$s) z ON z.customer_key = m.customer_key
              CROSS JOIN LATERAL (SELECT CASE WHEN %2$s THEN (%3$L::timestamptz AT TIME ZONE %4$L) AT TIME ZONE
-                                                           CASE WHEN automation._valid_timezone(p.timezone) THEN p.timezone ELSE %4$L END
+                                                           CASE WHEN automation._valid_timezone(z.timezone) THEN z.timezone ELSE %4$L END
                                              ELSE %3$L::timestamptz END AS at) a
              WHERE m.segment = %5$L AND m.exited_at IS NULL
                AND $1 >= %3$L::timestamptz - CASE WHEN %2$s THEN interval '26 hours' ELSE interval '0' END
                AND $1 < %3$L::timestamptz + CASE WHEN %2$s THEN interval '26 hours' ELSE interval '0' END + %6$s$q$,
             j.name, CASE WHEN coalesce((j.trigger_options ->> 'local_time')::boolean, true) THEN 'true' ELSE 'false' END,
             j.trigger_options ->> 'send_at', tz,
-            j.trigger_options ->> 'segment', lookback);
+            j.trigger_options ->> 'segment', lookback,
+            CASE WHEN EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers' AND s.columns ? 'timezone')
+                 THEN format('SELECT c.customer_key, c.timezone FROM (%s) c', automation._customers_sql())
+                 ELSE 'SELECT p.customer_key, p.timezone FROM automation.customer_profile p' END);
     END CASE;
 END
 $$;

@@ -1,7 +1,7 @@
 -- Quarterly VIP rewards, loyalty milestones, basket tags and campaigns in
 -- simulated time.
 BEGIN;
-SELECT plan(37);
+SELECT plan(38);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -163,6 +163,19 @@ SELECT lives_ok($$SELECT * FROM automation.tick('2026-09-20 12:30+00')$$, 'a tic
 SELECT results_eq($$SELECT customer_key, template FROM automation.outbox WHERE journey = 'mug_fan'$$,
                   $$VALUES ('quinn'::text, 'mug_fan_hello'::text)$$,
                   'Quinn, tagged by a purchase after the rule, is enrolled and sent the message');
+
+-- A campaign at a clock time reaches a member who never ordered (and has
+-- no profile) at that time in the zone the shop keeps for them.
+INSERT INTO tshop.customers VALUES ('quy', 'quy@example.com', true, 'Asia/Tokyo');
+CREATE TABLE tshop.signups (customer_id text, at timestamptz);
+INSERT INTO tshop.signups VALUES ('quy', '2026-09-20 12:35+00');
+SELECT automation.bind_signups('tshop.signups', 'customer_id', 'at');
+SELECT count(*) FROM automation.tick('2026-09-20 12:40+00');
+SELECT automation.schedule_campaign('tokyo_days', 'newsletter_only', 'tokyo_days_sale', '{}', '2026-09-22 09:00+00');
+SELECT count(*) FROM automation.tick('2026-09-22 00:05+00');
+SELECT results_eq($$SELECT customer_key, send_after FROM automation.outbox WHERE journey = 'tokyo_days'$$,
+                  $$VALUES ('quy'::text, '2026-09-22 00:05+00'::timestamptz)$$,
+                  'Quy in Tokyo, who never ordered, has it at 9:00 his time (00:00 UTC)');
 
 SELECT * FROM finish();
 ROLLBACK;
