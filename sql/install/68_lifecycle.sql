@@ -747,19 +747,28 @@ BEGIN
         c := automation._src('customers', what);
         PERFORM automation._need_column(c, 'birth_date', what);
         -- The birthday in the year now + days_before falls in, and in the
-        -- year before (around new year), local midnight in the default zone.
+        -- year before (around new year), at midnight in the customer's own
+        -- zone (the bound zone column, else the default).  The trigger
+        -- looks once a day (in the default zone), and takes the birthdays
+        -- whose moment comes within the day ahead as well: enrolled for
+        -- later, a customer east of the default zone is not reached only
+        -- after their day has half gone, nor one west of it a day early.
         RETURN format($q$
             SELECT 'birthday:' || %1$s::text || ':' || y.y, %1$s, b.at - make_interval(days => %2$s),
                    jsonb_build_object('birthday', b.day, 'payload', jsonb_build_object('birthday', b.day))
               FROM %3$s c
              CROSS JOIN LATERAL (SELECT DISTINCT extract(year FROM (x AT TIME ZONE %4$L))::int AS y
-                                   FROM unnest(ARRAY[$1 + make_interval(days => %2$s), $1 - %5$s + make_interval(days => %2$s)]) x) y
+                                   FROM unnest(ARRAY[$1 + make_interval(days => %2$s + 1), $1 - %5$s + make_interval(days => %2$s)]) x) y
              CROSS JOIN LATERAL (SELECT make_date(y.y, extract(month FROM %6$s)::int, 1) + (extract(day FROM %6$s)::int - 1) AS day) d
-             CROSS JOIN LATERAL (SELECT d.day AS day, (d.day::timestamp AT TIME ZONE %4$L) AS at) b
+             CROSS JOIN LATERAL (SELECT d.day AS day, (d.day::timestamp AT TIME ZONE %7$s) AS at) b
              WHERE %6$s IS NOT NULL
-               AND b.at - make_interval(days => %2$s) <= $1 AND b.at - make_interval(days => %2$s) > $1 - %5$s$q$,
+               AND b.at - make_interval(days => %2$s) <= $1 + interval '1 day' AND b.at - make_interval(days => %2$s) > $1 - %5$s$q$,
             automation._col(c, 'customer', 'c'), coalesce((j.trigger_options ->> 'days_before')::int, 7), automation._rel(c),
-            tz, lookback, automation._col(c, 'birth_date', 'c'));
+            tz, lookback, automation._col(c, 'birth_date', 'c'),
+            CASE WHEN c.columns ? 'timezone'
+                 THEN format('CASE WHEN automation._valid_timezone((%1$s)::text) THEN (%1$s)::text ELSE %2$L END',
+                             automation._col(c, 'timezone', 'c'), tz)
+                 ELSE quote_literal(tz) END);
     WHEN 'quarter_start' THEN
         o := automation._src('orders', what);
         -- Last quarter's counted spend per customer, the highest tier it

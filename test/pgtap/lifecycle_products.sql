@@ -1,7 +1,7 @@
 -- Cross-sell, drip and anniversary presets in simulated time: what was
 -- bought decides what comes, and when.
 BEGIN;
-SELECT plan(21);
+SELECT plan(22);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -120,6 +120,24 @@ SELECT lives_ok($$SELECT * FROM automation.tick('2028-06-08 12:00+00'); SELECT *
 SELECT results_eq($$SELECT customer_key, template, payload ->> 'birthday' FROM automation.outbox WHERE journey = 'anniversary_birthday'$$,
                   $$VALUES ('jon'::text, 'birthday'::text, '2028-06-15'::text)$$,
                   'Jon is greeted once; Kai gave no consent');
+
+-- A birthday begins at midnight in the customer's own zone: in Auckland
+-- half a day before UTC's, in Los Angeles seven hours after.
+ALTER TABLE tshop.customers ADD COLUMN tz text;
+INSERT INTO tshop.customers (id, email, consent, birthday, tz) VALUES
+    ('ana', 'ana@example.com', true, '1990-07-02', 'Pacific/Auckland'),
+    ('lou', 'lou@example.com', true, '1990-07-02', 'America/Los_Angeles');
+SELECT automation.bind_customers('tshop.customers', 'id', 'email', 'consent', birth_date_column => 'birthday',
+                                 timezone_column => 'tz');
+SELECT automation.create_journey('bday_local', 'birthday', '{"days_before": 0}');
+SELECT automation.add_step('bday_local', '0', 'happy_birthday');
+SELECT count(*) FROM automation.tick('2028-07-01 00:30+00');
+SELECT count(*) FROM automation.tick('2028-07-01 12:30+00');
+SELECT count(*) FROM automation.tick('2028-07-02 00:30+00');
+SELECT count(*) FROM automation.tick('2028-07-02 07:30+00');
+SELECT results_eq($$SELECT customer_key, send_after FROM automation.outbox WHERE journey = 'bday_local' ORDER BY 1$$,
+                  $$VALUES ('ana'::text, '2028-07-01 12:30+00'::timestamptz), ('lou', '2028-07-02 07:30+00')$$,
+                  'each is greeted on the birthday in their own zone: Ana in Auckland, Lou in Los Angeles');
 
 SELECT * FROM finish();
 ROLLBACK;
