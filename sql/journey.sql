@@ -170,6 +170,12 @@ SELECT count(*) FROM automation.cart_abandonment_stats;
 \echo sqlstate :LAST_ERROR_SQLSTATE
 ALTER TABLE rshop.orders_gone RENAME TO orders;
 
+-- a step at the preferred hour 02:00 on the night summer time begins in
+-- Berlin (02:00 is skipped): due at 03:01 local, it goes then, not a day
+-- later; on a normal night, at 02:00
+SELECT automation._at_hour('2027-03-28 01:01+00', 'Europe/Berlin', 2) AT TIME ZONE 'UTC' AS skipped_hour,
+       automation._at_hour('2027-03-21 00:30+00', 'Europe/Berlin', 2) AT TIME ZONE 'UTC' AS normal_night;
+
 -- pausing and dropping
 SELECT automation.set_journey_enabled('reminder', false);
 SELECT name, enabled FROM automation.journey;

@@ -193,13 +193,18 @@ AS $$
 $$;
 
 -- _at_hour(ts, tz, hour): the first moment at or after ts when the local
--- clock in tz shows that full hour.
+-- clock in tz shows that full hour.  On the day the clocks skip it (02:00
+-- when summer time begins), the hour after the moment it would have been
+-- counts as it: a message due then is not put off a day.
 CREATE FUNCTION automation._at_hour(ts timestamptz, tz text, hour integer)
 RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN extract(hour FROM ts AT TIME ZONE tz) = hour THEN ts
+                WHEN ts >= ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz)
+                     AND ts < ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz) + interval '1 hour'
+                THEN ts
                 WHEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz) >= ts
                 THEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz)
                 ELSE ((date_trunc('day', ts AT TIME ZONE tz) + interval '1 day' + make_interval(hours => hour)) AT TIME ZONE tz) END
