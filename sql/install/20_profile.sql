@@ -98,9 +98,11 @@ CREATE TABLE automation.profile_refresh (
     skipped_bad_total bigint NOT NULL,
     rescored boolean NOT NULL DEFAULT true,
     duration interval NOT NULL,
+    timezone text,
     CONSTRAINT profile_refresh_pkey PRIMARY KEY (refresh_id)
 );
 COMMENT ON TABLE automation.profile_refresh IS 'log of profile refreshes: mode, customers written, orders read and bad orders skipped';
+COMMENT ON COLUMN automation.profile_refresh.timezone IS 'automation.default_timezone as the refresh read it: the zone of the quarters, the days and the preferred hours of customers without their own';
 COMMENT ON COLUMN automation.profile_refresh.rescored IS 'whether the population-wide columns were derived again (an incremental refresh that changed no profile skips it within the day of the last one)';
 
 -- The RFM thresholds the profiles were last scored with, and where each
@@ -638,6 +640,8 @@ BEGIN
         RETURN 'a new quarter began since the last refresh';
     ELSIF (SELECT s.bound_at FROM automation.source s WHERE s.kind = 'orders') > last.started_at THEN
         RETURN 'the orders were bound again since the last refresh';
+    ELSIF last.timezone IS DISTINCT FROM tz THEN
+        RETURN format('automation.default_timezone is %s, the last refresh read it as %s', tz, last.timezone);
     END IF;
     RETURN NULL;
 END
@@ -764,9 +768,10 @@ BEGIN
 
     SELECT * INTO counts FROM automation._profile_pass_counts();
     INSERT INTO automation.profile_refresh (as_of, full_refresh, reason, customers, orders_read,
-                                            skipped_null_customer, skipped_null_time, skipped_bad_total, rescored, duration)
+                                            skipped_null_customer, skipped_null_time, skipped_bad_total, rescored, duration,
+                                            timezone)
     VALUES (now, is_full, reason, written, counts.orders_read, counts.skipped_null_customer,
-            counts.skipped_null_time, counts.skipped_bad_total, rescored, clock_timestamp() - started);
+            counts.skipped_null_time, counts.skipped_bad_total, rescored, clock_timestamp() - started, tz);
     RETURN written;
 END
 $$;

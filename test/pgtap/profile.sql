@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(87);
+SELECT plan(88);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -402,6 +402,14 @@ SELECT is_empty($$
 SELECT automation.refresh_profiles(now => '2025-07-02 00:00+00');
 SELECT is((SELECT reason FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1),
           'a new quarter began since the last refresh', 'a new quarter means a full refresh');
+-- So does another default time zone: the quarters, the days and the
+-- preferred hours of customers without their own zone move with it.
+SET LOCAL automation.default_timezone = 'America/New_York';
+SELECT automation.refresh_profiles(now => '2025-07-02 01:00+00');
+SELECT is((SELECT reason FROM automation.profile_refresh ORDER BY refresh_id DESC LIMIT 1),
+          'automation.default_timezone is America/New_York, the last refresh read it as UTC',
+          'another default time zone means a full refresh');
+SET LOCAL automation.default_timezone = 'UTC';
 SELECT automation.disable_change_capture();
 SELECT is(automation.change_capture_enabled(), false, 'disable_change_capture() removes the triggers');
 
