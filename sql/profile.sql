@@ -110,5 +110,8 @@ SELECT automation.drop_segment('consenting_big_spenders');
 TRUNCATE automation.customer_profile, automation.segment_member, automation.profile_refresh;
 UPDATE automation.segment SET refreshed_at = NULL;
 SELECT automation.unbind(k) FROM unnest(ARRAY['orders', 'customers']) AS k;
+-- a predicate on the customers, with none bound
+SELECT automation.define_segment('consenting', 'customer.consent');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 DROP SCHEMA pshop CASCADE;
 RESET automation.default_timezone;

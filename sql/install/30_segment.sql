@@ -172,7 +172,23 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     SELECT * INTO q FROM automation._segment_query(predicate, definer);
-    PERFORM automation._check_predicate(q.query, q.relations, definer);
+    BEGIN
+        PERFORM automation._check_predicate(q.query, q.relations, definer);
+    EXCEPTION WHEN undefined_table THEN
+        -- (no "customer" to read: say why, rather than that a FROM clause
+        -- the user never wrote lacks it)
+        IF cardinality(q.relations) > 1 OR SQLERRM NOT LIKE '%FROM-clause entry for table "customer"%' THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION 'the predicate reads the bound customers (customer.), which %',
+                        CASE WHEN NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers')
+                             THEN 'are not bound'
+                             ELSE format('role %I cannot read', definer) END
+            USING ERRCODE = 'undefined_table',
+                  HINT = CASE WHEN NOT EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers')
+                              THEN 'Bind them first with automation.bind_customers(), or use the profile''s columns (p.) alone.'
+                              ELSE 'Grant the role SELECT on them (and USAGE on their schema), or use the profile''s columns (p.) alone.' END;
+    END;
     INSERT INTO automation.segment (name, predicate, description, builtin, defined_by, defined_at)
     VALUES (name, predicate, description, false, definer, now());
 END
