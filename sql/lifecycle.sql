@@ -148,6 +148,10 @@ SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', NULL);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', 'infinity');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', '2026-03-20 09:00+00', channel => NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT * FROM automation.simulate('infinity');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{}', '4713-01-01 00:00+00 BC');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.schedule_campaign('spring', 'vip', 'spring_sale', '{"code": "SPRING"}', '2026-03-20 09:00+00');

@@ -633,6 +633,11 @@ BEGIN
     IF last.refresh_id IS NULL THEN
         RETURN 'no refresh has been done yet';
     ELSIF NOT automation.change_capture_enabled() THEN
+        IF (SELECT c.relkind FROM automation.source s
+              JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', s.relation_schema, s.relation_name))
+             WHERE s.kind = 'orders') IN ('v', 'm') THEN
+            RETURN 'the orders are bound to a view, which cannot carry change capture: bind a table for incremental refreshes';
+        END IF;
         RETURN 'change capture is not enabled: call automation.enable_change_capture() for incremental refreshes';
     ELSIF last.as_of > now THEN
         RETURN 'now is before the last refresh';

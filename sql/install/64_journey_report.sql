@@ -16,6 +16,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM automation._check_finite(as_of, 'as_of');
     BEGIN
         SELECT coalesce(max(o.id), 0) INTO last_id FROM automation.outbox o;
         PERFORM * FROM automation.tick(as_of);

@@ -863,8 +863,8 @@ DECLARE
     j text;
 BEGIN
     IF name IS NULL OR segment IS NULL OR template IS NULL OR send_at IS NULL OR local_time IS NULL
-       OR at_preferred_hour IS NULL THEN
-        RAISE EXCEPTION 'name, segment, template, send_at, local_time and at_preferred_hour must not be null'
+       OR at_preferred_hour IS NULL OR channel IS NULL OR holdout_percent IS NULL THEN
+        RAISE EXCEPTION 'name, segment, template, send_at, local_time, at_preferred_hour, channel and holdout_percent must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM automation._check_finite(send_at, 'send_at');
