@@ -185,6 +185,9 @@ SELECT automation.track(1, 'delivered', '2026-01-01 10:05+00') > 0 AS tracked;
 SELECT automation.track(1, 'open', '2026-01-01 11:00+00') > 0 AS tracked;
 SELECT automation.track(1, 'click', '2026-01-01 11:01+00', '{"url": "https://shop.example/p/1"}') > 0 AS tracked;
 SELECT automation.track(1, 'feedback', '2026-01-01 11:02+00', '{"rating": 5, "text": "lovely"}') > 0 AS tracked;
+-- an open dated long before the message was written
+SELECT automation.track(1, 'open', '1900-01-01 11:00+00');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.track(1, 'bounce', '2026-01-01 11:03+00', '{"type": "soft"}') > 0 AS tracked;
 SELECT count(*) AS suppressed FROM automation.suppression;
 SELECT automation.track(1, 'bounce', '2026-01-01 11:04+00', '{"type": "hard", "smtp": "550"}') > 0 AS tracked;

@@ -868,9 +868,9 @@ BEGIN
                   DETAIL = 'A hard bounce suppresses the address; a soft one is only recorded.';
     END IF;
 
-    SELECT o.recipient, o.attempts, o.status INTO m FROM automation.outbox o WHERE o.id = message_id;
+    SELECT o.recipient, o.attempts, o.status, o.created_at INTO m FROM automation.outbox o WHERE o.id = message_id;
     IF NOT FOUND THEN
-        SELECT a.recipient, a.attempts, a.status INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
+        SELECT a.recipient, a.attempts, a.status, a.created_at INTO m FROM automation.outbox_archive a WHERE a.id = message_id;
     END IF;
     IF NOT FOUND THEN
         -- (an unsubscribe from a mail older than the archive keeps still
@@ -885,6 +885,14 @@ BEGIN
         RAISE EXCEPTION 'message % does not exist', message_id
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'It is neither in automation.outbox nor in automation.outbox_archive (pruned after automation.retention).';
+    END IF;
+    -- (an open dated before the message was written -- a date read in the
+    -- wrong format, say -- would be pruned at the next tick and count for
+    -- nothing; a clock up to an hour behind the server's is taken)
+    IF at < m.created_at - interval '1 hour' THEN
+        RAISE EXCEPTION 'at must not lie before the message was written, not %', at
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Message %s was written at %s.', message_id, m.created_at);
     END IF;
     -- (a bounce of a message never sent would suppress an address for nothing)
     IF m.attempts = 0 THEN
