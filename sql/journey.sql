@@ -176,6 +176,12 @@ ALTER TABLE rshop.orders_gone RENAME TO orders;
 SELECT automation._at_hour('2027-03-28 01:01+00', 'Europe/Berlin', 2) AT TIME ZONE 'UTC' AS skipped_hour,
        automation._at_hour('2027-03-21 00:30+00', 'Europe/Berlin', 2) AT TIME ZONE 'UTC' AS normal_night;
 
+-- a customer whose zone the shop keeps as CET (a zone, and an abbreviation
+-- AT TIME ZONE would read as a fixed +01): at 21:30 summer time in July,
+-- quiet hours until 08:00, as for Paris
+SELECT automation._quiet_end('2027-07-01 19:30+00', 'CET', 21, 8) AT TIME ZONE 'UTC' AS cet,
+       automation._quiet_end('2027-07-01 19:30+00', 'Europe/Paris', 21, 8) AT TIME ZONE 'UTC' AS paris;
+
 -- pausing and dropping
 SELECT automation.set_journey_enabled('reminder', false);
 SELECT name, enabled FROM automation.journey;

@@ -19,7 +19,9 @@
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "automation.h"
 #include "outbox.h"
@@ -136,6 +138,86 @@ automation_valid_timezone(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	PG_RETURN_BOOL(name[0] != '\0' && strlen(name) < TZ_STRLEN_MAX && pg_tzset(name) != NULL);
+}
+
+/*
+ * The zone of that name, as pg_tzset() loads it: always the zone with its
+ * rules, summer time and all.  (AT TIME ZONE reads a name that is also a
+ * time zone abbreviation -- CET, EET, WET, MET -- as the abbreviation, a
+ * fixed offset: a customer "in CET" would be an hour off all summer.)
+ */
+static pg_tz *
+named_zone(text *name)
+{
+	char	   *zone = text_to_cstring(name);
+	pg_tz	   *tz = NULL;
+
+	if (zone[0] != '\0' && strlen(zone) < TZ_STRLEN_MAX)
+		tz = pg_tzset(zone);
+	if (tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" not recognized", zone)));
+	return tz;
+}
+
+PG_FUNCTION_INFO_V1(automation_local_time);
+
+/*
+ * automation._local(ts timestamptz, zone text) returns timestamp: the wall
+ * clock in the zone at ts.  As ts AT TIME ZONE zone, but zone is always a
+ * zone's name (see named_zone).
+ */
+Datum
+automation_local_time(PG_FUNCTION_ARGS)
+{
+	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(0);
+	pg_tz	   *tz = named_zone(PG_GETARG_TEXT_PP(1));
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			offset;
+	Timestamp	result;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		PG_RETURN_TIMESTAMP(ts);
+	if (timestamp2tm(ts, &offset, &tm, &fsec, NULL, tz) != 0 ||
+		tm2timestamp(&tm, fsec, NULL, &result) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	PG_RETURN_TIMESTAMP(result);
+}
+
+PG_FUNCTION_INFO_V1(automation_zone_time);
+
+/*
+ * automation._zoned(local timestamp, zone text) returns timestamptz: the
+ * moment the wall clock in the zone shows local.  As local AT TIME ZONE
+ * zone, zone always a zone's name; a time the clocks skip, or show twice,
+ * is taken as PostgreSQL takes it.
+ */
+Datum
+automation_zone_time(PG_FUNCTION_ARGS)
+{
+	Timestamp	local = PG_GETARG_TIMESTAMP(0);
+	pg_tz	   *tz = named_zone(PG_GETARG_TEXT_PP(1));
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			offset;
+	TimestampTz result;
+
+	if (TIMESTAMP_NOT_FINITE(local))
+		PG_RETURN_TIMESTAMPTZ(local);
+	if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	offset = DetermineTimeZoneOffset(&tm, tz);
+	if (tm2timestamp(&tm, fsec, &offset, &result) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	PG_RETURN_TIMESTAMPTZ(result);
 }
 
 void

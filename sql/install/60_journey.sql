@@ -275,6 +275,20 @@ RETURNS boolean
 LANGUAGE c STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'automation_valid_timezone';
 
+-- _local(ts, zone) and _zoned(local, zone): ts AT TIME ZONE zone, and back,
+-- with zone always read as a zone's name -- AT TIME ZONE reads CET, EET,
+-- WET and MET as abbreviations, fixed offsets without summer time, while
+-- _valid_timezone, the profiles and the customers mean the zones.
+CREATE FUNCTION automation._local(ts timestamptz, zone text)
+RETURNS timestamp
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'automation_local_time';
+
+CREATE FUNCTION automation._zoned(local timestamp, zone text)
+RETURNS timestamptz
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'automation_zone_time';
+
 -- _src(kind): the binding of one kind, or an error that says which bind
 -- function to call.
 CREATE FUNCTION automation._src(kind text, needed_by text)

@@ -182,13 +182,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN start_hour = end_hour THEN ts
-        WHEN start_hour > end_hour AND extract(hour FROM ts AT TIME ZONE tz) >= start_hour
-            THEN ((date_trunc('day', ts AT TIME ZONE tz) + interval '1 day' + make_interval(hours => end_hour)) AT TIME ZONE tz)
-        WHEN start_hour > end_hour AND extract(hour FROM ts AT TIME ZONE tz) < end_hour
-            THEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => end_hour)) AT TIME ZONE tz)
-        WHEN start_hour < end_hour AND extract(hour FROM ts AT TIME ZONE tz) >= start_hour
-                                   AND extract(hour FROM ts AT TIME ZONE tz) < end_hour
-            THEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => end_hour)) AT TIME ZONE tz)
+        WHEN start_hour > end_hour AND extract(hour FROM automation._local(ts, tz)) >= start_hour
+            THEN automation._zoned(date_trunc('day', automation._local(ts, tz)) + interval '1 day' + make_interval(hours => end_hour), tz)
+        WHEN start_hour > end_hour AND extract(hour FROM automation._local(ts, tz)) < end_hour
+            THEN automation._zoned(date_trunc('day', automation._local(ts, tz)) + make_interval(hours => end_hour), tz)
+        WHEN start_hour < end_hour AND extract(hour FROM automation._local(ts, tz)) >= start_hour
+                                   AND extract(hour FROM automation._local(ts, tz)) < end_hour
+            THEN automation._zoned(date_trunc('day', automation._local(ts, tz)) + make_interval(hours => end_hour), tz)
         ELSE ts END
 $$;
 
@@ -201,13 +201,13 @@ RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN extract(hour FROM ts AT TIME ZONE tz) = hour THEN ts
-                WHEN ts >= ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz)
-                     AND ts < ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz) + interval '1 hour'
+    SELECT CASE WHEN extract(hour FROM automation._local(ts, tz)) = hour THEN ts
+                WHEN ts >= automation._zoned(date_trunc('day', automation._local(ts, tz)) + make_interval(hours => hour), tz)
+                     AND ts < automation._zoned(date_trunc('day', automation._local(ts, tz)) + make_interval(hours => hour), tz) + interval '1 hour'
                 THEN ts
-                WHEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz) >= ts
-                THEN ((date_trunc('day', ts AT TIME ZONE tz) + make_interval(hours => hour)) AT TIME ZONE tz)
-                ELSE ((date_trunc('day', ts AT TIME ZONE tz) + interval '1 day' + make_interval(hours => hour)) AT TIME ZONE tz) END
+                WHEN automation._zoned(date_trunc('day', automation._local(ts, tz)) + make_interval(hours => hour), tz) >= ts
+                THEN automation._zoned(date_trunc('day', automation._local(ts, tz)) + make_interval(hours => hour), tz)
+                ELSE automation._zoned(date_trunc('day', automation._local(ts, tz)) + interval '1 day' + make_interval(hours => hour), tz) END
 $$;
 
 -- _preferred_hour(hour, quiet, start_hour, end_hour): the local hour a step

@@ -760,7 +760,7 @@ BEGIN
              CROSS JOIN LATERAL (SELECT DISTINCT extract(year FROM (x AT TIME ZONE %4$L))::int AS y
                                    FROM unnest(ARRAY[$1 + make_interval(days => %2$s + 1), $1 - %5$s + make_interval(days => %2$s)]) x) y
              CROSS JOIN LATERAL (SELECT make_date(y.y, extract(month FROM %6$s)::int, 1) + (extract(day FROM %6$s)::int - 1) AS day) d
-             CROSS JOIN LATERAL (SELECT d.day AS day, (d.day::timestamp AT TIME ZONE %7$s) AS at) b
+             CROSS JOIN LATERAL (SELECT d.day AS day, automation._zoned(d.day::timestamp, %7$s) AS at) b
              WHERE %6$s IS NOT NULL
                AND b.at - make_interval(days => %2$s) <= $1 + interval '1 day' AND b.at - make_interval(days => %2$s) > $1 - %5$s$q$,
             automation._col(c, 'customer', 'c'), coalesce((j.trigger_options ->> 'days_before')::int, 7), automation._rel(c),
@@ -830,8 +830,8 @@ BEGIN
                    jsonb_build_object('campaign', %1$L, 'segment', m.segment)
               FROM automation.segment_member m
               LEFT JOIN (%7$s) z ON z.customer_key = m.customer_key
-             CROSS JOIN LATERAL (SELECT CASE WHEN %2$s THEN (%3$L::timestamptz AT TIME ZONE %4$L) AT TIME ZONE
-                                                           CASE WHEN automation._valid_timezone(z.timezone) THEN z.timezone ELSE %4$L END
+             CROSS JOIN LATERAL (SELECT CASE WHEN %2$s THEN automation._zoned(automation._local(%3$L::timestamptz, %4$L),
+                                                           CASE WHEN automation._valid_timezone(z.timezone) THEN z.timezone ELSE %4$L END)
                                              ELSE %3$L::timestamptz END AS at) a
              WHERE m.segment = %5$L AND m.exited_at IS NULL
                AND $1 >= %3$L::timestamptz - CASE WHEN %2$s THEN interval '26 hours' ELSE interval '0' END
