@@ -846,6 +846,16 @@ BEGIN
 END
 $$;
 
+-- Analysts read the purchase patterns, the learned intervals, the basket
+-- rules and the tags (and may use customer_tags() in segment predicates,
+-- which run as them).
+INSERT INTO automation.access_rule VALUES
+    ('analyst', 'automation.customer_product', 'SELECT'),
+    ('analyst', 'automation.replenishment_intervals', 'SELECT'),
+    ('analyst', 'automation.basket_rule', 'SELECT'),
+    ('analyst', 'automation.customer_tag', 'SELECT'),
+    ('analyst', 'FUNCTION automation.customer_tags(anyelement)', 'EXECUTE');
+
 -- schedule_campaign: a one-off send of a template to the members of a
 -- segment at send_at -- with local_time, at that clock time in each
 -- customer's own zone; with at_preferred_hour, at their preferred hour on

@@ -3,7 +3,7 @@
 -- that runs as the owner; a segment predicate's function that defines a
 -- segment while the tick evaluates it.
 BEGIN;
-SELECT plan(7);
+SELECT plan(8);
 
 CREATE SCHEMA xshop;
 CREATE TABLE xshop.customers (id bigint PRIMARY KEY, email text, consent boolean);
@@ -48,6 +48,9 @@ SELECT results_eq($$SELECT kind, problem FROM automation.bindings WHERE kind = '
 SELECT results_eq($$SELECT automation.customer_key_type(), automation.change_capture_enabled()$$,
                   $$VALUES ('bigint'::regtype, false)$$,
                   'an analyst asks for the customer key''s type and whether change capture is on');
+SELECT lives_ok($$SELECT automation.define_segment('regress_priv_tagged', '''dog'' = ANY (automation.customer_tags(p.customer_key))');
+                  SELECT count(*) FROM automation.replenishment_intervals$$,
+                'an analyst defines a segment on the basket tags, and reads the learned intervals');
 SET ROLE regress_priv_app;
 SELECT throws_ok($$SELECT automation.enqueue(ROW(1)::regress_priv.key, 'email', 'x', '{}', 'k-1')$$, '42804', NULL,
                  'and enqueue, for the application');
