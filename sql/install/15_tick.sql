@@ -69,6 +69,9 @@ BEGIN
                   HINT = 'Call automation.tick() for the current time, or pass the time to simulate.';
     END IF;
     PERFORM automation._check_finite(now, 'now');
+    -- (a setting a session SET before the library was loaded is checked
+    -- when it loads: an unknown time zone is warned of, the default used)
+    PERFORM automation._load();
     IF NOT automation._try_lock('automation.tick_lock', 'SHARE UPDATE EXCLUSIVE') THEN
         skipped := 'another tick is running in this database';
     ELSE

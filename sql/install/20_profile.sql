@@ -153,18 +153,19 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_profile_pass_thresholds';
 
 -- _setting(name, default): an automation.* setting as text, or the default
--- when it is not set.  It loads the library first: a value set before that
--- is checked then (see _load).
+-- when it is not set.  Written to be inlined (no SET clause, everything
+-- qualified): the built-in segments' predicates read a setting per profile.
+-- The entry points that read settings -- tick(), refresh_profiles(),
+-- refresh_segments() -- load the library first (see _load), so that a
+-- value set before it was loaded has been checked.
 CREATE FUNCTION automation._setting(name text, fallback text)
 RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE
 AS $$
-BEGIN
-    -- (the settings are checked once the library is loaded)
-    PERFORM automation._load();
-    RETURN coalesce(nullif(current_setting('automation.' || name, true), ''), fallback);
-END
+    SELECT CASE WHEN pg_catalog.length(pg_catalog.current_setting(pg_catalog.concat('automation.', name), true))
+                     OPERATOR(pg_catalog.>) 0
+                THEN pg_catalog.current_setting(pg_catalog.concat('automation.', name), true)
+                ELSE fallback END
 $$;
 
 -- _rfm_group(r, f): the RFM group of a pair of recency and frequency scores.
@@ -682,6 +683,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM automation._check_finite(now, 'now');
+    PERFORM automation._load();
     PERFORM automation._retype_keys();
     SELECT * INTO q FROM automation._profile_queries();
     key_type := automation.customer_key_type()::text;

@@ -309,6 +309,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM automation._check_finite(now, 'now');
+    PERFORM automation._load();
     PERFORM automation._retype_keys();
     key_type := automation.customer_key_type()::text;
     IF key_type IS NULL THEN
