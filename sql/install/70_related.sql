@@ -137,6 +137,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM automation._check_finite(now, 'now');
+    PERFORM automation._load();
     SELECT * INTO q FROM automation._related_query('automation.refresh_related_products()');
 
     LOCK TABLE automation.related_product IN SHARE ROW EXCLUSIVE MODE;
