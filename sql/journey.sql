@@ -35,6 +35,8 @@ SELECT automation.create_journey('j1', 'cart_abandoned', '{"idle": "soon"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('j1', 'cart_abandoned', '{"idle": "-1 hour"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.create_journey('j1', 'signup', '{"lookback": 5}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('abandoned_cart', '{"idle": "0"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('abandoned_cart', '{"idle": "100000 years"}');
@@ -116,6 +118,10 @@ SELECT automation.add_step('reminder', '1000000 years', 'x');
 SELECT automation.add_step('reminder', '1 hour', 'x', valid_for => '1000000 years');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('reminder', '1 hour', 'x', discount => '{}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', discount => '{"percent": 10, "vaild_for": "7 days"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', discount => '{"percent": 10, "valid_for": 7}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('reminder', '1 hour', 'x', discount => '{"percent": 10, "valid_for": "-30 days"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE

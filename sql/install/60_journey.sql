@@ -685,6 +685,11 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
+    -- (a number would be read as seconds: "lookback": 5 is five seconds)
+    IF jsonb_typeof(trigger_options -> 'idle') <> 'string' OR jsonb_typeof(trigger_options -> 'lookback') <> 'string' THEN
+        RAISE EXCEPTION 'trigger options idle and lookback are intervals written as strings, such as "4 hours"'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     BEGIN
         PERFORM (trigger_options ->> 'idle')::interval, (trigger_options ->> 'lookback')::interval,
                 (trigger_options ->> 'days')::integer;
@@ -847,6 +852,16 @@ BEGIN
             RAISE EXCEPTION 'discount must be an object with a percent between 0 and 100'
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ''{"percent": 10, "valid_for": "24 hours"}''.';
+        END IF;
+        -- (a misspelt "vaild_for" would leave the code at its default 24 hours)
+        IF EXISTS (SELECT FROM jsonb_object_keys(discount) k WHERE k NOT IN ('percent', 'valid_for')) THEN
+            RAISE EXCEPTION 'unknown key in discount %', discount
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'A discount has "percent" and, optionally, "valid_for".';
+        END IF;
+        IF discount ? 'valid_for' AND jsonb_typeof(discount -> 'valid_for') <> 'string' THEN
+            RAISE EXCEPTION 'discount valid_for must be an interval written as a string, such as "24 hours"'
+                USING ERRCODE = 'invalid_parameter_value';
         END IF;
         BEGIN
             code_valid := (discount ->> 'valid_for')::interval;
