@@ -334,6 +334,24 @@ BEGIN
 END
 $$;
 
+-- _check_phone(channel): refuses channel sms while the customers are bound
+-- without a phone column: every such message would go nowhere.  (enqueue
+-- and add_step ask; enqueue has made sure the customers are bound.)
+CREATE FUNCTION automation._check_phone(channel text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF channel = 'sms' AND EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers' AND NOT s.columns ? 'phone') THEN
+        RAISE EXCEPTION 'no phone column is bound'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Messages on channel sms go to the customer''s phone number.',
+                  HINT = 'Bind the customers again with phone_column => ''...''.';
+    END IF;
+END
+$$;
+
 -- enqueue: writes a message for a customer, once per dedupe key.
 CREATE FUNCTION automation.enqueue(customer_key anyelement, channel text, template text, payload jsonb,
                                    dedupe_key text, send_after timestamptz DEFAULT NULL,
@@ -416,13 +434,7 @@ BEGIN
                   DETAIL = 'The recipient of a message is looked up in the shop''s customers.',
                   HINT = 'Bind them first with automation.bind_customers().';
     END IF;
-    IF channel = 'sms' AND NOT EXISTS (SELECT FROM automation.source s
-                                        WHERE s.kind = 'customers' AND s.columns ? 'phone') THEN
-        RAISE EXCEPTION 'no phone column is bound'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'Messages on channel sms go to the customer''s phone number.',
-                  HINT = 'Bind the customers again with phone_column => ''...''.';
-    END IF;
+    PERFORM automation._check_phone(channel);
     BEGIN
         SELECT * INTO c FROM automation._customer_lookup(ARRAY[key_text]);
     EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN

@@ -805,13 +805,7 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create it first with automation.create_journey().';
     END IF;
-    -- (as enqueue refuses the channel: every message would be skipped)
-    IF channel = 'sms' AND EXISTS (SELECT FROM automation.source s WHERE s.kind = 'customers' AND NOT s.columns ? 'phone') THEN
-        RAISE EXCEPTION 'no phone column is bound'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'Messages on channel sms go to the customer''s phone number.',
-                  HINT = 'Bind the customers again with phone_column => ''...''.';
-    END IF;
+    PERFORM automation._check_phone(channel);
     IF wait < interval '0' THEN
         RAISE EXCEPTION 'wait must not be negative'
             USING ERRCODE = 'invalid_parameter_value',
