@@ -442,6 +442,20 @@ AS $$
                       AND a.attname = s.columns ->> role)
 $$;
 
+-- _unique_index(s, role): whether the bound relation is a table with a
+-- unique index on that role's column alone: no two of its rows share it.
+CREATE FUNCTION automation._unique_index(s automation.source, role text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_index i
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = to_regclass(automation._rel(s))
+                      AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indnkeyatts = 1
+                      AND a.attname = s.columns ->> role)
+$$;
+
 -- _customers_sql(): the bound customers as (customer_key, email, phone,
 -- consent, first_name, timezone), consent true only when given.
 CREATE FUNCTION automation._customers_sql()

@@ -313,9 +313,20 @@ DECLARE
     horizon timestamptz;
     channels text[];
     has_new boolean;
+    has_old boolean;
     has_carried boolean;
     steps_due bigint;
     rows_due bigint;
+    due_sql text;
+    new_sql text;
+    old_sql text;
+    source text;
+    made boolean;
+    keyed boolean;
+    unique_keys boolean;
+    cnt bigint;
+    b_customers automation.source;
+    moved_sql text;
     keys_locked boolean := false;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
@@ -325,7 +336,8 @@ BEGIN
     ELSE
         EXECUTE 'SELECT EXISTS (SELECT FROM pg_temp.automation_enrolled)' INTO has_new;
     END IF;
-    IF NOT has_new AND NOT EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now) THEN
+    has_old := EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now);
+    IF NOT has_new AND NOT has_old THEN
         RETURN 0;
     END IF;
     -- (the statements below read the table, empty or not)
@@ -345,52 +357,36 @@ BEGIN
     IF to_regclass('pg_temp.automation_due') IS NOT NULL THEN
         DROP TABLE pg_temp.automation_due;
     END IF;
-    IF to_regclass('pg_temp.automation_step') IS NOT NULL THEN
-        DROP TABLE pg_temp.automation_step;
+    -- The due steps: those this tick enrolled, counted first (ANALYZE) so
+    -- that their customers are joined the way that suits how many there
+    -- are, and the enrollments due, each read by a statement of its own (as
+    -- one UNION ALL the planner knows nothing of the steps' journeys, and
+    -- may look every customer up through the whole array of keys).
+    IF has_new THEN
+        ANALYZE pg_temp.automation_enrolled (journey, next_step, customer_key);
     END IF;
-    -- The due steps first, counted (ANALYZE), so that their customers are
-    -- joined the way that suits how many there are.  The customers due are
-    -- looked up in the index on the customers' key, one descent each in key
-    -- order (the keys as an array), where the shop has such an index:
-    -- quicker than one pass over all the customers hashed against the due
-    -- steps while those due are fewer than about half of them, and as
-    -- quick beyond.  Without one (a view, say) the planner chooses.
-    CREATE TEMP TABLE automation_step ON COMMIT DROP AS
-    SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
-           e.next_step AS step, e.due_at, e.step_due_at, j.purpose, j.trigger, j.trigger_options, j.exit_on,
-           s.channel, s.template, s.payload, s.includes, s.variants, s.discount, s.at_preferred_hour,
-           s.valid_for, e.is_new
-      FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
-                   e.next_step, e.due_at, e.step_due_at, false AS is_new
-              FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now
-            UNION ALL
-            SELECT n.journey, n.subject, n.customer_key, n.anchor_at, n.context, n.holdout, n.bucket,
-                   n.next_step, n.due_at, n.step_due_at, true
-              FROM pg_temp.automation_enrolled n) e
-      JOIN automation.journey j ON j.name = e.journey
-      JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
-     WHERE j.enabled;
-    GET DIAGNOSTICS steps_due = ROW_COUNT;
-    IF steps_due = 0 THEN
-        DROP TABLE automation_step;
-        -- (new enrollments of a journey disabled since: kept, as they are)
-        INSERT INTO automation.enrollment AS e
-        SELECT n.* FROM pg_temp.automation_enrolled n
-        ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING;
-        TRUNCATE pg_temp.automation_enrolled;
-        RETURN 0;
-    END IF;
-    -- Only the columns the statements below join and filter on.
-    ANALYZE automation_step (customer_key);
     -- Each due step with its customer as the shop has them now (address,
     -- consent, name, time zone: the one the profile takes, read live), and
     -- the first exit or skip reasons that need nothing more: suppression,
-    -- consent, a vanished customer.
-    EXECUTE format($q$
-        CREATE TEMP TABLE automation_due ON COMMIT DROP AS
-        SELECT y.*,
-               CASE WHEN y.exit_reason IS NULL AND y.skip_reason IS NULL THEN $1 END AS send_at,
-               NULL::text AS defer_reason, NULL::text AS variant, '{}'::jsonb AS extra
+    -- consent, a vanished customer.  The customers due are looked up in the
+    -- index on the customers' key, one descent each in key order (the keys
+    -- as an array), where the shop has such an index: quicker than one pass
+    -- over all the customers hashed against the due steps while those due
+    -- are fewer than about half of them, and as quick beyond.  Without one
+    -- (a view, say) the planner chooses.
+    -- The table carries what the passes below test first, fixed-width
+    -- columns ahead: a pass over it takes a row apart only up to the last
+    -- column it reads, and most read a few.  What the step says about its
+    -- message (template, payload, variants) is joined where the message is
+    -- written, not copied into every row: with 100,000 steps due, the
+    -- table came out a third narrower, and each of its dozen passes that
+    -- much quicker.
+    due_sql := $q$
+        SELECT CASE WHEN y.exit_reason IS NULL AND y.skip_reason IS NULL THEN $1 END AS send_at,
+               y.holdout, y.step, y.is_new, y.due_at, y.customer_key, y.purpose, y.channel, y.exit_reason, y.skip_reason,
+               NULL::text AS defer_reason, y.journey, y.trigger, y.exit_on, y.includes, y.at_preferred_hour, y.cart_id,
+               y.subject, y.tz, NULL::text AS variant, y.recipient, y.first_name, y.dedupe_key, y.anchor_at, y.step_due_at,
+               y.bucket, y.context, y.discount, y.recommend, '{}'::jsonb AS extra
           FROM (
         SELECT x.*,
                x.journey || ':' || x.subject || ':' || x.step AS dedupe_key, x.context ->> 'cart_id' AS cart_id,
@@ -405,19 +401,68 @@ BEGIN
                        c.consent, c.first_name,
                        CASE WHEN automation._valid_timezone(c.timezone) THEN c.timezone ELSE $2 END AS tz,
                        sp.address IS NOT NULL AS suppressed
-                  FROM automation_step t
-                  LEFT JOIN (%s) c ON c.customer_key = t.customer_key
+                  FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
+                               e.next_step AS step, e.due_at, e.step_due_at, e.is_new, j.purpose, j.trigger,
+                               j.trigger_options -> 'recommend' AS recommend, j.exit_on,
+                               s.channel, s.includes, s.discount, s.at_preferred_hour, s.valid_for
+                          FROM (%1$s) e
+                          JOIN automation.journey j ON j.name = e.journey
+                          JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
+                         WHERE j.enabled) t
+                  LEFT JOIN (%2$s) c ON c.customer_key = t.customer_key
                   LEFT JOIN automation.suppression sp
                          ON sp.address = automation._address(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END)) x
                 -- (not merged into the query above: send_at would compute
                 -- the reasons a second time)
-                OFFSET 0) y$q$,
-        CASE WHEN automation._leads_index(automation._src('customers', 'a journey'), 'customer')
-             THEN format('SELECT * FROM (%s) c WHERE c.customer_key = ANY (ARRAY(SELECT s.customer_key FROM automation_step s))',
-                         automation._customers_sql())
-             ELSE automation._customers_sql() END) USING now, default_tz;
-    GET DIAGNOSTICS rows_due = ROW_COUNT;
-    DROP TABLE automation_step;
+                OFFSET 0) y$q$;
+    new_sql := $q$
+        SELECT n.journey, n.subject, n.customer_key, n.anchor_at, n.context, n.holdout, n.bucket,
+               n.next_step, n.due_at, n.step_due_at, true AS is_new
+          FROM pg_temp.automation_enrolled n$q$;
+    old_sql := $q$
+        SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
+               e.next_step, e.due_at, e.step_due_at, false AS is_new
+          FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= $1$q$;
+    b_customers := automation._src('customers', 'a journey');
+    keyed := automation._leads_index(b_customers, 'customer');
+    -- (a key the shop keeps unique cannot bring a step two customers)
+    unique_keys := automation._unique_index(b_customers, 'customer');
+    rows_due := 0;
+    steps_due := 0;
+    made := false;
+    FOREACH source IN ARRAY CASE WHEN has_new THEN ARRAY[new_sql] ELSE '{}' END
+                            || CASE WHEN has_old THEN ARRAY[old_sql] ELSE '{}' END LOOP
+        EXECUTE CASE WHEN made THEN 'INSERT INTO automation_due ' ELSE 'CREATE TEMP TABLE automation_due ON COMMIT DROP AS ' END
+                || format(due_sql, source,
+                          CASE WHEN keyed
+                               THEN format('SELECT * FROM (%s) c WHERE c.customer_key = ANY (ARRAY(SELECT s.customer_key FROM (%s) s))',
+                                           automation._customers_sql(), source)
+                               ELSE automation._customers_sql() END)
+          USING now, default_tz;
+        GET DIAGNOSTICS cnt = ROW_COUNT;
+        rows_due := rows_due + cnt;
+        made := true;
+        IF NOT unique_keys THEN
+            EXECUTE format($q$
+                SELECT count(*) FROM (%s) e
+                  JOIN automation.journey j ON j.name = e.journey
+                  JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
+                 WHERE j.enabled$q$, source) INTO cnt USING now;
+            steps_due := steps_due + cnt;
+        END IF;
+    END LOOP;
+    IF unique_keys THEN
+        steps_due := rows_due;
+    END IF;
+    IF rows_due = 0 THEN
+        DROP TABLE automation_due;
+        -- (new enrollments of a journey disabled since: kept, as they are)
+        INSERT INTO automation.enrollment AS e
+        SELECT n.* FROM pg_temp.automation_enrolled n
+        ON CONFLICT ON CONSTRAINT enrollment_pkey DO NOTHING;
+        TRUNCATE pg_temp.automation_enrolled;
+        RETURN 0;
+    END IF;
     -- More rows than steps: the shop's customers have a key on more than
     -- one row.  Each step goes on with one of them (its message is written
     -- once, under its dedupe key), and the shop is told.
@@ -436,18 +481,19 @@ BEGIN
     END IF;
     CREATE TEMP TABLE automation_cart (cart_id text, state text, line_count bigint, in_stock bigint, lines jsonb) ON COMMIT DROP;
     ANALYZE automation_due (journey, step, customer_key, channel, purpose, holdout, send_at, tz, exit_reason, trigger, includes, cart_id);
-    -- Which of the optional passes below this tick needs at all: one read
-    -- of the steps due rather than a look per pass (a look that finds
-    -- nothing reads them all).  (Over the distinct steps first, the hashing
-    -- of their arrays and JSON took longer than the tests over every row.)
-    SELECT bool_or('left_segment' = ANY (d.exit_on)), bool_or(d.purpose = 'marketing'),
-           bool_or(d.at_preferred_hour), bool_or(d.discount IS NOT NULL), bool_or('order' = ANY (d.includes)),
-           bool_or('cart' = ANY (d.includes)), bool_or(d.trigger = 'cart_abandoned' OR 'cart' = ANY (d.includes)),
-           bool_or('ordered' = ANY (d.exit_on)), bool_or('bought' = ANY (d.exit_on)), bool_or(jsonb_array_length(d.variants) > 0),
-           bool_or(d.includes && ARRAY['recommended', 'category_products', 'popular_products', 'last_order', 'also_like'])
+    -- Which of the optional passes below this tick needs at all, from the
+    -- steps due: one read of their journeys and steps rather than a look
+    -- per pass (a look that finds nothing reads every step due).
+    SELECT bool_or('left_segment' = ANY (j.exit_on)), bool_or(j.purpose = 'marketing'),
+           bool_or(s.at_preferred_hour), bool_or(s.discount IS NOT NULL), bool_or('order' = ANY (s.includes)),
+           bool_or('cart' = ANY (s.includes)), bool_or(j.trigger = 'cart_abandoned' OR 'cart' = ANY (s.includes)),
+           bool_or('ordered' = ANY (j.exit_on)), bool_or('bought' = ANY (j.exit_on)), bool_or(jsonb_array_length(s.variants) > 0),
+           bool_or(s.includes && ARRAY['recommended', 'category_products', 'popular_products', 'last_order', 'also_like'])
       INTO need_segment, need_marketing, need_hour, need_discount, need_order, need_cart, need_carts,
            need_ordered, need_bought, need_variant, need_products
-      FROM automation_due d;
+      FROM (SELECT DISTINCT d.journey, d.step FROM automation_due d) x
+      JOIN automation.journey j ON j.name = x.journey
+      JOIN automation.journey_step s ON s.journey = x.journey AND s.step = x.step;
 
     -- Exit conditions that depend on the journey, against the live shop rows.
     -- The carts first, in one read of the carts named and their lines (not
@@ -871,12 +917,12 @@ BEGIN
             WITH wanted AS (
                 SELECT DISTINCT c AS category FROM automation_due d
                  CROSS JOIN LATERAL jsonb_array_elements_text(
-                       CASE WHEN 'recommended' = ANY (d.includes) THEN coalesce(d.trigger_options #> '{recommend,categories}', '[]') ELSE '[]' END
+                       CASE WHEN 'recommended' = ANY (d.includes) THEN coalesce(d.recommend -> 'categories', '[]') ELSE '[]' END
                        || CASE WHEN 'category_products' = ANY (d.includes) THEN coalesce(d.context -> 'categories', '[]') ELSE '[]' END) c
                  WHERE d.send_at IS NOT NULL),
             named AS (
                 SELECT DISTINCT x AS product FROM automation_due d
-                 CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,products}', '[]')) x
+                 CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(d.recommend -> 'products', '[]')) x
                  WHERE d.send_at IS NOT NULL AND 'recommended' = ANY (d.includes)),
             products AS (
                 SELECT %1$s::text AS product, %2$s::text AS name, %3$s AS price, %4$s AS category, %5$s AS added_at, %6$s AS stock
@@ -908,11 +954,11 @@ BEGIN
             SELECT jsonb_agg(jsonb_build_object('product', r.product, 'name', r.name, 'price', r.price) ORDER BY r.rank, r.product)
               FROM (SELECT r0.* FROM (
                         SELECT DISTINCT ON (t.product) t.product, t.name, t.price,
-                               CASE WHEN t.product IN (SELECT jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,products}', '[]')))
+                               CASE WHEN t.product IN (SELECT jsonb_array_elements_text(coalesce(d.recommend -> 'products', '[]')))
                                     THEN 0 ELSE t.by_sales END AS rank
                           FROM automation_top t
-                         WHERE (t.product IN (SELECT jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,products}', '[]')))
-                                OR t.category IN (SELECT jsonb_array_elements_text(coalesce(d.trigger_options #> '{recommend,categories}', '[]'))))
+                         WHERE (t.product IN (SELECT jsonb_array_elements_text(coalesce(d.recommend -> 'products', '[]')))
+                                OR t.category IN (SELECT jsonb_array_elements_text(coalesce(d.recommend -> 'categories', '[]'))))
                            AND NOT EXISTS (SELECT FROM automation.customer_product cp
                                             WHERE cp.customer_key = d.customer_key AND cp.product = t.product)
                          ORDER BY t.product, 4) r0
@@ -1039,14 +1085,15 @@ BEGIN
     LOOP
         BEGIN
             WITH go AS MATERIALIZED (
-                SELECT d.journey, d.step, d.subject, d.customer_key, d.dedupe_key, d.channel, d.recipient, d.template,
-                       d.payload, d.context, d.cart_id, d.first_name, d.variant, d.extra, d.includes, d.purpose, d.send_at,
+                SELECT d.journey, d.step, d.subject, d.customer_key, d.dedupe_key, d.channel, d.recipient, s.template,
+                       s.payload, d.context, d.cart_id, d.first_name, d.variant, d.extra, d.includes, d.purpose, d.send_at,
                        k.written IS NOT NULL AS written,
                        CASE WHEN k.written IS NULL THEN nextval('automation.outbox_id_seq') END AS message_id,
                        CASE WHEN d.variant IS NOT NULL
-                            THEN (SELECT e.value FROM jsonb_array_elements(d.variants) e WHERE e.value ->> 'name' = d.variant LIMIT 1)
+                            THEN (SELECT e.value FROM jsonb_array_elements(s.variants) e WHERE e.value ->> 'name' = d.variant LIMIT 1)
                        END AS chosen
                   FROM automation_due d
+                  JOIN automation.journey_step s ON s.journey = d.journey AND s.step = d.step
                   LEFT JOIN LATERAL (SELECT true AS written FROM automation.outbox_key x
                                       WHERE x.dedupe_key = d.dedupe_key LIMIT 1) k ON true
                  WHERE d.send_at <= now AND NOT d.holdout),
@@ -1097,42 +1144,47 @@ BEGIN
     END IF;
 
     -- Move every enrollment on: exited, deferred, or to its next step; the
-    -- ones this tick enrolled are written here, in that state.
+    -- ones this tick enrolled are written here, in that state (an insert,
+    -- the others an update: two statements over the same moves, so that
+    -- neither has to keep the moves of the other).
     -- A deferred step keeps the moment it first came due (step_due_at):
     -- its valid_for counts from there, not from the deferral.
-    WITH moved AS (
+    moved_sql := $q$
         SELECT m.*, CASE WHEN m.deferred THEN m.first_due ELSE m.due_at END AS step_due_at
           FROM (SELECT d.journey, d.subject, d.is_new, d.customer_key, d.anchor_at, d.context, d.holdout, d.bucket,
                        CASE WHEN d.exit_reason IS NOT NULL THEN 'exited'
-                            WHEN d.send_at > now THEN 'active'
+                            WHEN d.send_at > $1 THEN 'active'
                             WHEN nx.step IS NULL THEN 'completed'
                             ELSE 'active' END AS status,
                        d.exit_reason,
                        CASE WHEN d.exit_reason IS NOT NULL THEN NULL
-                            WHEN d.send_at > now THEN d.step
+                            WHEN d.send_at > $1 THEN d.step
                             ELSE nx.step END AS next_step,
                        CASE WHEN d.exit_reason IS NOT NULL THEN NULL
-                            WHEN d.send_at > now THEN d.send_at
+                            WHEN d.send_at > $1 THEN d.send_at
                             WHEN nx.step IS NULL THEN NULL
-                            ELSE greatest(d.due_at, coalesce(d.send_at, now)) + nx.wait END AS due_at,
-                       d.exit_reason IS NULL AND d.send_at > now AS deferred,
+                            ELSE greatest(d.due_at, coalesce(d.send_at, $1)) + nx.wait END AS due_at,
+                       d.exit_reason IS NULL AND d.send_at > $1 AS deferred,
                        coalesce(d.step_due_at, d.due_at) AS first_due
-                  FROM automation_due d
-                  LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1) m),
-    updated AS (
-        UPDATE automation.enrollment e
-           SET status = m.status, exit_reason = m.exit_reason, next_step = m.next_step, due_at = m.due_at,
-               step_due_at = m.step_due_at, updated_at = now
-          FROM moved m
-         WHERE NOT m.is_new AND e.journey = m.journey AND e.subject = m.subject)
+                  FROM pg_temp.automation_due d
+                  LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1) m$q$;
+    IF EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now) THEN
+        EXECUTE format($q$
+            UPDATE automation.enrollment e
+               SET status = m.status, exit_reason = m.exit_reason, next_step = m.next_step, due_at = m.due_at,
+                   step_due_at = m.step_due_at, updated_at = $1
+              FROM (%s) m
+             WHERE NOT m.is_new AND e.journey = m.journey AND e.subject = m.subject$q$, moved_sql) USING now;
+    END IF;
     -- (enrolled by this tick's enroll stage, at this moment, and none of
     -- them enrolled before: see _journey_enroll; ticks never overlap)
-    INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
-                                            holdout, bucket, next_step, due_at, step_due_at, status, exit_reason, updated_at)
-    SELECT m.journey, m.subject, m.customer_key, m.anchor_at, now, m.context,
-           m.holdout, m.bucket, m.next_step, m.due_at, m.step_due_at, m.status, m.exit_reason, now
-      FROM moved m
-     WHERE m.is_new;
+    EXECUTE format($q$
+        INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
+                                                holdout, bucket, next_step, due_at, step_due_at, status, exit_reason, updated_at)
+        SELECT m.journey, m.subject, m.customer_key, m.anchor_at, $1, m.context,
+               m.holdout, m.bucket, m.next_step, m.due_at, m.step_due_at, m.status, m.exit_reason, $1
+          FROM (%s) m
+         WHERE m.is_new$q$, moved_sql) USING now;
     TRUNCATE pg_temp.automation_enrolled;
 
     DROP TABLE automation_due;

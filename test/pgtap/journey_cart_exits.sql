@@ -3,7 +3,7 @@
 -- every product sold out each end the journey with their own reason, and
 -- one line still in stock is enough to send.
 BEGIN;
-SELECT plan(13);
+SELECT plan(18);
 
 SET LOCAL automation.default_timezone = 'UTC';
 SET LOCAL automation.quiet_hours_start = 0;
@@ -85,6 +85,8 @@ SELECT results_eq(
 -- the planner chooses: the same customers get the same messages.
 SELECT ok(automation._leads_index((SELECT s FROM automation.source s WHERE s.kind = 'customers'), 'customer'),
           'the customers'' key leads an index');
+SELECT ok(automation._unique_index((SELECT s FROM automation.source s WHERE s.kind = 'customers'), 'customer'),
+          'a unique one');
 CREATE VIEW xshop.customer_view AS SELECT id, email, consent FROM xshop.customers;
 SELECT automation.bind_customers('xshop.customer_view', 'id', 'email', 'consent');
 SELECT ok(NOT automation._leads_index((SELECT s FROM automation.source s WHERE s.kind = 'customers'), 'customer'),
@@ -96,6 +98,30 @@ SELECT results_eq(
     $$SELECT customer_key, recipient FROM automation.outbox WHERE journey = 'cart_view' ORDER BY customer_key$$,
     $$VALUES (1::bigint, 'c1@example.com'), (5, 'c5@example.com'), (6, 'c6@example.com')$$,
     'customers bound through a view get their reminders as from the table');
+
+-- A view that has a customer twice (here customer 1, under a second
+-- address): the shop is warned, and each cart still gets one reminder, to
+-- one of the two rows.  A table whose key is unique cannot have that, and
+-- the tick does not count.  (Nor the weekly cap here: these customers had
+-- three reminders this morning.)
+SET LOCAL automation.max_per_week = 0;
+SELECT ok(NOT automation._unique_index((SELECT s FROM automation.source s WHERE s.kind = 'customers'), 'customer'),
+          'a view has no unique index');
+CREATE VIEW xshop.customer_twice AS
+SELECT id, email, consent FROM xshop.customers
+UNION ALL
+SELECT id, 'again.' || email, consent FROM xshop.customers WHERE id = 1;
+SELECT automation.bind_customers('xshop.customer_twice', 'id', 'email', 'consent');
+SELECT automation.create_journey('cart_twice', 'cart_abandoned', '{"idle": "1 hour"}', exit_on => ARRAY['converted']);
+SELECT automation.add_step('cart_twice', '0', 'cart_twice', includes => ARRAY['cart']);
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-04 11:20+00')$$, 'a cart journey with a customer twice in the view');
+SELECT results_eq(
+    $$SELECT customer_key, count(*) FROM automation.outbox WHERE journey = 'cart_twice' GROUP BY 1 ORDER BY 1$$,
+    $$VALUES (1::bigint, 1::bigint), (5, 1), (6, 1)$$,
+    'one reminder per cart');
+SELECT ok((SELECT recipient FROM automation.outbox WHERE journey = 'cart_twice' AND customer_key = 1)
+          IN ('c1@example.com', 'again.c1@example.com'),
+          'the twice-listed customer''s to one of the two rows');
 
 SELECT * FROM finish();
 ROLLBACK;
