@@ -394,13 +394,13 @@ BEGIN
                     WHEN x.suppressed THEN 'suppressed'
                     WHEN x.purpose = 'marketing' AND NOT x.consent THEN 'no_consent' END AS exit_reason,
                CASE WHEN x.valid_for IS NOT NULL AND $1 > coalesce(x.step_due_at, x.due_at) + x.valid_for THEN 'moment_passed'
-                    WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(automation._address(x.recipient), '') = ''
+                    WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(x.recipient, '') = ''
                     THEN 'no_address' END AS skip_reason
+          FROM (SELECT r.*, sp.address IS NOT NULL AS suppressed
           FROM (SELECT t.*,
                        automation._recipient(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END) AS recipient,
                        c.consent, c.first_name,
-                       CASE WHEN automation._valid_timezone(c.timezone) THEN c.timezone ELSE $2 END AS tz,
-                       sp.address IS NOT NULL AS suppressed
+                       CASE WHEN automation._valid_timezone(c.timezone) THEN c.timezone ELSE $2 END AS tz
                   FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
                                e.next_step AS step, e.due_at, e.step_due_at, e.is_new, j.purpose, j.trigger,
                                j.trigger_options -> 'recommend' AS recommend, j.exit_on,
@@ -410,8 +410,10 @@ BEGIN
                           JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
                          WHERE j.enabled) t
                   LEFT JOIN (%2$s) c ON c.customer_key = t.customer_key
-                  LEFT JOIN automation.suppression sp
-                         ON sp.address = automation._address(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END)) x
+                -- (the address trimmed once: the suppression list keeps it
+                -- lower-cased as well)
+                OFFSET 0) r
+          LEFT JOIN automation.suppression sp ON sp.address = automation._address(r.recipient)) x
                 -- (not merged into the query above: send_at would compute
                 -- the reasons a second time)
                 OFFSET 0) y$q$;
