@@ -275,6 +275,14 @@ RETURNS boolean
 LANGUAGE c STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'automation_valid_timezone';
 
+-- _zone_or(zone, fallback): a customer's zone when the server knows it,
+-- else the fallback (the default zone).  Plain SQL without settings, so
+-- that the planner inlines it into the statements that read customers.
+CREATE FUNCTION automation._zone_or(zone text, fallback text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN automation._valid_timezone(zone) THEN zone ELSE fallback END $$;
+
 -- _local(ts, zone) and _zoned(local, zone): ts AT TIME ZONE zone, and back,
 -- with zone always read as a zone's name -- AT TIME ZONE reads CET, EET,
 -- WET and MET as abbreviations, fixed offsets without summer time, while

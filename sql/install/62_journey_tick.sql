@@ -400,7 +400,7 @@ BEGIN
           FROM (SELECT t.*,
                        automation._recipient(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END) AS recipient,
                        c.consent, c.first_name,
-                       CASE WHEN automation._valid_timezone(c.timezone) THEN c.timezone ELSE $2 END AS tz
+                       automation._zone_or(c.timezone, $2) AS tz
                   FROM (SELECT e.journey, e.subject, e.customer_key, e.anchor_at, e.context, e.holdout, e.bucket,
                                e.next_step AS step, e.due_at, e.step_due_at, e.is_new, j.purpose, j.trigger,
                                j.trigger_options -> 'recommend' AS recommend, j.exit_on,

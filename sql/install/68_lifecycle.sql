@@ -766,7 +766,7 @@ BEGIN
             automation._col(c, 'customer', 'c'), coalesce((j.trigger_options ->> 'days_before')::int, 7), automation._rel(c),
             tz, lookback, automation._col(c, 'birth_date', 'c'),
             CASE WHEN c.columns ? 'timezone'
-                 THEN format('CASE WHEN automation._valid_timezone((%1$s)::text) THEN (%1$s)::text ELSE %2$L END',
+                 THEN format('automation._zone_or((%s)::text, %L)',
                              automation._col(c, 'timezone', 'c'), tz)
                  ELSE quote_literal(tz) END);
     WHEN 'quarter_start' THEN
@@ -831,7 +831,7 @@ BEGIN
               FROM automation.segment_member m
               LEFT JOIN (%7$s) z ON z.customer_key = m.customer_key
              CROSS JOIN LATERAL (SELECT CASE WHEN %2$s THEN automation._zoned(automation._local(%3$L::timestamptz, %4$L),
-                                                           CASE WHEN automation._valid_timezone(z.timezone) THEN z.timezone ELSE %4$L END)
+                                                           automation._zone_or(z.timezone, %4$L))
                                              ELSE %3$L::timestamptz END AS at) a
              WHERE m.segment = %5$L AND m.exited_at IS NULL
                AND $1 >= %3$L::timestamptz - CASE WHEN %2$s THEN interval '26 hours' ELSE interval '0' END
