@@ -315,7 +315,6 @@ DECLARE
     has_new boolean;
     has_old boolean;
     has_carried boolean;
-    steps_due bigint;
     rows_due bigint;
     due_sql text;
     new_sql text;
@@ -323,8 +322,9 @@ DECLARE
     source text;
     made boolean;
     keyed boolean;
-    unique_keys boolean;
     cnt bigint;
+    customers_sql text;
+    twice text;
     b_customers automation.source;
     moved_sql text;
     keys_locked boolean := false;
@@ -427,10 +427,8 @@ BEGIN
           FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= $1$q$;
     b_customers := automation._src('customers', 'a journey');
     keyed := automation._leads_index(b_customers, 'customer');
-    -- (a key the shop keeps unique cannot bring a step two customers)
-    unique_keys := automation._unique_index(b_customers, 'customer');
+    customers_sql := automation._customers_sql();
     rows_due := 0;
-    steps_due := 0;
     made := false;
     FOREACH source IN ARRAY CASE WHEN has_new THEN ARRAY[new_sql] ELSE '{}' END
                             || CASE WHEN has_old THEN ARRAY[old_sql] ELSE '{}' END LOOP
@@ -438,24 +436,13 @@ BEGIN
                 || format(due_sql, source,
                           CASE WHEN keyed
                                THEN format('SELECT * FROM (%s) c WHERE c.customer_key = ANY (ARRAY(SELECT s.customer_key FROM (%s) s))',
-                                           automation._customers_sql(), source)
-                               ELSE automation._customers_sql() END)
+                                           customers_sql, source)
+                               ELSE customers_sql END)
           USING now, default_tz;
         GET DIAGNOSTICS cnt = ROW_COUNT;
         rows_due := rows_due + cnt;
         made := true;
-        IF NOT unique_keys THEN
-            EXECUTE format($q$
-                SELECT count(*) FROM (%s) e
-                  JOIN automation.journey j ON j.name = e.journey
-                  JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
-                 WHERE j.enabled$q$, source) INTO cnt USING now;
-            steps_due := steps_due + cnt;
-        END IF;
     END LOOP;
-    IF unique_keys THEN
-        steps_due := rows_due;
-    END IF;
     IF rows_due = 0 THEN
         DROP TABLE automation_due;
         -- (new enrollments of a journey disabled since: kept, as they are)
@@ -465,13 +452,16 @@ BEGIN
         TRUNCATE pg_temp.automation_enrolled;
         RETURN 0;
     END IF;
-    -- More rows than steps: the shop's customers have a key on more than
-    -- one row.  Each step goes on with one of them (its message is written
-    -- once, under its dedupe key), and the shop is told.
-    IF rows_due > steps_due THEN
-        RAISE WARNING 'the shop''s customers have more than one row with the key %',
-                      (SELECT d.customer_key FROM automation_due d GROUP BY d.journey, d.subject, d.customer_key
-                        HAVING count(*) > 1 LIMIT 1)
+    -- A step on more than one row: the shop's customers have its key on
+    -- more than one row.  Each step goes on with one of them (its message
+    -- is written once, under its dedupe key), and the shop is told.  (A key
+    -- the shop keeps unique cannot, and is not looked for.)
+    IF NOT automation._unique_index(b_customers, 'customer') THEN
+        twice := (SELECT d.customer_key::text FROM automation_due d GROUP BY d.journey, d.subject, d.customer_key
+                   HAVING count(*) > 1 LIMIT 1);
+    END IF;
+    IF twice IS NOT NULL THEN
+        RAISE WARNING 'the shop''s customers have more than one row with the key %', twice
             USING DETAIL = 'The journeys take one of them, at random, for each customer due.',
                   HINT = 'Bind customers with one row per key: a table with a unique key, or a view that has one.';
         DELETE FROM automation_due d
@@ -1170,7 +1160,7 @@ BEGIN
                        coalesce(d.step_due_at, d.due_at) AS first_due
                   FROM pg_temp.automation_due d
                   LEFT JOIN automation.journey_step nx ON nx.journey = d.journey AND nx.step = d.step + 1) m$q$;
-    IF EXISTS (SELECT FROM automation.enrollment e WHERE e.status = 'active' AND e.due_at <= now) THEN
+    IF has_old THEN
         EXECUTE format($q$
             UPDATE automation.enrollment e
                SET status = m.status, exit_reason = m.exit_reason, next_step = m.next_step, due_at = m.due_at,
@@ -1180,13 +1170,15 @@ BEGIN
     END IF;
     -- (enrolled by this tick's enroll stage, at this moment, and none of
     -- them enrolled before: see _journey_enroll; ticks never overlap)
-    EXECUTE format($q$
-        INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
-                                                holdout, bucket, next_step, due_at, step_due_at, status, exit_reason, updated_at)
-        SELECT m.journey, m.subject, m.customer_key, m.anchor_at, $1, m.context,
-               m.holdout, m.bucket, m.next_step, m.due_at, m.step_due_at, m.status, m.exit_reason, $1
-          FROM (%s) m
-         WHERE m.is_new$q$, moved_sql) USING now;
+    IF has_new THEN
+        EXECUTE format($q$
+            INSERT INTO automation.enrollment AS e (journey, subject, customer_key, anchor_at, enrolled_at, context,
+                                                    holdout, bucket, next_step, due_at, step_due_at, status, exit_reason, updated_at)
+            SELECT m.journey, m.subject, m.customer_key, m.anchor_at, $1, m.context,
+                   m.holdout, m.bucket, m.next_step, m.due_at, m.step_due_at, m.status, m.exit_reason, $1
+              FROM (%s) m
+             WHERE m.is_new$q$, moved_sql) USING now;
+    END IF;
     TRUNCATE pg_temp.automation_enrolled;
 
     DROP TABLE automation_due;
