@@ -54,12 +54,15 @@ DECLARE
     ready boolean;
     pending bigint;
     at_once boolean;
+    anyone boolean;
     found_sql text;
     enroll_sql text;
 BEGIN
     PERFORM automation._load();
     ready := automation._new_enrollments(false);
-    grace := make_interval(mins => (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.trigger_grace'));
+    -- (the setting as shown carries its unit, "1h", "90min"; in seconds, a
+    -- "1d" is 24 hours, not a calendar day)
+    grace := make_interval(secs => extract(epoch FROM current_setting('automation.trigger_grace')::interval));
     -- A moment the shop keeps as a date is midnight of that day: a row
     -- written later in the day lies behind the last look by up to a day.
     IF EXISTS (SELECT FROM automation.source s, jsonb_each_text(s.column_types) t
@@ -137,17 +140,25 @@ BEGIN
             -- for a first row fast, since the look reads it all when there
             -- is none.  Without one: the enrollments for later, and the table
             -- after all should the trigger have found one since (a row
-            -- committed in between).
+            -- committed in between).  When the trigger found nobody not
+            -- enrolled already (most ticks), that is all: a row committed
+            -- since lies within the next tick's look (the grace).
             EXECUTE format($q$
                 WITH found AS MATERIALIZED (%s)
-                SELECT EXISTS (SELECT FROM found f (subject, customer_key, anchor_at, context)
+                SELECT EXISTS (SELECT FROM found f (subject, customer_key)
+                                WHERE f.customer_key IS NOT NULL
+                                  AND NOT EXISTS (SELECT FROM automation.enrollment e
+                                                   WHERE e.journey = %L AND e.subject = f.subject)),
+                       EXISTS (SELECT FROM found f (subject, customer_key, anchor_at, context)
                                  JOIN automation.journey_step s ON s.journey = %L AND s.step = 1
                                 WHERE f.customer_key IS NOT NULL AND f.anchor_at + s.wait <= $1
                                   AND NOT EXISTS (SELECT FROM automation.enrollment e
                                                    WHERE e.journey = %L AND e.subject = f.subject))$q$,
-                found_sql, j.name, j.name)
-              INTO at_once USING now, since;
-            IF NOT at_once THEN
+                found_sql, j.name, j.name, j.name)
+              INTO anyone, at_once USING now, since;
+            IF NOT anyone THEN
+                CONTINUE;
+            ELSIF NOT at_once THEN
                 EXECUTE enroll_sql || ' SELECT (SELECT count(*) FROM later), (SELECT count(*) FROM at_once)'
                   INTO n, pending USING now, since;
                 total := total + n;

@@ -908,7 +908,8 @@ DECLARE
     n bigint := 0;
 BEGIN
     PERFORM automation._load();
-    refresh := (SELECT s.setting::integer FROM pg_settings s WHERE s.name = 'automation.lifecycle_refresh');
+    -- in minutes (the setting as shown carries its unit: "1d", "90min")
+    refresh := extract(epoch FROM current_setting('automation.lifecycle_refresh')::interval) / 60;
     IF refresh > 0
        AND (SELECT count(*) FROM automation.source x WHERE x.kind IN ('orders', 'order_lines')) = 2
        AND (SELECT x.columns ? 'order_id' FROM automation.source x WHERE x.kind = 'orders')
