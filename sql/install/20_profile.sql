@@ -657,8 +657,9 @@ REVOKE ALL ON FUNCTION automation._full_refresh_reason(timestamptz) FROM PUBLIC;
 -- refresh_profiles(full, now): brings automation.customer_profile up to date
 -- as of now and returns the number of profiles written.  Incremental when
 -- change capture is enabled and a full refresh has been done; otherwise (and
--- when full is true) a full rebuild.
-CREATE FUNCTION automation.refresh_profiles("full" boolean DEFAULT false, now timestamptz DEFAULT now())
+-- when full is true) a full rebuild.  _refresh_profiles is its work, for the
+-- tick, which has given the keys their type already.
+CREATE FUNCTION automation._refresh_profiles("full" boolean, now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -684,7 +685,6 @@ BEGIN
     END IF;
     PERFORM automation._check_finite(now, 'now');
     PERFORM automation._load();
-    PERFORM automation._retype_keys();
     SELECT * INTO q FROM automation._profile_queries();
     key_type := automation.customer_key_type()::text;
 
@@ -781,6 +781,15 @@ BEGIN
             counts.skipped_null_time, counts.skipped_bad_total, rescored, clock_timestamp() - started, tz);
     RETURN written;
 END
+$$;
+
+CREATE FUNCTION automation.refresh_profiles("full" boolean DEFAULT false, now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT automation._retype_keys();
+    SELECT automation._refresh_profiles("full", now);
 $$;
 COMMENT ON FUNCTION automation.refresh_profiles(boolean, timestamptz) IS 'bring customer profiles up to date as of now; incremental when change capture is enabled; returns profiles written';
 

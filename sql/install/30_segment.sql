@@ -279,7 +279,10 @@ CREATE FUNCTION automation.refresh_segments(now timestamptz DEFAULT now())
 RETURNS bigint
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT automation._refresh_segments(now, false) $$;
+AS $$
+    SELECT automation._retype_keys();
+    SELECT automation._refresh_segments(now, false);
+$$;
 COMMENT ON FUNCTION automation.refresh_segments(timestamptz) IS 'evaluate every segment against the profiles; record entries and exits; returns how many';
 
 -- _refresh_segments(now, incremental): refresh_segments; with incremental,
@@ -310,7 +313,6 @@ BEGIN
     END IF;
     PERFORM automation._check_finite(now, 'now');
     PERFORM automation._load();
-    PERFORM automation._retype_keys();
     key_type := automation.customer_key_type()::text;
     IF key_type IS NULL THEN
         RAISE EXCEPTION 'no customers or orders are bound'
@@ -464,7 +466,7 @@ BEGIN
             USING DETAIL = 'See pg_locks; the next tick tries again.';
         RETURN 0;
     END IF;
-    RETURN automation.refresh_profiles(false, now);
+    RETURN automation._refresh_profiles(false, now);
 END
 $$;
 REVOKE ALL ON FUNCTION automation._tick_profiles(timestamptz) FROM PUBLIC;
