@@ -363,6 +363,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION automation._retype_keys() FROM PUBLIC;
 
+-- _keys_mistyped(): whether _retype_keys() has anything to change.  The tick
+-- asks this before every run (almost always in vain): one probe of
+-- pg_attribute's index per table of the extension, in a function a new
+-- session compiles in no time.
+CREATE FUNCTION automation._keys_mistyped()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_class c
+                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'customer_key'
+                    WHERE c.relnamespace = 'automation'::regnamespace
+                      AND c.relkind IN ('r', 'p', 'c') AND NOT c.relispartition AND NOT a.attisdropped
+                      AND a.atttypid <> coalesce(automation.customer_key_type(), 'text'::regtype))
+$$;
+REVOKE ALL ON FUNCTION automation._keys_mistyped() FROM PUBLIC;
+
 CREATE FUNCTION automation.bind_orders(relation regclass, customer_column name, placed_at_column name,
                                        total_column name, order_id_column name DEFAULT NULL,
                                        status_column name DEFAULT NULL, counted_statuses text[] DEFAULT NULL,

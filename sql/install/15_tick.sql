@@ -92,7 +92,9 @@ BEGIN
         RETURN;
     END IF;
     PERFORM automation._check_clock(now, 'tick');
-    PERFORM automation._retype_keys();
+    IF automation._keys_mistyped() THEN
+        PERFORM automation._retype_keys();
+    END IF;
     BEGIN
         FOR s IN SELECT t.stage, t.function FROM automation.tick_stage t ORDER BY t.position LOOP
             started := clock_timestamp();
