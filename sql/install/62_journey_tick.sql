@@ -421,10 +421,11 @@ BEGIN
                           JOIN automation.journey_step s ON s.journey = e.journey AND s.step = e.next_step
                          WHERE j.enabled) t
                   LEFT JOIN (%2$s) c ON c.customer_key = t.customer_key
-                -- (the address trimmed once: the suppression list keeps it
-                -- lower-cased as well)
+                -- (the address trimmed once: the recipient is trimmed as
+                -- _address trims, so the suppression list's form of it is
+                -- the recipient lower-cased)
                 OFFSET 0) r
-          LEFT JOIN automation.suppression sp ON sp.address = automation._address(r.recipient)) x
+          LEFT JOIN automation.suppression sp ON sp.address = lower(r.recipient)) x
                 -- (not merged into the query above: send_at would compute
                 -- the reasons a second time)
                 OFFSET 0) y$q$;
