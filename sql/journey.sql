@@ -131,6 +131,11 @@ SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a"
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "true", "colour": "red"}]');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- a blank variant name, and two variants of one name
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": " ", "when": "true"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.add_step('reminder', '1 hour', 'x', variants => '[{"name": "a", "when": "order_count = 0", "template": "x_new"}, {"name": "a", "split": 50, "template": "x_split"}]');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT count(*) AS steps_still_one FROM automation.journey_step;
 
 -- presets: unknown ones and unknown options
@@ -144,6 +149,14 @@ SELECT automation.install_preset('abandoned_cart', '{"first_wait": "banana"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('thank_you', '{"next_order_discount_percent": 500}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- a negative count, a number that is not one
+SELECT automation.install_preset('abandoned_cart', '{"loyal_orders": -1}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('abandoned_cart', '{"value_threshold": true}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('abandoned_cart', '{"value_threshold": "-5"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT count(*) AS journeys_none FROM automation.journey WHERE name = 'abandoned_cart';
 
 -- the tick: its stages, and a bad now (rolled back: later tests start afresh)
 BEGIN;

@@ -99,6 +99,8 @@ SELECT automation.install_preset('vip_quarterly', '{"tiers": [{"spend": 500}]}')
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('vip_quarterly', '{"tiers": []}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT automation.install_preset('vip_quarterly', '{"tiers": [{"spend": 500, "amount": 15, "ammount": 20}]}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('loyalty_points', '{"milestones": [1000, 500]}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.install_preset('loyalty_points', '{"milestones": [-5]}');

@@ -815,6 +815,7 @@ DECLARE
     i integer := 0;
     split_total numeric := 0;
     what text;
+    names text[] := '{}';
     code_valid interval;
 BEGIN
     IF journey IS NULL OR wait IS NULL OR template IS NULL OR channel IS NULL OR at_preferred_hour IS NULL THEN
@@ -903,6 +904,20 @@ BEGIN
             RAISE EXCEPTION '% must be an object with a "name"', what
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        -- The name is what the messages, the decision log and journey_stats
+        -- carry, and what the tick finds the variant's template by: a blank
+        -- one would count under no variant, a second of one name would send
+        -- the first's template.
+        IF btrim(v ->> 'name') = '' THEN
+            RAISE EXCEPTION '% has a blank name', what
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF v ->> 'name' = ANY (names) THEN
+            RAISE EXCEPTION '% has the name "%" of an earlier variant', what, v ->> 'name'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give each variant of a step its own name.';
+        END IF;
+        names := names || (v ->> 'name');
         IF (SELECT count(*) FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'when', 'split', 'template', 'payload')) > 0 THEN
             RAISE EXCEPTION '% has unknown keys', what
                 USING ERRCODE = 'invalid_parameter_value',

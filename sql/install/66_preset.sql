@@ -11,6 +11,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k text;
+    num numeric;
 BEGIN
     IF given IS NULL OR jsonb_typeof(given) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object'
@@ -28,6 +29,22 @@ BEGIN
             RAISE EXCEPTION 'option "%" of preset % must not be null', k, preset
                 USING ERRCODE = 'null_value_not_allowed',
                       HINT = format('Leave it out for the default, %s.', defaults -> k);
+        END IF;
+        -- The numbers are counts, days, amounts and percentages: a negative
+        -- one would pass into a condition such as order_count >= -1 and
+        -- match every customer.
+        IF jsonb_typeof(defaults -> k) = 'number' THEN
+            BEGIN
+                num := (given ->> k)::numeric;
+            EXCEPTION WHEN invalid_text_representation THEN
+                num := NULL;
+            END;
+            -- (a string that is no number is left to the preset's own check)
+            IF jsonb_typeof(given -> k) NOT IN ('number', 'string') OR num < 0 OR num IN ('NaN', 'Infinity') THEN
+                RAISE EXCEPTION 'option "%" of preset % must be a number of at least 0, not %', k, preset, given -> k
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = format('Leave it out for the default, %s.', defaults -> k);
+            END IF;
         END IF;
     END LOOP;
     RETURN defaults || given;

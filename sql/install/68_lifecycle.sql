@@ -554,6 +554,12 @@ BEGIN
                     USING ERRCODE = 'invalid_parameter_value',
                           DETAIL = format('The tier was %s.', v);
             END IF;
+            -- (a misspelt "ammount" beside a valid tier would be ignored)
+            IF EXISTS (SELECT FROM jsonb_object_keys(v) x(key) WHERE x.key NOT IN ('spend', 'amount')) THEN
+                RAISE EXCEPTION 'unknown key in tier %', v
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'A tier has "spend" and "amount", nothing else.';
+            END IF;
             IF prev IS NOT NULL AND ((v ->> 'spend')::numeric <= (prev ->> 'spend')::numeric
                                      OR (v ->> 'amount')::numeric < (prev ->> 'amount')::numeric) THEN
                 RAISE EXCEPTION 'tiers are out of order'
