@@ -125,6 +125,15 @@ SELECT automation.define_basket_rule('New Dog', ARRAY['dog accessories'], 1);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.define_basket_rule('new_dog', ARRAY['dog food', 'dog accessories'], 2, 'a new dog');
 SELECT tag, categories, min_matches, description FROM automation.basket_rule;
+-- a customer's tags, the bigint key given as a number or as text
+BEGIN;
+INSERT INTO lshop.customers VALUES (1, 'ann@example.com', true, NULL);
+INSERT INTO lshop.orders VALUES (1, 1, '2026-01-02 10:00+00', 40, NULL, NULL);
+INSERT INTO lshop.order_lines VALUES (1, 1, 1), (1, 2, 1);
+SELECT count(*) > 0 AS ticked FROM automation.tick('2026-01-02 12:00+00');
+SELECT automation.customer_tags(1) AS as_number, automation.customer_tags('1') AS as_literal,
+       automation.customer_tags('1'::text) AS as_text, automation.customer_tags('2') AS nobody;
+ROLLBACK;
 SELECT automation.create_journey('dogs', 'tagged', '{"tag": "new_cat"}');
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.create_journey('dogs', 'tagged', '{}');

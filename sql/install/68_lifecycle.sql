@@ -327,6 +327,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce(array_agg(t.tag ORDER BY t.tag), '{}') FROM automation.customer_tag t WHERE t.customer_key = $1 $$;
 COMMENT ON FUNCTION automation.customer_tags(anyelement) IS 'the tags basket rules gave a customer (usable in segment predicates)';
 
+-- customer_tags(text): the same for a key written as text, as an analyst
+-- types it ('42', or '42' unadorned) whatever the shop's key type: compared
+-- in its text form.  (With text keys, the cast is none, and the index on
+-- the tags' keys serves.)
+CREATE FUNCTION automation.customer_tags(customer_key text)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(array_agg(t.tag ORDER BY t.tag), '{}') FROM automation.customer_tag t WHERE t.customer_key::text = $1 $$;
+COMMENT ON FUNCTION automation.customer_tags(text) IS 'the tags basket rules gave a customer, the key given as text';
+
 -- _apply_basket_rules(now): tags the customers whose profiles changed since
 -- each rule was last applied (every customer, for a new rule).  A tag's
 -- moment is the customer's last order (up to now): the purchase that made
@@ -860,7 +871,8 @@ INSERT INTO automation.access_rule VALUES
     ('analyst', 'automation.replenishment_intervals', 'SELECT'),
     ('analyst', 'automation.basket_rule', 'SELECT'),
     ('analyst', 'automation.customer_tag', 'SELECT'),
-    ('analyst', 'FUNCTION automation.customer_tags(anyelement)', 'EXECUTE');
+    ('analyst', 'FUNCTION automation.customer_tags(anyelement)', 'EXECUTE'),
+    ('analyst', 'FUNCTION automation.customer_tags(text)', 'EXECUTE');
 
 -- schedule_campaign: a one-off send of a template to the members of a
 -- segment at send_at -- with local_time, at that clock time in each
