@@ -151,6 +151,11 @@ SET automation.no_such_setting = 1;
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SET automation.default_timezone = 'Mars/Olympus_Mons';
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- a zone SQL would read as an abbreviation without summer time; one it reads the same
+SET automation.default_timezone = 'CET';
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SET automation.default_timezone = 'EST';
+SHOW automation.default_timezone;
 SET automation.default_timezone = 'Europe/Helsinki';
 SHOW automation.default_timezone;
 

@@ -17,6 +17,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "parser/scansup.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -71,20 +72,46 @@ void		_PG_init(void);
 
 /*
  * Accept only time zone names PostgreSQL itself knows, so that a typo is
- * caught when the setting is made rather than when a message is scheduled.
+ * caught when the setting is made rather than when a message is scheduled;
+ * and not a name SQL reads otherwise.  AT TIME ZONE and date_trunc read a
+ * name that is also a time zone abbreviation (CET, EET, WET, MET) as the
+ * abbreviation, a fixed offset, while pg_tzset loads the zone with its
+ * summer time: the profiles' quarters and the triggers' clock would be an
+ * hour apart from the profile pass's all summer.  An abbreviation that means
+ * what the zone means (UTC, GMT, EST: a fixed offset, the same) is fine.
  */
 static bool
 check_default_timezone(char **newval, void **extra, GucSource source)
 {
+	pg_tz	   *zone;
+	char	   *lower;
+	int			offset;
+	pg_tz	   *abbrev_zone;
+	int			type;
+	long int	gmtoff;
+
 	if (*newval == NULL || (*newval)[0] == '\0')
 	{
 		GUC_check_errdetail("The time zone must not be empty.");
 		return false;
 	}
-	if (pg_tzset(*newval) == NULL)
+	if (strlen(*newval) >= TZ_STRLEN_MAX || (zone = pg_tzset(*newval)) == NULL)
 	{
 		GUC_check_errdetail("\"%s\" is not a time zone name known to this server.", *newval);
 		GUC_check_errhint("Use a name from pg_timezone_names, such as \"Europe/Helsinki\".");
+		return false;
+	}
+	lower = downcase_truncate_identifier(*newval, strlen(*newval), false);
+	type = DecodeTimezoneAbbrev(0, lower, &offset, &abbrev_zone);
+	pfree(lower);
+	if (((type == TZ || type == DTZ)
+		 && (!pg_get_timezone_offset(zone, &gmtoff) || gmtoff != offset))
+		|| (type == DYNTZ && abbrev_zone != NULL
+			&& strcmp(pg_get_timezone_name(abbrev_zone), pg_get_timezone_name(zone)) != 0))
+	{
+		GUC_check_errdetail("\"%s\" is also a time zone abbreviation, which SQL reads as a fixed offset from UTC, without the zone's summer time.",
+							*newval);
+		GUC_check_errhint("Use the name of a place in the zone, such as \"Europe/Berlin\" rather than CET.");
 		return false;
 	}
 	return true;
