@@ -50,10 +50,19 @@ COMMENT ON TABLE automation.tick_stage IS 'the stages automation.tick() runs, in
 -- it touched and the milliseconds it took.  When another tick holds the
 -- lock, or one that started later has already run, it returns at once with
 -- a single row, stage "skipped".
+--
+-- It computes in UTC whatever the session's TimeZone: the worker's, a
+-- pg_cron job's and an administrator's session may each have their own,
+-- and a tick at a given now must do the same in all of them.  A day added
+-- to a moment (a step's wait, the weekly cap's week) is then 24 hours, and
+-- a moment written into a reason reads +00.  Where the clock on the wall
+-- matters -- quiet hours, the preferred hour, a birthday, a quarter -- the
+-- zone is named: the customer's, or automation.default_timezone.
 CREATE FUNCTION automation.tick(now timestamptz DEFAULT now())
 RETURNS TABLE (stage text, rows bigint, ms numeric)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     s record;

@@ -2,7 +2,7 @@
 -- saturation, suppression of transactional messages, holdout and A/B
 -- buckets, explain_customer, journey_stats and cart_abandonment_stats.
 BEGIN;
-SELECT plan(36);
+SELECT plan(38);
 
 SET LOCAL automation.default_timezone = 'UTC';
 CREATE SCHEMA gshop;
@@ -166,6 +166,22 @@ SELECT results_eq($$SELECT customer_key, send_after FROM automation.outbox WHERE
 SELECT is((SELECT decision || ':' || reason FROM automation.decision_log WHERE journey = 'flash' AND customer_key = 204
             ORDER BY at DESC, id DESC NULLS LAST LIMIT 1),
           'skipped:moment_passed', 'the one due at 22:30, deferred by the quiet hours to 8:00, is given up then');
+
+-- A week is 168 hours whatever the ticking session's TimeZone, also across
+-- the change to summer time (Berlin, 29 March): the tick computes in UTC.
+SET LOCAL TimeZone = 'Europe/Berlin';
+SET LOCAL automation.max_per_week = 1;
+SET LOCAL automation.min_interval = 0;
+SELECT automation.create_journey('dst_' || x, 'signup') FROM unnest(ARRAY['a', 'b']) x;
+SELECT automation.add_step('dst_' || x, '0', 'dst_' || x) FROM unnest(ARRAY['a', 'b']) x;
+INSERT INTO gshop.customers VALUES (206, 'c206@example.com', true, 'Europe/Helsinki');
+INSERT INTO gshop.signups VALUES (206, '2026-03-26 12:00+00');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-03-26 12:05+00')$$,
+                'a sign-up three signup journeys take up, the week before summer time, ticked from Berlin');
+SELECT results_eq($$SELECT count(*), min(reason) FROM automation.decision_log WHERE customer_key = 206 AND decision = 'deferred'$$,
+                  $$VALUES (2::bigint, 'weekly_cap until 2026-04-02 12:05:00+00')$$,
+                  'one goes; the other two wait 168 hours, not the 167 of a week on Berlin''s clock');
+RESET TimeZone;
 
 SELECT * FROM finish();
 ROLLBACK;
