@@ -147,6 +147,52 @@ automation_load(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * The zone a customer's time zone value names, or NULL when the server
+ * knows none.  An offset written the ISO 8601 way -- "+03", "+03:00",
+ * "+0300", "-05:30" -- is east of UTC when positive, as a shop that stores
+ * offsets means it; pg_tzset, and AT TIME ZONE, read it as a POSIX zone,
+ * where the sign is the other way round ("+03:00" is three hours behind
+ * UTC).  Anything else is a name, or a POSIX zone, for pg_tzset.
+ */
+pg_tz *
+automation_zone(const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p = name + 1;
+	int			hours = 0;
+	int			minutes = 0;
+	int			digits = 0;
+
+	if (len == 0 || len >= TZ_STRLEN_MAX)
+		return NULL;
+	if (name[0] != '+' && name[0] != '-')
+		return pg_tzset(name);
+	while (digits < 2 && *p >= '0' && *p <= '9')
+	{
+		hours = hours * 10 + (*p++ - '0');
+		digits++;
+	}
+	if (digits == 0)
+		return pg_tzset(name);
+	if (*p == ':' || (digits == 2 && *p >= '0' && *p <= '9'))
+	{
+		if (*p == ':')
+			p++;
+		if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+			return pg_tzset(name);
+		minutes = (p[0] - '0') * 10 + (p[1] - '0');
+		p += 2;
+	}
+	if (*p != '\0')
+		return pg_tzset(name);
+	/* the offsets in use run from -12:00 to +14:00 */
+	if (hours > 14 || minutes >= 60 || (hours == 14 && minutes > 0))
+		return NULL;
+	/* pg_tzset_offset takes seconds west of Greenwich */
+	return pg_tzset_offset((name[0] == '+' ? -1L : 1L) * (hours * 3600L + minutes * 60L));
+}
+
 PG_FUNCTION_INFO_V1(automation_valid_timezone);
 
 /*
@@ -164,23 +210,22 @@ automation_valid_timezone(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	PG_RETURN_BOOL(name[0] != '\0' && strlen(name) < TZ_STRLEN_MAX && pg_tzset(name) != NULL);
+	PG_RETURN_BOOL(automation_zone(name) != NULL);
 }
 
 /*
- * The zone of that name, as pg_tzset() loads it: always the zone with its
- * rules, summer time and all.  (AT TIME ZONE reads a name that is also a
- * time zone abbreviation -- CET, EET, WET, MET -- as the abbreviation, a
- * fixed offset: a customer "in CET" would be an hour off all summer.)
+ * The zone of that name, as automation_zone() loads it: always the zone
+ * with its rules, summer time and all.  (AT TIME ZONE reads a name that is
+ * also a time zone abbreviation -- CET, EET, WET, MET -- as the
+ * abbreviation, a fixed offset: a customer "in CET" would be an hour off
+ * all summer; and "+03:00" as three hours behind UTC.)
  */
 static pg_tz *
 named_zone(text *name)
 {
 	char	   *zone = text_to_cstring(name);
-	pg_tz	   *tz = NULL;
+	pg_tz	   *tz = automation_zone(zone);
 
-	if (zone[0] != '\0' && strlen(zone) < TZ_STRLEN_MAX)
-		tz = pg_tzset(zone);
 	if (tz == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -9,8 +9,13 @@
 #ifndef AUTOMATION_H
 #define AUTOMATION_H
 
+#include "pgtime.h"
+
 /* settings (automation.c) */
 extern char *automation_default_timezone;
+
+/* a customer's time zone value as a zone, or NULL (automation.c) */
+extern pg_tz *automation_zone(const char *name);
 
 /* profile and segment settings (automation.c) */
 extern double automation_points_per_unit;

@@ -896,7 +896,7 @@ zone_row(ProfilePass *pass, TupleTableSlot *slot)
 	name = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return;
-	tz = pg_tzset(TextDatumGetCString(name));
+	tz = automation_zone(TextDatumGetCString(name));
 	if (tz == NULL)
 		return;
 	zone = zone_number(pass, tz);

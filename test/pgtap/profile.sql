@@ -4,7 +4,7 @@
 -- incremental refresh equal to a full one, keys of type uuid and text, and
 -- segment membership history.
 BEGIN;
-SELECT plan(88);
+SELECT plan(90);
 
 SET LOCAL automation.default_timezone = 'UTC';
 
@@ -81,6 +81,21 @@ SELECT results_eq(
 SELECT results_eq(
     $$SELECT timezone, preferred_hour FROM automation.customer_profile WHERE customer_key = 5$$,
     $$VALUES ('UTC', 9::smallint)$$, 'an unknown time zone name falls back to automation.default_timezone');
+-- An offset as ISO 8601 writes it is east of UTC when positive (as POSIX,
+-- and AT TIME ZONE, would have it, "+03:00" is three hours behind).
+UPDATE pa.customers SET tz = '+03:00' WHERE id = 5;
+SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
+SELECT results_eq(
+    $$SELECT timezone, preferred_hour FROM automation.customer_profile WHERE customer_key = 5$$,
+    $$VALUES ('<+03>-03', 12::smallint)$$,
+    'a customer in "+03:00" who orders at 09:00 UTC prefers 12:00; the zone is kept as POSIX writes it, which SQL reads right');
+UPDATE pa.customers SET tz = '-0530' WHERE id = 5;
+SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
+SELECT results_eq(
+    $$SELECT timezone, preferred_hour FROM automation.customer_profile WHERE customer_key = 5$$,
+    $$VALUES ('<-05:30>+05:30', 3::smallint)$$, 'and one in "-0530" 03:00 (03:30)');
+UPDATE pa.customers SET tz = 'Not/AZone' WHERE id = 5;
+SELECT automation.refresh_profiles(true, '2025-04-01 00:00+00');
 SELECT results_eq(
     $$SELECT customer_key, r_score::int FROM automation.customer_profile ORDER BY last_order_at$$,
     $$VALUES (2::bigint, 1), (1, 2), (5, 3), (4, 4)$$,
