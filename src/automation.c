@@ -153,7 +153,8 @@ automation_load(PG_FUNCTION_ARGS)
  * "+0300", "-05:30" -- is east of UTC when positive, as a shop that stores
  * offsets means it; pg_tzset, and AT TIME ZONE, read it as a POSIX zone,
  * where the sign is the other way round ("+03:00" is three hours behind
- * UTC).  Anything else is a name, or a POSIX zone, for pg_tzset.
+ * UTC).  Anything else that starts with a sign ("+03:5", "+123") is no zone;
+ * the rest is a name, or a POSIX zone, for pg_tzset.
  */
 pg_tz *
 automation_zone(const char *name)
@@ -174,18 +175,18 @@ automation_zone(const char *name)
 		digits++;
 	}
 	if (digits == 0)
-		return pg_tzset(name);
+		return NULL;
 	if (*p == ':' || (digits == 2 && *p >= '0' && *p <= '9'))
 	{
 		if (*p == ':')
 			p++;
 		if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
-			return pg_tzset(name);
+			return NULL;
 		minutes = (p[0] - '0') * 10 + (p[1] - '0');
 		p += 2;
 	}
 	if (*p != '\0')
-		return pg_tzset(name);
+		return NULL;
 	/* the offsets in use run from -12:00 to +14:00 */
 	if (hours > 14 || minutes >= 60 || (hours == 14 && minutes > 0))
 		return NULL;
