@@ -452,6 +452,17 @@ BEGIN
     IF n <= 0 THEN
         RETURN false;
     END IF;
+    -- Most often within a day the profiles were written again because the
+    -- clock moved a window (the 90 days' spend, the lifecycle stage), not
+    -- their last order, count or spend: the thresholds stay where they are,
+    -- and only those customers are scored.
+    IF after.n = before_n
+       AND (SELECT array_agg(x ORDER BY x) FROM unnest(before_r) x) = (SELECT array_agg(x ORDER BY x) FROM unnest(after.r) x)
+       AND (SELECT array_agg(x ORDER BY x) FROM unnest(before_f) x) = (SELECT array_agg(x ORDER BY x) FROM unnest(after.f) x)
+       AND (SELECT array_agg(x ORDER BY x) FROM unnest(before_m) x) = (SELECT array_agg(x ORDER BY x) FROM unnest(after.m) x) THEN
+        PERFORM automation._score_rows(now, th.r, th.f, th.m, 'some', keys, th.r, th.f, th.m);
+        RETURN true;
+    END IF;
     nr := th.r; nf := th.f; nm := th.m;
     rb := th.r_below; ru := th.r_upto; fb := th.f_below; fu := th.f_upto; mb := th.m_below; mu := th.m_upto;
     FOR k IN 1..4 LOOP
