@@ -306,6 +306,7 @@ DECLARE
     exited bigint;
     changes bigint := 0;
     problem text;
+    refreshed text[] := '{}';
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -384,9 +385,10 @@ BEGIN
                 USING HINT = format('Fix or drop it with automation.drop_segment(%L).', s.name);
             CONTINUE;
         END;
-        UPDATE automation.segment x SET refreshed_at = now WHERE x.name = s.name;
+        refreshed := refreshed || s.name;
         changes := changes + entered + exited;
     END LOOP;
+    UPDATE automation.segment x SET refreshed_at = now WHERE x.name = ANY (refreshed);
     RETURN changes;
 END
 $$;
