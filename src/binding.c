@@ -78,3 +78,23 @@ automation_check_key_type(PG_FUNCTION_ARGS)
 
 	PG_RETURN_VOID();
 }
+
+PG_FUNCTION_INFO_V1(automation_column_type);
+
+/*
+ * automation._column_type(rel regclass, col name) returns regtype: the type
+ * of that column, NULL when the relation has no column of that name.  From
+ * the catalog cache: the tick asks it every run, where a query of
+ * pg_attribute would be planned anew in each new session.
+ */
+Datum
+automation_column_type(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Name		column = PG_GETARG_NAME(1);
+	AttrNumber	attnum = get_attnum(relid, NameStr(*column));
+
+	if (attnum == InvalidAttrNumber)
+		PG_RETURN_NULL();
+	PG_RETURN_OID(get_atttype(relid, attnum));
+}

@@ -44,6 +44,12 @@ LANGUAGE c STRICT
 AS 'MODULE_PATHNAME', 'automation_check_key_type';
 REVOKE ALL ON FUNCTION automation._check_key_type(text, name, regtype) FROM PUBLIC;
 
+CREATE FUNCTION automation._column_type(rel regclass, col name)
+RETURNS regtype
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'automation_column_type';
+REVOKE ALL ON FUNCTION automation._column_type(regclass, name) FROM PUBLIC;
+
 -- _bind: validates one binding completely, then stores it.  Nothing is
 -- written unless every check passed.  roles, columns, classes and required
 -- run in parallel: role "customer" is the argument customer_column, class
@@ -363,20 +369,18 @@ END
 $$;
 REVOKE ALL ON FUNCTION automation._retype_keys() FROM PUBLIC;
 
--- _keys_mistyped(): whether _retype_keys() has anything to change.  The tick
--- asks this before every run (almost always in vain): one probe of
--- pg_attribute's index per table of the extension, in a function a new
--- session compiles in no time.
+-- _keys_mistyped(): whether _retype_keys() has anything to change.  The
+-- tick and enqueue ask this before every run, almost always in vain, so it
+-- asks one table, through the catalog cache: _retype_keys changes them all
+-- in one transaction, and a restore from pg_dump recreates them all with
+-- text keys.
 CREATE FUNCTION automation._keys_mistyped()
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT FROM pg_class c
-                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'customer_key'
-                    WHERE c.relnamespace = 'automation'::regnamespace
-                      AND c.relkind IN ('r', 'p', 'c') AND NOT c.relispartition AND NOT a.attisdropped
-                      AND a.atttypid <> coalesce(automation.customer_key_type(), 'text'::regtype))
+    SELECT automation._column_type('automation.outbox', 'customer_key')
+           IS DISTINCT FROM coalesce(automation.customer_key_type(), 'text'::regtype)
 $$;
 REVOKE ALL ON FUNCTION automation._keys_mistyped() FROM PUBLIC;
 

@@ -416,9 +416,7 @@ BEGIN
 
     -- After a restore the key column is text again; _retype_keys() fixes
     -- that, but costs more than the rest of an enqueue, so ask first.
-    IF (SELECT a.atttypid FROM pg_attribute a
-         WHERE a.attrelid = 'automation.outbox'::regclass AND a.attname = 'customer_key')
-       IS DISTINCT FROM coalesce(automation.customer_key_type(), 'text'::regtype) THEN
+    IF automation._keys_mistyped() THEN
         PERFORM automation._retype_keys();
     END IF;
 
