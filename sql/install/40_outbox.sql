@@ -413,6 +413,32 @@ BEGIN
         RAISE EXCEPTION 'journey "%" has no step %', journey, step
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- A variant is one of a step's: journey_stats counts it under that step.
+    -- Where the step names its variants, it must be one of them (a typo
+    -- would count apart); a step without variants takes the application's
+    -- own labels.
+    IF variant IS NOT NULL THEN
+        IF step IS NULL THEN
+            RAISE EXCEPTION 'a variant needs a step'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass the journey''s step the variant belongs to.';
+        END IF;
+        IF btrim(variant) = '' THEN
+            RAISE EXCEPTION 'variant must not be blank'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Leave it NULL for the step''s own message.';
+        END IF;
+        IF EXISTS (SELECT FROM automation.journey_step s
+                    WHERE s.journey = enqueue.journey AND s.step = enqueue.step AND jsonb_array_length(s.variants) > 0
+                      AND NOT EXISTS (SELECT FROM jsonb_array_elements(s.variants) v WHERE v ->> 'name' = enqueue.variant)) THEN
+            RAISE EXCEPTION 'step % of journey "%" has no variant "%"', step, journey, variant
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Its variants are: ' || (SELECT string_agg(v ->> 'name', ', ' ORDER BY ord)
+                                                      FROM automation.journey_step s,
+                                                           jsonb_array_elements(s.variants) WITH ORDINALITY x(v, ord)
+                                                     WHERE s.journey = enqueue.journey AND s.step = enqueue.step) || '.';
+        END IF;
+    END IF;
 
     -- After a restore the key column is text again; _retype_keys() fixes
     -- that, but costs more than the rest of an enqueue, so ask first.

@@ -2,7 +2,7 @@
 -- opened, clicked, unsubscribed, converted and revenue -- and the same
 -- after the archive pruned the messages (automation.journey_stats_pruned).
 BEGIN;
-SELECT plan(9);
+SELECT plan(13);
 
 SET LOCAL automation.attribution_window = '5d';
 SET LOCAL automation.retention = '30d';
@@ -86,5 +86,16 @@ SELECT throws_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 
                  '22023', 'journey "promox" does not exist', 'and a journey that does not exist');
 SELECT lives_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:2', journey => 'promo', step => 1)$$,
                 'a step of the journey is taken');
+-- A variant belongs to a step; where the step names its variants, to them.
+SELECT throws_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:3', journey => 'promo', variant => 'b')$$,
+                 '22023', 'a variant needs a step', 'enqueue refuses a variant without its step');
+SELECT throws_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:3', journey => 'promo', step => 1, variant => ' ')$$,
+                 '22023', 'variant must not be blank', 'and a blank variant');
+SELECT automation.add_step('promo', '1 day', 'promo_again',
+                           variants => '[{"name": "short", "split": 50}, {"name": "long", "split": 50}]');
+SELECT throws_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:3', journey => 'promo', step => 2, variant => 'shrot')$$,
+                 '22023', 'step 2 of journey "promo" has no variant "shrot"', 'and a variant the step does not have');
+SELECT lives_ok($$SELECT automation.enqueue(1::bigint, 'email', 'promo', '{}', 'hand:3', journey => 'promo', step => 2, variant => 'short')$$,
+                'one it has is taken');
 SELECT * FROM finish();
 ROLLBACK;
