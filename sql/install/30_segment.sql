@@ -307,6 +307,10 @@ DECLARE
     changes bigint := 0;
     problem text;
     refreshed text[] := '{}';
+    names text[] := '{}';
+    roles name[] := '{}';
+    queries text[] := '{}';
+    builtins boolean[] := '{}';
 BEGIN
     IF now IS NULL THEN
         RAISE EXCEPTION 'now must not be null'
@@ -334,6 +338,7 @@ BEGIN
         INSERT INTO automation.segment_evaluation (full_at) VALUES (now);
     END IF;
 
+    -- Each segment's query, and the role it is read as.
     FOR s IN SELECT * FROM automation.segment ORDER BY name LOOP
         IF s.predicate IS NOT NULL THEN
             q := automation._segment_query(s.predicate, s.defined_by);
@@ -350,15 +355,57 @@ BEGIN
                 s.defined_by := su.bound_by;
             END IF;
         END IF;
+        IF incremental THEN
+            query := format('SELECT k FROM (%s) x(k) WHERE k = ANY (%s)', query, only_keys);
+        END IF;
+        names := names || s.name;
+        roles := roles || s.defined_by;
+        queries := queries || query;
+        builtins := builtins || s.builtin;
+    END LOOP;
+
+    -- For the few customers noted (the usual tick), every segment in one
+    -- statement: a statement for each cost a new session (every pg_cron
+    -- run) more in parsing and planning than the segments' own queries.
+    -- Both sides of each comparison are held to those customers, and
+    -- compared by NOT IN over a hashed subplan, for the reason below: an
+    -- anti join planned on stale statistics read every member there is.
+    -- Should any segment fail, that statement is undone, and the segments
+    -- are evaluated one at a time below, where a broken user segment keeps
+    -- its members and the others go on.  (A segment stopped by
+    -- automation.segment_timeout is then run, and stopped, a second time.)
+    IF incremental THEN
+        BEGIN
+            EXECUTE format(
+                'WITH cur AS (SELECT DISTINCT x.segment, k FROM unnest($1::text[], $2::name[], $3::text[]) x(segment, role, query) '
+                '               CROSS JOIN LATERAL automation._select_as(x.role, x.query, NULL::%1$s) k WHERE k IS NOT NULL), '
+                'ex AS (UPDATE automation.segment_member m SET exited_at = $4 '
+                '        WHERE m.segment = ANY ($1) AND m.exited_at IS NULL AND m.customer_key = ANY (%2$s) '
+                '          AND (m.segment, m.customer_key) NOT IN (SELECT cur.segment, cur.k FROM cur) RETURNING 1), '
+                'en AS (INSERT INTO automation.segment_member (segment, customer_key, entered_at) '
+                '       SELECT cur.segment, cur.k, $4 FROM cur '
+                '        WHERE (cur.segment, cur.k) NOT IN '
+                '          (SELECT m.segment, m.customer_key FROM automation.segment_member m '
+                '            WHERE m.segment = ANY ($1) AND m.exited_at IS NULL AND m.customer_key = ANY (%2$s)) '
+                '       RETURNING 1) '
+                'SELECT (SELECT count(*) FROM en) + (SELECT count(*) FROM ex)',
+                key_type, only_keys)
+              INTO changes
+              USING names, roles, queries, now;
+            UPDATE automation.segment x SET refreshed_at = now WHERE x.name = ANY (names);
+            RETURN changes;
+        EXCEPTION WHEN OTHERS THEN
+            changes := 0;
+        END;
+    END IF;
+
+    FOR i IN 1..coalesce(cardinality(names), 0) LOOP
         -- The entries are distinct: customers bound with a key that is not
         -- unique in the shop's table give a member once per row.
         -- NOT IN over a hashed subplan, not NOT EXISTS: membership changes
         -- in bulk between statistics, and an anti join planned on a
         -- one-row estimate turns into a nested loop over every member.
         -- Incremental: the same for the dirty customers alone.
-        IF incremental THEN
-            query := format('SELECT k FROM (%s) x(k) WHERE k = ANY (%s)', query, only_keys);
-        END IF;
         BEGIN
         EXECUTE format(
             'WITH cur AS (SELECT k FROM automation._select_as($1, $2, NULL::%1$s) k WHERE k IS NOT NULL), '
@@ -373,19 +420,19 @@ BEGIN
             'SELECT (SELECT count(*) FROM en), (SELECT count(*) FROM ex)',
             key_type, CASE WHEN incremental THEN format('AND m.customer_key = ANY (%s)', only_keys) ELSE '' END)
           INTO entered, exited
-          USING s.defined_by, query, now, s.name;
+          USING roles[i], queries[i], now, names[i];
         EXCEPTION WHEN OTHERS THEN
             -- one broken user segment (a column gone, a privilege revoked)
             -- keeps its members as they were and does not stop the others
-            IF s.builtin THEN
+            IF builtins[i] THEN
                 RAISE;
             END IF;
             GET STACKED DIAGNOSTICS problem = MESSAGE_TEXT;
-            RAISE WARNING 'segment "%" was not refreshed: %', s.name, problem
-                USING HINT = format('Fix or drop it with automation.drop_segment(%L).', s.name);
+            RAISE WARNING 'segment "%" was not refreshed: %', names[i], problem
+                USING HINT = format('Fix or drop it with automation.drop_segment(%L).', names[i]);
             CONTINUE;
         END;
-        refreshed := refreshed || s.name;
+        refreshed := refreshed || names[i];
         changes := changes + entered + exited;
     END LOOP;
     UPDATE automation.segment x SET refreshed_at = now WHERE x.name = ANY (refreshed);

@@ -4,7 +4,7 @@
 -- for everybody.  Journey triggers look back to the previous tick
 -- less automation.trigger_grace, not their whole lookback.
 BEGIN;
-SELECT plan(29);
+SELECT plan(36);
 
 SET LOCAL timezone = 'UTC';
 SET LOCAL automation.default_timezone = 'UTC';
@@ -76,6 +76,29 @@ SET LOCAL automation.trigger_grace = '4h';
 SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 09:10+00')$$, 'a tick with a grace of 4 hours');
 SELECT is((SELECT string_agg(customer_key, ',' ORDER BY customer_key) FROM automation.enrollment WHERE journey = 'thanks'),
           'bob,cem,dan', 'finds it too');
+
+-- A user segment that fails for one customer, in a tick that evaluates
+-- only the changed profiles: it keeps its members as they were, and the
+-- other segments are evaluated.
+SELECT automation.define_segment('fragile', '1.0 / (3 - p.order_count) > 0');
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 09:20+00')$$, 'a tick evaluates the new segment for everybody');
+SELECT is((SELECT count(*) FROM automation.segment_member WHERE segment = 'fragile' AND exited_at IS NULL), 4::bigint,
+          'all four are in it');
+INSERT INTO tshop.orders VALUES (6, 'bob', '2026-05-11 09:25+00', 50);
+SET LOCAL client_min_messages = error;
+SELECT lives_ok($$SELECT * FROM automation.tick('2026-05-11 09:30+00')$$,
+                'a tick after Bob''s third order, for which the segment divides by zero');
+RESET client_min_messages;
+SELECT results_eq($$SELECT name, refreshed_at FROM automation.segment WHERE name IN ('fragile', 'loyal') ORDER BY name$$,
+                  $$VALUES ('fragile', '2026-05-11 09:20+00'::timestamptz), ('loyal', '2026-05-11 09:30+00')$$,
+                  'it alone is left as it was');
+SELECT ok(EXISTS (SELECT FROM automation.segment_member WHERE segment = 'loyal' AND customer_key = 'bob'
+                     AND entered_at = '2026-05-11 09:30+00' AND exited_at IS NULL), 'Bob entered "loyal"');
+SELECT is((SELECT count(*) FROM automation.segment_member WHERE segment = 'fragile' AND exited_at IS NULL), 4::bigint,
+          'and the failing segment keeps its four members');
+SELECT is((SELECT full_at FROM automation.segment_evaluation), '2026-05-11 09:20+00'::timestamptz,
+          'evaluated for the changed profile only');
+SELECT automation.drop_segment('fragile');
 
 -- Two schedulers (the worker and pg_cron): a tick whose transaction began
 -- before another tick's, and that reaches the lock after the other one
