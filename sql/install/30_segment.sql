@@ -367,9 +367,11 @@ BEGIN
     -- For the few customers noted (the usual tick), every segment in one
     -- statement: a statement for each cost a new session (every pg_cron
     -- run) more in parsing and planning than the segments' own queries.
-    -- Both sides of each comparison are held to those customers, and
-    -- compared by NOT IN over a hashed subplan, for the reason below: an
-    -- anti join planned on stale statistics read every member there is.
+    -- The current members are looked up one (segment, customer) pair at a
+    -- time, each one probe of the unique index on the pair, written as
+    -- scalar subqueries so that they stay probes: as a join or an anti join
+    -- planned on stale statistics (the first ticks after the members were
+    -- written), the statement read every member there is.
     -- Should any segment fail, that statement is undone, and the segments
     -- are evaluated one at a time below, where a broken user segment keeps
     -- its members and the others go on.  (A segment stopped by
@@ -380,13 +382,15 @@ BEGIN
                 'WITH cur AS (SELECT DISTINCT x.segment, k FROM unnest($1::text[], $2::name[], $3::text[]) x(segment, role, query) '
                 '               CROSS JOIN LATERAL automation._select_as(x.role, x.query, NULL::%1$s) k WHERE k IS NOT NULL), '
                 'ex AS (UPDATE automation.segment_member m SET exited_at = $4 '
-                '        WHERE m.segment = ANY ($1) AND m.exited_at IS NULL AND m.customer_key = ANY (%2$s) '
+                '        WHERE m.ctid = ANY (ARRAY(SELECT (SELECT c.ctid FROM automation.segment_member c '
+                '                                           WHERE c.segment = s.name AND c.customer_key = k.key '
+                '                                             AND c.exited_at IS NULL) '
+                '                                    FROM unnest($1::text[]) s(name), unnest(%2$s) k(key))) '
                 '          AND (m.segment, m.customer_key) NOT IN (SELECT cur.segment, cur.k FROM cur) RETURNING 1), '
                 'en AS (INSERT INTO automation.segment_member (segment, customer_key, entered_at) '
                 '       SELECT cur.segment, cur.k, $4 FROM cur '
-                '        WHERE (cur.segment, cur.k) NOT IN '
-                '          (SELECT m.segment, m.customer_key FROM automation.segment_member m '
-                '            WHERE m.segment = ANY ($1) AND m.exited_at IS NULL AND m.customer_key = ANY (%2$s)) '
+                '        WHERE (SELECT true FROM automation.segment_member m '
+                '                WHERE m.segment = cur.segment AND m.customer_key = cur.k AND m.exited_at IS NULL) IS NULL '
                 '       RETURNING 1) '
                 'SELECT (SELECT count(*) FROM en) + (SELECT count(*) FROM ex)',
                 key_type, only_keys)
