@@ -19,10 +19,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF to_regclass('pg_temp.automation_enrolled') IS NOT NULL THEN
-        IF (SELECT a.atttypid FROM pg_attribute a
-             WHERE a.attrelid = 'pg_temp.automation_enrolled'::regclass AND a.attname = 'customer_key')
-           = (SELECT a.atttypid FROM pg_attribute a
-               WHERE a.attrelid = 'automation.enrollment'::regclass AND a.attname = 'customer_key') THEN
+        IF automation._column_type('pg_temp.automation_enrolled', 'customer_key')
+           = automation._column_type('automation.enrollment', 'customer_key') THEN
             RETURN true;
         END IF;
         DROP TABLE pg_temp.automation_enrolled;
