@@ -337,6 +337,7 @@ DECLARE
     b_customers automation.source;
     moved_sql text;
     keys_locked boolean := false;
+    lines_keyed boolean;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
     -- and none enrolled by this tick with a step due at once.
@@ -521,6 +522,7 @@ BEGIN
         b_carts := automation._src('carts', 'a cart journey');
         SELECT * INTO b_lines FROM automation.source x WHERE x.kind = 'cart_lines';
         SELECT * INTO b_products FROM automation.source x WHERE x.kind = 'products';
+        lines_keyed := b_lines.kind IS NOT NULL AND automation._leads_index(b_lines, 'cart_id');
         EXECUTE format($q$
             INSERT INTO automation_cart (cart_id, state, line_count, in_stock, lines)
             WITH named AS NOT MATERIALIZED (
@@ -550,7 +552,8 @@ BEGIN
                                    %6$s AS price, CASE WHEN %7$s <= $1 AND %7$s > 0 THEN %7$s END AS only_left$j$
                                ELSE '' END || $j$
                           FROM %8$s l %9$s
-                         WHERE %1$s IN (SELECT n.cart_id FROM named n)
+                         WHERE %1$s $j$ || CASE WHEN lines_keyed THEN '= ANY (ARRAY(SELECT n.cart_id FROM named n))'
+                                                ELSE 'IN (SELECT n.cart_id FROM named n)' END || $j$
                          $j$ || CASE WHEN need_cart THEN 'ORDER BY 1, %3$s' ELSE '' END || $j$) l
                  GROUP BY 1) l ON l.cart_id = k.cart_id$j$,
                 automation._col(b_lines, 'cart_id', 'l'),
