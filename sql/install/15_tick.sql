@@ -100,7 +100,7 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    PERFORM automation._check_clock(now, 'tick');
+    PERFORM automation._check_clock(now, 'tick', last);
     IF automation._keys_mistyped() THEN
         PERFORM automation._retype_keys();
     END IF;

@@ -669,8 +669,9 @@ REVOKE ALL ON FUNCTION automation._full_refresh_reason(timestamptz) FROM PUBLIC;
 -- as of now and returns the number of profiles written.  Incremental when
 -- change capture is enabled and a full refresh has been done; otherwise (and
 -- when full is true) a full rebuild.  _refresh_profiles is its work, for the
--- tick, which has given the keys their type already.
-CREATE FUNCTION automation._refresh_profiles("full" boolean, now timestamptz)
+-- tick, which has given the keys their type already, and has asked
+-- _full_refresh_reason itself (checked: it found none).
+CREATE FUNCTION automation._refresh_profiles("full" boolean, now timestamptz, checked boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -710,7 +711,7 @@ BEGIN
 
     IF is_full THEN
         reason := 'asked for';
-    ELSE
+    ELSIF NOT checked THEN
         reason := automation._full_refresh_reason(now);
         IF reason IS NOT NULL THEN
             RAISE NOTICE 'full profile refresh: %', reason;

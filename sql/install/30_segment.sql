@@ -248,19 +248,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT max(s.refreshed_at) FROM automation.segment s $$;
 REVOKE ALL ON FUNCTION automation._clock() FROM PUBLIC;
 
--- _check_clock(now, action): refuses a moment before the segments' last
+-- _check_clock(now, action[, last]): refuses a moment before the segments' last
 -- refresh.  Entries and exits are recorded at the moment of the refresh
 -- that finds them, so the membership history -- and the journeys that
 -- follow it -- only moves forward: evaluated at an earlier moment, members
 -- would leave before they entered.  The tick asks first, before its
--- stages read anything.
-CREATE FUNCTION automation._check_clock(now timestamptz, action text)
+-- stages read anything, and passes the clock it has read as last.
+CREATE FUNCTION automation._check_clock(now timestamptz, action text, last timestamptz DEFAULT automation._clock())
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    last timestamptz := automation._clock();
 BEGIN
     IF now < last THEN
         RAISE EXCEPTION 'cannot % at %: the segments were refreshed later, at %', action, now, last
@@ -270,7 +268,7 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION automation._check_clock(timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION automation._check_clock(timestamptz, text, timestamptz) FROM PUBLIC;
 
 -- refresh_segments(now): evaluates every segment against the profiles and
 -- records entries (entered_at = now) and exits (exited_at = now).  Returns
@@ -519,7 +517,7 @@ BEGIN
             USING DETAIL = 'See pg_locks; the next tick tries again.';
         RETURN 0;
     END IF;
-    RETURN automation._refresh_profiles(false, now);
+    RETURN automation._refresh_profiles(false, now, reason IS NULL);
 END
 $$;
 REVOKE ALL ON FUNCTION automation._tick_profiles(timestamptz) FROM PUBLIC;
