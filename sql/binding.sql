@@ -154,6 +154,13 @@ SET automation.default_timezone = 'Mars/Olympus_Mons';
 -- a zone SQL would read as an abbreviation without summer time; one it reads the same
 SET automation.default_timezone = 'CET';
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- an offset with its sign: east of UTC for a customer, west for SQL
+SET automation.default_timezone = '+03:00';
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SET automation.default_timezone = '-5';
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SET automation.default_timezone = 'Etc/GMT-3';
+SHOW automation.default_timezone;
 SET automation.default_timezone = 'EST';
 SHOW automation.default_timezone;
 SET automation.default_timezone = 'Europe/Helsinki';

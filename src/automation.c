@@ -79,6 +79,9 @@ void		_PG_init(void);
  * summer time: the profiles' quarters and the triggers' clock would be an
  * hour apart from the profile pass's all summer.  An abbreviation that means
  * what the zone means (UTC, GMT, EST: a fixed offset, the same) is fine.
+ * Nor a value that starts with a sign: a customer's "+03:00" is three hours
+ * east of UTC, the ISO 8601 way (see automation_zone), while the SQL time
+ * functions read the setting the POSIX way, three hours west.
  */
 static bool
 check_default_timezone(char **newval, void **extra, GucSource source)
@@ -93,6 +96,12 @@ check_default_timezone(char **newval, void **extra, GucSource source)
 	if (*newval == NULL || (*newval)[0] == '\0')
 	{
 		GUC_check_errdetail("The time zone must not be empty.");
+		return false;
+	}
+	if ((*newval)[0] == '+' || (*newval)[0] == '-')
+	{
+		GUC_check_errdetail("An offset that starts with its sign is east of UTC when positive in a customer's time zone (ISO 8601), but west in PostgreSQL's time functions (POSIX).");
+		GUC_check_errhint("Use a zone's name, such as \"Europe/Moscow\"; for a fixed offset, \"Etc/GMT-3\" is three hours east of UTC.");
 		return false;
 	}
 	if (strlen(*newval) >= TZ_STRLEN_MAX || (zone = pg_tzset(*newval)) == NULL)
