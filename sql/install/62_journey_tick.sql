@@ -572,10 +572,14 @@ BEGIN
                      ELSE format('LEFT JOIN %s p ON %s = %s', automation._rel(b_products),
                                  automation._col(b_products, 'product', 'p'), automation._col(b_lines, 'product', 'l')) END) END)
         USING low_stock;
-        ANALYZE automation_cart;
+        -- (its lines are only carried to the messages: not sampled)
+        ANALYZE automation_cart (cart_id, state, line_count, in_stock);
         -- A cart that became an order, or that is gone or empty, ends its
         -- reminders (exit on "converted"); so does one with nothing left in
-        -- stock (exit on "out_of_stock").
+        -- stock (exit on "out_of_stock").  Looked for first, in the carts
+        -- alone: most carts named are still open and full, and the update
+        -- would join every due step to them for none.
+        IF EXISTS (SELECT FROM automation_cart k WHERE k.state IS NOT NULL OR k.line_count = 0 OR k.in_stock = 0) THEN
         UPDATE automation_due d
            SET send_at = NULL,
                exit_reason = CASE WHEN 'converted' = ANY (d.exit_on) AND k.state IS NOT NULL THEN k.state
@@ -585,6 +589,7 @@ BEGIN
          WHERE k.cart_id = d.cart_id AND d.trigger = 'cart_abandoned' AND d.exit_reason IS NULL
            AND (('converted' = ANY (d.exit_on) AND (k.state IS NOT NULL OR k.line_count = 0))
                 OR ('out_of_stock' = ANY (d.exit_on) AND k.in_stock = 0));
+        END IF;
     END IF;
 
     -- An order since the enrollment's moment ends it.  The orders are
