@@ -97,6 +97,19 @@ SELECT automation.bind_orders('bshop.orders', 'customer_id', 'placed', 'total', 
 \echo sqlstate :LAST_ERROR_SQLSTATE
 SELECT automation.bind_orders('bshop.orders', 'customer_id', 'placed', 'total', status_column => 'status', counted_statuses => ARRAY['paid', NULL]);
 \echo sqlstate :LAST_ERROR_SQLSTATE
+-- statuses an enum status does not have
+CREATE TYPE bshop.order_state AS ENUM ('pending', 'paid', 'shipped');
+CREATE TABLE bshop.enum_orders (id bigint, customer_id bigint, placed timestamptz, total numeric, state bshop.order_state);
+SELECT automation.bind_orders('bshop.enum_orders', 'customer_id', 'placed', 'total', status_column => 'state',
+                              counted_statuses => ARRAY['paid', 'Shipped', 'delivered']);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+BEGIN;
+SELECT automation.bind_orders('bshop.enum_orders', 'customer_id', 'placed', 'total', status_column => 'state',
+                              counted_statuses => ARRAY['paid', 'shipped']);
+SELECT relation, options FROM automation.bindings WHERE kind = 'orders';
+ROLLBACK;
+DROP TABLE bshop.enum_orders;
+DROP TYPE bshop.order_state;
 -- identifiers that try SQL injection are only names that do not exist
 SELECT automation.bind_orders('bshop.orders; DROP TABLE bshop.orders', 'customer_id', 'placed', 'total');
 \echo sqlstate :LAST_ERROR_SQLSTATE

@@ -393,6 +393,9 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    status_type regtype;
+    unknown text;
 BEGIN
     IF status_changed_at_column IS NOT NULL AND status_column IS NULL THEN
         RAISE EXCEPTION 'status_changed_at_column needs status_column'
@@ -414,6 +417,21 @@ BEGIN
             RAISE EXCEPTION 'counted_statuses must list at least one status and no NULL'
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'For example ARRAY[''paid'', ''shipped'', ''delivered''].';
+        END IF;
+        -- A status of an enum type has its labels: one not among them would
+        -- never match, and the orders it was meant to count would not count.
+        status_type := automation._column_type(relation, status_column);
+        IF (SELECT t.typtype FROM pg_type t WHERE t.oid = status_type) = 'e' THEN
+            unknown := (SELECT string_agg(format('"%s"', x.label), ', ' ORDER BY x.n)
+                          FROM unnest(counted_statuses) WITH ORDINALITY x (label, n)
+                         WHERE NOT EXISTS (SELECT FROM pg_enum e WHERE e.enumtypid = status_type AND e.enumlabel = x.label));
+            IF unknown IS NOT NULL THEN
+                RAISE EXCEPTION 'counted_statuses names % that the status column''s type % does not have', unknown, status_type
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = format('Its labels are %s.',
+                                        (SELECT string_agg(format('"%s"', e.enumlabel), ', ' ORDER BY e.enumsortorder)
+                                           FROM pg_enum e WHERE e.enumtypid = status_type));
+            END IF;
         END IF;
     END IF;
     IF (ship_to_column IS NULL) <> (bill_to_column IS NULL) THEN
