@@ -148,6 +148,27 @@ INSERT INTO bench_blast SELECT sum(ms), (SELECT rows FROM blast WHERE stage = 's
 DROP TABLE blast;
 SQL
 }
+# forget_blast: SQL that deletes the blast journey's messages, their keys,
+# its enrollments, decision notes and trigger mark, so that a tick enrolls
+# every open cart again.
+forget_blast() {
+    cat <<'SQL'
+DELETE FROM automation.outbox_key k USING automation.outbox o WHERE o.id = k.message_id AND o.journey = 'blast';
+DELETE FROM automation.outbox WHERE journey = 'blast';
+DELETE FROM automation.enrollment WHERE journey = 'blast';
+DELETE FROM automation.decision_note WHERE journey = 'blast';
+DELETE FROM automation.trigger_mark WHERE journey = 'blast';
+SQL
+}
+# decisions AT: SQL that counts the blast's decisions at AT that wrote no
+# message, by decision and reason.
+decisions() {
+    cat <<SQL
+SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
+  FROM automation.decision_log WHERE journey = 'blast' AND at = '$1' AND decision <> 'sent'
+ GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
+SQL
+}
 # statements: the notices of auto_explain (JSON plans, one key per line)
 # as one line per statement: its duration and the start of its text.  The
 # other lines pass as they are.
@@ -322,19 +343,15 @@ SQL
 echo "(c2) the blast of (c) again, every open cart's customer consenting (given in the transaction,"
 echo "    rolled back with it), so that nearly every cart gets its message: first in a session, then"
 echo "    again in it:"
-run <<'SQL'
-\set QUIET on
+run <<SQL
+\\set QUIET on
 CREATE TABLE bench_c_e AS SELECT * FROM automation.enrollment WHERE journey = 'blast';
 CREATE TABLE bench_c_o AS SELECT * FROM automation.outbox WHERE journey = 'blast';
 CREATE TABLE bench_c_k AS SELECT k.* FROM automation.outbox_key k JOIN bench_c_o o ON o.id = k.message_id;
 CREATE TABLE bench_c_n AS SELECT * FROM automation.decision_note WHERE journey = 'blast';
 CREATE TABLE bench_c_m AS SELECT * FROM automation.trigger_mark WHERE journey = 'blast';
 BEGIN;
-DELETE FROM automation.outbox_key k USING bench_c_k b WHERE k.dedupe_key = b.dedupe_key;
-DELETE FROM automation.outbox WHERE journey = 'blast';
-DELETE FROM automation.enrollment WHERE journey = 'blast';
-DELETE FROM automation.decision_note WHERE journey = 'blast';
-DELETE FROM automation.trigger_mark WHERE journey = 'blast';
+$(forget_blast)
 COMMIT;
 VACUUM automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note, automation.trigger_mark;
 SQL
@@ -346,9 +363,7 @@ UPDATE shop.customers SET marketing_consent = true
 SET LOCAL automation.quiet_hours_start = 0;
 SET LOCAL automation.quiet_hours_end = 0;
 $(blast "$1")
-SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
-  FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:10+00' AND decision <> 'sent'
- GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
+$(decisions "2026-11-01 12:00:10+00")
 ROLLBACK;
 VACUUM shop.customers, automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note, automation.trigger_mark;
 SQL
@@ -425,17 +440,11 @@ done
 reblast() {
     cat <<SQL
 BEGIN;
-DELETE FROM automation.outbox_key k USING automation.outbox o WHERE o.id = k.message_id AND o.journey = 'blast';
-DELETE FROM automation.outbox WHERE journey = 'blast';
-DELETE FROM automation.enrollment WHERE journey = 'blast';
-DELETE FROM automation.decision_note WHERE journey = 'blast';
-DELETE FROM automation.trigger_mark WHERE journey = 'blast';
+$(forget_blast)
 SET LOCAL automation.quiet_hours_start = 0;
 SET LOCAL automation.quiet_hours_end = 0;
 $(blast "$1" "2026-11-01 12:00:40+00")
-SELECT '    ' || decision || coalesce(' (' || split_part(reason, ' ', 1) || ')', '') || ': ' || count(*)
-  FROM automation.decision_log WHERE journey = 'blast' AND at = '2026-11-01 12:00:40+00' AND decision <> 'sent'
- GROUP BY decision, split_part(reason, ' ', 1) ORDER BY 1;
+$(decisions "2026-11-01 12:00:40+00")
 ROLLBACK;
 SQL
 }
