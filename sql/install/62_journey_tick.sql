@@ -338,6 +338,7 @@ DECLARE
     moved_sql text;
     keys_locked boolean := false;
     lines_keyed boolean;
+    index_scans text;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
     -- and none enrolled by this tick with a step due at once.
@@ -383,7 +384,11 @@ BEGIN
     -- as an array), where the shop has such an index: quicker than one pass
     -- over all the customers hashed against the due steps while those due
     -- are fewer than about half of them, and as quick beyond.  Without one
-    -- (a view, say) the planner chooses.
+    -- (a view, say) the planner chooses.  The index is read as a bitmap,
+    -- each customers' page then read once, in the table's order: fetched
+    -- row by row in key order, 100,000 customers of 1,000,000 took 0.21 s
+    -- against 0.13 s.  (The planner cannot tell how many keys the array
+    -- holds, takes it for ten, and would fetch row by row.)
     -- The table carries what the passes below test first, fixed-width
     -- columns ahead: a pass over it takes a row apart only up to the last
     -- column it reads, and most read a few.  What the step says about its
@@ -443,6 +448,10 @@ BEGIN
     made := false;
     FOREACH source IN ARRAY CASE WHEN has_new THEN ARRAY[new_sql] ELSE '{}' END
                             || CASE WHEN has_old THEN ARRAY[old_sql] ELSE '{}' END LOOP
+        IF keyed THEN
+            index_scans := current_setting('enable_indexscan');
+            PERFORM set_config('enable_indexscan', 'off', true);
+        END IF;
         EXECUTE CASE WHEN made THEN 'INSERT INTO automation_due ' ELSE 'CREATE TEMP TABLE automation_due ON COMMIT DROP AS ' END
                 || format(due_sql, source,
                           CASE WHEN keyed
@@ -451,6 +460,9 @@ BEGIN
                                ELSE customers_sql END)
           USING now, default_tz;
         GET DIAGNOSTICS cnt = ROW_COUNT;
+        IF keyed THEN
+            PERFORM set_config('enable_indexscan', index_scans, true);
+        END IF;
         rows_due := rows_due + cnt;
         made := true;
     END LOOP;
