@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * journey.c
- *	  The parts of the journeys' steps stage that SQL cannot do well: putting
- *	  a message's payload together, and a cart's lines as JSON.
+ *	  The parts of the journeys that SQL cannot do well: putting a
+ *	  message's payload together, a cart's lines as JSON, and the triggers'
+ *	  contexts.
  *
  * The steps stage (sql/install/62_journey_tick.sql) is set-based SQL.  A
  * message's payload, though, is the merge of up to six parts: the step's
@@ -20,6 +21,11 @@
  * and read back twice (jsonb_agg serializes each element it is given once
  * more before it takes it apart); automation._cart_lines builds each line
  * in place, and serializes each cart's array once.
+ *
+ * Each enrollment's context, the few facts its trigger found (a cart's id,
+ * total and checkout stage), is a small object built once per subject the
+ * trigger finds: automation._object builds it as jsonb_build_object would,
+ * for a fraction of the cost.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +45,7 @@
 PG_FUNCTION_INFO_V1(automation_message_payload);
 PG_FUNCTION_INFO_V1(automation_cart_lines_add);
 PG_FUNCTION_INFO_V1(automation_cart_lines_final);
+PG_FUNCTION_INFO_V1(automation_object);
 
 /* The members of a cart line, in the order automation._cart_lines takes them. */
 #define LINE_MEMBERS 5
@@ -56,13 +63,13 @@ typedef enum ValueKind
 	VALUE_TEXT					/* anything else: its text */
 } ValueKind;
 
-/* The kinds of the aggregate's arguments, worked out once per query. */
-typedef struct LineColumns
+/* How one argument becomes a JSON value, worked out once per query. */
+typedef struct ValueColumn
 {
-	Oid			type[LINE_MEMBERS];	/* a domain's base type */
-	ValueKind	kind[LINE_MEMBERS];
-	FmgrInfo	output[LINE_MEMBERS];
-} LineColumns;
+	Oid			type;			/* a domain's base type */
+	ValueKind	kind;
+	FmgrInfo	output;
+} ValueColumn;
 
 /* Pushes a key, given as a C string, of the object being built. */
 static void
@@ -277,11 +284,31 @@ value_kind(Oid type)
 }
 
 /*
+ * Describes argument argno (from 0) of the function being called, for
+ * push_datum, in fn_mcxt; what names the function in the error for an
+ * argument whose type cannot be told.
+ */
+static void
+describe_argument(FunctionCallInfo fcinfo, int argno, ValueColumn *col, const char *what)
+{
+	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, argno);
+	Oid			output;
+	bool		varlena;
+
+	if (!OidIsValid(type))
+		elog(ERROR, "cannot determine the type of argument %d of %s", argno + 1, what);
+	col->type = getBaseType(type);
+	col->kind = value_kind(col->type);
+	getTypeOutputInfo(col->type, &output, &varlena);
+	fmgr_info_cxt(output, &col->output, fcinfo->flinfo->fn_mcxt);
+}
+
+/*
  * Pushes one value of the given kind into the current object, allocating
  * in the current memory context what the value keeps.
  */
 static void
-push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols, int col)
+push_datum(JsonbParseState **state, Datum value, bool isnull, ValueColumn *col)
 {
 	JsonbValue	v;
 	char	   *text;
@@ -292,7 +319,7 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols,
 		pushJsonbValue(state, WJB_VALUE, &v);
 		return;
 	}
-	switch (cols->kind[col])
+	switch (col->kind)
 	{
 		case VALUE_BOOL:
 			v.type = jbvBool;
@@ -300,7 +327,7 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols,
 			break;
 		case VALUE_INTEGER:
 			v.type = jbvNumeric;
-			switch (cols->type[col])
+			switch (col->type)
 			{
 				case INT2OID:
 					v.val.numeric = int64_to_numeric(DatumGetInt16(value));
@@ -322,7 +349,7 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols,
 			}
 			/* FALLTHROUGH */
 		case VALUE_FLOAT:
-			text = OutputFunctionCall(&cols->output[col], value);
+			text = OutputFunctionCall(&col->output, value);
 			if (strpbrk(text, "Nn") == NULL)
 			{
 				v.type = jbvNumeric;
@@ -339,18 +366,18 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols,
 			break;
 		case VALUE_DATETIME:
 			v.type = jbvString;
-			v.val.string.val = JsonEncodeDateTime(NULL, value, cols->type[col], NULL);
+			v.val.string.val = JsonEncodeDateTime(NULL, value, col->type, NULL);
 			v.val.string.len = strlen(v.val.string.val);
 			break;
 		case VALUE_JSON:
 			{
 				Jsonb	   *json;
 
-				if (cols->type[col] == JSONBOID)
+				if (col->type == JSONBOID)
 					json = DatumGetJsonbPCopy(value);
 				else
 					json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-															  CStringGetDatum(OutputFunctionCall(&cols->output[col], value))));
+															  CStringGetDatum(OutputFunctionCall(&col->output, value))));
 				/* (a container is taken apart into the object; its strings stay in json) */
 				v.type = jbvBinary;
 				v.val.binary.data = &json->root;
@@ -358,7 +385,7 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, LineColumns *cols,
 			}
 			break;
 		case VALUE_TEXT:
-			text = OutputFunctionCall(&cols->output[col], value);
+			text = OutputFunctionCall(&col->output, value);
 			v.type = jbvString;
 			v.val.string.val = text;
 			v.val.string.len = strlen(text);
@@ -382,7 +409,7 @@ automation_cart_lines_add(PG_FUNCTION_ARGS)
 	MemoryContext aggcontext;
 	MemoryContext old;
 	JsonbParseState *state;
-	LineColumns *cols = (LineColumns *) fcinfo->flinfo->fn_extra;
+	ValueColumn *cols = (ValueColumn *) fcinfo->flinfo->fn_extra;
 	int			col;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
@@ -390,20 +417,9 @@ automation_cart_lines_add(PG_FUNCTION_ARGS)
 
 	if (cols == NULL)
 	{
-		cols = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(LineColumns));
+		cols = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ValueColumn) * LINE_MEMBERS);
 		for (col = 0; col < LINE_MEMBERS; col++)
-		{
-			Oid			type = get_fn_expr_argtype(fcinfo->flinfo, col + 1);
-			Oid			output;
-			bool		varlena;
-
-			if (!OidIsValid(type))
-				elog(ERROR, "cannot determine the type of argument %d of automation._cart_lines", col + 1);
-			cols->type[col] = getBaseType(type);
-			cols->kind[col] = value_kind(cols->type[col]);
-			getTypeOutputInfo(cols->type[col], &output, &varlena);
-			fmgr_info_cxt(output, &cols->output[col], fcinfo->flinfo->fn_mcxt);
-		}
+			describe_argument(fcinfo, col + 1, &cols[col], "automation._cart_lines");
 		fcinfo->flinfo->fn_extra = cols;
 	}
 
@@ -415,7 +431,7 @@ automation_cart_lines_add(PG_FUNCTION_ARGS)
 	for (col = 0; col < LINE_MEMBERS; col++)
 	{
 		push_key(&state, line_keys[col]);
-		push_datum(&state, PG_GETARG_DATUM(col + 1), PG_ARGISNULL(col + 1), cols, col);
+		push_datum(&state, PG_GETARG_DATUM(col + 1), PG_ARGISNULL(col + 1), &cols[col]);
 	}
 	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	MemoryContextSwitchTo(old);
@@ -443,4 +459,68 @@ automation_cart_lines_final(PG_FUNCTION_ARGS)
 	Assert(array.type == jbvArray);
 	array.val.array.rawScalar = false;
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(&array));
+}
+
+/*
+ * automation._object(VARIADIC "any") RETURNS jsonb
+ *
+ * The object jsonb_build_object builds -- keys and values alternating, a
+ * later value of a key replacing an earlier one, each value as to_jsonb
+ * makes it -- without its two costs per call: the look-up of every
+ * argument's type, and the trip of every number through its text.  The
+ * triggers build each enrollment's context with it: a tick that found
+ * 100,000 abandoned carts spent 0.11 s in jsonb_build_object alone.
+ */
+Datum
+automation_object(PG_FUNCTION_ARGS)
+{
+	int			nargs = PG_NARGS();
+	ValueColumn *cols = (ValueColumn *) fcinfo->flinfo->fn_extra;
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+	int			i;
+
+	if (get_fn_expr_variadic(fcinfo->flinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("automation._object takes its keys and values as arguments, not as an array")));
+	if (nargs % 2 != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("automation._object takes keys and values in pairs, not %d arguments", nargs)));
+	if (cols == NULL)
+	{
+		cols = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ValueColumn) * Max(nargs, 1));
+		for (i = 0; i < nargs; i++)
+			describe_argument(fcinfo, i, &cols[i], "automation._object");
+		fcinfo->flinfo->fn_extra = cols;
+	}
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < nargs; i += 2)
+	{
+		JsonbValue	key;
+
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of automation._object is a key, and must not be null", i + 1)));
+		key.type = jbvString;
+		if (cols[i].type == TEXTOID || cols[i].type == VARCHAROID)
+		{
+			text	   *name = PG_GETARG_TEXT_PP(i);
+
+			key.val.string.val = VARDATA_ANY(name);
+			key.val.string.len = VARSIZE_ANY_EXHDR(name);
+		}
+		else
+		{
+			key.val.string.val = OutputFunctionCall(&cols[i].output, PG_GETARG_DATUM(i));
+			key.val.string.len = strlen(key.val.string.val);
+		}
+		pushJsonbValue(&state, WJB_KEY, &key);
+		push_datum(&state, PG_GETARG_DATUM(i + 1), PG_ARGISNULL(i + 1), &cols[i + 1]);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(result));
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * journey.h
- *	  The journeys' steps stage in C (journey.c): a message's payload and a
- *	  cart's lines.
+ *	  The journeys in C (journey.c): a message's payload, a cart's lines, and
+ *	  the triggers' contexts.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,5 +14,6 @@
 extern Datum automation_message_payload(PG_FUNCTION_ARGS);
 extern Datum automation_cart_lines_add(PG_FUNCTION_ARGS);
 extern Datum automation_cart_lines_final(PG_FUNCTION_ARGS);
+extern Datum automation_object(PG_FUNCTION_ARGS);
 
 #endif							/* AUTOMATION_JOURNEY_H */

@@ -2,9 +2,10 @@
 -- C, in one pass): the same object as merging its parts with ||, in the
 -- same order, a later key replacing an earlier one.  And a cart's lines as
 -- automation._cart_lines gathers them: the same array as jsonb_agg of
--- jsonb_build_object.
+-- jsonb_build_object.  And a trigger's context as automation._object builds
+-- it: the same object as jsonb_build_object.
 BEGIN;
-SELECT plan(13);
+SELECT plan(18);
 
 -- The reference: the parts merged with || and built with jsonb_build_object.
 CREATE FUNCTION pg_temp.merged(payload jsonb, variant_payload jsonb, context jsonb, first_name text, journey text,
@@ -120,6 +121,34 @@ SELECT is((SELECT automation._cart_lines(x, ARRAY[1, 2], ROW(1, 'a'), NULL::text
           'an array or a composite value is written as its text');
 SELECT is((SELECT automation._cart_lines(l.product, l.quantity, l.name, l.price, l.stock) FROM line l WHERE false),
           NULL, 'no lines: NULL, as jsonb_agg');
+
+-- A trigger's context: every kind of value a bound column may hold, as
+-- jsonb_build_object builds it (keys of any type as their text, a later
+-- value of a key replacing an earlier one).
+SELECT is((SELECT count(*) FROM line l
+            WHERE automation._object('product', l.product, 'quantity', l.quantity, 'name', l.name, 'price', l.price,
+                                     'stock', l.stock, 'i2', l.i2, 'i8', l.i8, 'f4', l.f4, 'f8', l.f8, 'b', l.b)::text
+                  IS DISTINCT FROM jsonb_build_object('product', l.product, 'quantity', l.quantity, 'name', l.name,
+                                                      'price', l.price, 'stock', l.stock, 'i2', l.i2, 'i8', l.i8,
+                                                      'f4', l.f4, 'f8', l.f8, 'b', l.b)::text
+               OR automation._object('d', l.d, 'ts', l.ts, 'tstz', l.tstz, 'j', l.j, 'jb', l.jb, 'u', l.u, 'v', l.v,
+                                     l.cart, l.product, l.product, l.i8, l.cart + 0.5, l.d)::text
+                  IS DISTINCT FROM jsonb_build_object('d', l.d, 'ts', l.ts, 'tstz', l.tstz, 'j', l.j, 'jb', l.jb,
+                                                      'u', l.u, 'v', l.v, l.cart, l.product, l.product, l.i8,
+                                                      l.cart + 0.5, l.d)::text),
+          0::bigint, 'a context: the same object as jsonb_build_object, for every kind of value and key');
+SELECT is(automation._object('cart_id', 7::bigint, 'cart_total', 12.50, 'stage', NULL::text, 'cart_id', 8),
+          '{"cart_id": 8, "cart_total": 12.50, "stage": null}'::jsonb,
+          'a later value of a key replaces an earlier one; a number keeps its scale');
+SELECT throws_ok($$SELECT automation._object('cart_id', 1, 'stage')$$, '22023',
+                 'automation._object takes keys and values in pairs, not 3 arguments',
+                 'a key without its value is refused');
+SELECT throws_ok($$SELECT automation._object(NULL::text, 1)$$, '22004',
+                 'argument 1 of automation._object is a key, and must not be null',
+                 'a null key is refused');
+SELECT throws_ok($$SELECT automation._object(VARIADIC ARRAY['a', 'b'])$$, '0A000',
+                 'automation._object takes its keys and values as arguments, not as an array',
+                 'keys and values as one array are refused');
 
 SELECT * FROM finish();
 ROLLBACK;
