@@ -1132,8 +1132,7 @@ BEGIN
                        g.journey, g.step, g.variant, g.purpose, g.dedupe_key, g.send_at, now
                   FROM go g
                   LEFT JOIN automation_cart cl ON cl.cart_id = g.cart_id AND 'cart' = ANY (g.includes)
-                 WHERE NOT g.written
-                RETURNING m.channel),
+                 WHERE NOT g.written),
             logged AS (
                 INSERT INTO automation.decision_note (at, journey, step, subject, customer_key, decision, reason, variant)
                 SELECT now, d.journey, d.step, d.subject, d.customer_key,
@@ -1151,7 +1150,11 @@ BEGIN
                 SELECT now, g.journey, g.step, g.subject, g.customer_key, 'sent', 'already written', g.variant
                   FROM go g
                  WHERE g.written)
-            SELECT count(*), array_agg(DISTINCT ins.channel) INTO sent, channels FROM ins;
+            -- (counted from go, one message per row not written: the
+            -- messages' rows returned by the insert were a second copy of
+            -- them, and their channels sorted for the few distinct)
+            SELECT coalesce(sum(x.n), 0), array_agg(x.channel ORDER BY x.channel) INTO sent, channels
+              FROM (SELECT g.channel, count(*) AS n FROM go g WHERE NOT g.written GROUP BY 1) x;
             EXIT;
         EXCEPTION WHEN unique_violation THEN
             IF keys_locked THEN
