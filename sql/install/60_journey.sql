@@ -488,8 +488,9 @@ END
 $$;
 
 -- _object(key, value, ...): the jsonb object jsonb_build_object builds, the
--- values as to_jsonb makes them, for a fraction of its cost per call: the
--- context of every subject a trigger finds (see src/journey.c).
+-- values as to_jsonb makes them (one of an array or composite type as its
+-- text), for a fraction of its cost per call: the context of every subject
+-- a trigger finds (see src/journey.c).
 CREATE FUNCTION automation._object(VARIADIC "any")
 RETURNS jsonb
 LANGUAGE C STABLE PARALLEL SAFE

@@ -385,10 +385,10 @@ BEGIN
     -- over all the customers hashed against the due steps while those due
     -- are fewer than about half of them, and as quick beyond.  Without one
     -- (a view, say) the planner chooses.  The index is read as a bitmap,
-    -- each customers' page then read once, in the table's order: fetched
-    -- row by row in key order, 100,000 customers of 1,000,000 took 0.21 s
-    -- against 0.13 s.  (The planner cannot tell how many keys the array
-    -- holds, takes it for ten, and would fetch row by row.)
+    -- each page of the customers then read once, in the table's order:
+    -- fetched row by row in key order, 100,000 customers of 1,000,000 took
+    -- 0.21 s against 0.13 s.  (The planner cannot tell how many keys the
+    -- array holds, takes it for ten, and would fetch row by row.)
     -- The table carries what the passes below test first, fixed-width
     -- columns ahead: a pass over it takes a row apart only up to the last
     -- column it reads, and most read a few.  What the step says about its
