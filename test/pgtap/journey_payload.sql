@@ -5,7 +5,7 @@
 -- jsonb_build_object.  And a trigger's context as automation._object builds
 -- it: the same object as jsonb_build_object.
 BEGIN;
-SELECT plan(18);
+SELECT plan(20);
 
 -- The reference: the parts merged with || and built with jsonb_build_object.
 CREATE FUNCTION pg_temp.merged(payload jsonb, variant_payload jsonb, context jsonb, first_name text, journey text,
@@ -69,6 +69,41 @@ SELECT is((SELECT count(*) FROM part p
                   IS DISTINCT FROM pg_temp.merged(p.payload, p.variant_payload, p.context, p.first_name, 'j', 3, 'v', '9',
                                                   p.extra, p.with_cart, p.cart_url, p.cart_lines)),
           0::bigint, 'the same object as the parts merged with ||, for every shape the steps stage passes');
+
+-- The payload is written in jsonb's binary form directly (the parts'
+-- objects and arrays copied as they are): with more members than jsonb
+-- stores a length for (it stores an offset every 32nd), numbers, strings,
+-- nested containers, and keys of every length, every member is found where
+-- jsonb looks for it, and the object is the one || builds.
+INSERT INTO part
+SELECT jsonb_object_agg(repeat('k', i % 7 + 1) || i,
+                        CASE i % 5 WHEN 0 THEN to_jsonb(i * 1.5) WHEN 1 THEN to_jsonb('s' || i) WHEN 2 THEN jsonb_build_array(i, 'x', NULL)
+                                   WHEN 3 THEN jsonb_build_object('n', i, 'm', jsonb_build_object('deep', true)) ELSE 'null' END),
+       (SELECT jsonb_object_agg('k' || i, i) FROM generate_series(1, 40, 3) i),
+       '{"cart_id": 5, "cart_total": 1e3, "stage": "payment", "payload": {"k2": "own", "z": [1, 2]}}', 'Fay',
+       (SELECT jsonb_object_agg('x' || i, repeat('v', i)) FROM generate_series(1, 20) i), true, 'c/{cart_id}/{cart_id}',
+       '[{"name": "A", "price": 1.10}, {"name": "B", "price": 2}]'
+  FROM generate_series(1, 60) i;
+SELECT is((SELECT count(*) FROM part p
+            WHERE automation._message_payload(p.payload, p.variant_payload, p.context, p.first_name, 'j', 3, 'v', '9',
+                                              p.extra, p.with_cart, p.cart_url, p.cart_lines)::text
+                  IS DISTINCT FROM pg_temp.merged(p.payload, p.variant_payload, p.context, p.first_name, 'j', 3, 'v', '9',
+                                                  p.extra, p.with_cart, p.cart_url, p.cart_lines)::text
+               OR pg_column_size(automation._message_payload(p.payload, p.variant_payload, p.context, p.first_name, 'j', 3,
+                                                             'v', '9', p.extra, p.with_cart, p.cart_url, p.cart_lines))
+                  <> pg_column_size(pg_temp.merged(p.payload, p.variant_payload, p.context, p.first_name, 'j', 3, 'v', '9',
+                                                   p.extra, p.with_cart, p.cart_url, p.cart_lines))),
+          0::bigint, 'with about 100 members, nested objects and arrays: the same object as || builds, to the text and the byte');
+SELECT is((SELECT count(*)
+             FROM part p
+            CROSS JOIN LATERAL (SELECT automation._message_payload(p.payload, p.variant_payload, p.context, p.first_name,
+                                                                   'j', 3, 'v', '9', p.extra, p.with_cart, p.cart_url,
+                                                                   p.cart_lines) AS x) y
+            CROSS JOIN LATERAL jsonb_each(y.x) e
+            WHERE y.x -> e.key IS DISTINCT FROM e.value
+               OR NOT (y.x ? e.key)
+               OR (e.key = 'cart' AND (y.x #> '{cart,lines}') IS DISTINCT FROM coalesce(p.cart_lines, '[]'))),
+          0::bigint, 'every member is found by its key, the cart''s lines within the cart');
 
 SELECT is(automation._message_payload(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
           '{"first_name": null, "journey": null, "step": null, "variant": null, "customer_key": null}'::jsonb,
