@@ -74,18 +74,6 @@ typedef struct ValueColumn
 	FmgrInfo	output;
 } ValueColumn;
 
-/* Pushes a key, given as a C string, of the object being built. */
-static void
-push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.len = strlen(key);
-	k.val.string.val = (char *) key;
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
 /* The root of a jsonb argument, or NULL. */
 #define ARG_CONTAINER(n) (PG_ARGISNULL(n) ? NULL : &PG_GETARG_JSONB_P(n)->root)
 
@@ -144,6 +132,18 @@ typedef struct Members
 	int			count;
 	int			size;
 } Members;
+
+/*
+ * The state of automation._cart_lines: the cart's lines written one after
+ * the other as jsonb objects, and the entry of each (its type and length).
+ */
+typedef struct CartLines
+{
+	StringInfoData data;
+	JEntry	   *entries;
+	int			count;
+	int			size;
+} CartLines;
 
 static void
 add_member(Members *ms, const char *key, int key_len, JsonbValue *value)
@@ -467,7 +467,7 @@ value_kind(Oid type)
 
 /*
  * Describes argument argno (from 0) of the function being called, for
- * push_datum, in fn_mcxt; what names the function in the error for an
+ * datum_value, in fn_mcxt; what names the function in the error for an
  * argument whose type cannot be told.
  */
 static void
@@ -486,19 +486,18 @@ describe_argument(FunctionCallInfo fcinfo, int argno, ValueColumn *col, const ch
 }
 
 /*
- * Pushes one value of the given kind into the current object, allocating
- * in the current memory context what the value keeps.
+ * The JSON value of one argument, allocating in the current memory context
+ * what the value keeps (a json or jsonb value as its container).
  */
 static void
-push_datum(JsonbParseState **state, Datum value, bool isnull, ValueColumn *col)
+datum_value(Datum value, bool isnull, ValueColumn *col, JsonbValue *out)
 {
 	JsonbValue	v;
 	char	   *text;
 
 	if (isnull)
 	{
-		v.type = jbvNull;
-		pushJsonbValue(state, WJB_VALUE, &v);
+		out->type = jbvNull;
 		return;
 	}
 	switch (col->kind)
@@ -573,7 +572,7 @@ push_datum(JsonbParseState **state, Datum value, bool isnull, ValueColumn *col)
 			v.val.string.len = strlen(text);
 			break;
 	}
-	pushJsonbValue(state, WJB_VALUE, &v);
+	*out = v;
 }
 
 /*
@@ -590,8 +589,10 @@ automation_cart_lines_add(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcontext;
 	MemoryContext old;
-	JsonbParseState *state;
+	CartLines  *state;
 	ValueColumn *cols = (ValueColumn *) fcinfo->flinfo->fn_extra;
+	Members		line = {0};
+	JsonbValue	v;
 	int			col;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
@@ -605,18 +606,29 @@ automation_cart_lines_add(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = cols;
 	}
 
-	old = MemoryContextSwitchTo(aggcontext);
-	state = PG_ARGISNULL(0) ? NULL : (JsonbParseState *) PG_GETARG_POINTER(0);
+	state = PG_ARGISNULL(0) ? NULL : (CartLines *) PG_GETARG_POINTER(0);
 	if (state == NULL)
-		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	{
+		old = MemoryContextSwitchTo(aggcontext);
+		state = palloc(sizeof(CartLines));
+		initStringInfo(&state->data);
+		state->count = 0;
+		state->size = 8;
+		state->entries = palloc(sizeof(JEntry) * state->size);
+		MemoryContextSwitchTo(old);
+	}
+	/* (the line put together in the call's memory, written into the cart's) */
 	for (col = 0; col < LINE_MEMBERS; col++)
 	{
-		push_key(&state, line_keys[col]);
-		push_datum(&state, PG_GETARG_DATUM(col + 1), PG_ARGISNULL(col + 1), &cols[col]);
+		datum_value(PG_GETARG_DATUM(col + 1), PG_ARGISNULL(col + 1), &cols[col], &v);
+		add_member(&line, line_keys[col], strlen(line_keys[col]), &v);
 	}
-	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	MemoryContextSwitchTo(old);
+	if (state->count == state->size)
+	{
+		state->size *= 2;
+		state->entries = repalloc(state->entries, sizeof(JEntry) * state->size);
+	}
+	state->entries[state->count++] = write_object(&state->data, &line);
 
 	PG_RETURN_POINTER(state);
 }
@@ -624,23 +636,47 @@ automation_cart_lines_add(PG_FUNCTION_ARGS)
 /*
  * automation._cart_lines_final(state internal) RETURNS jsonb
  *
- * The cart's lines as a JSON array, in the order they were added.  The
- * state is only read (the array is still open in it), so the function may
- * be called again on it.
+ * The cart's lines as a JSON array, in the order they were added: the
+ * array's header and its elements' entries, then the lines as they were
+ * written (each at an int boundary from the start of the lines, where the
+ * elements begin).  The state is only read, so the function may be called
+ * again on it.
  */
 Datum
 automation_cart_lines_final(PG_FUNCTION_ARGS)
 {
-	JsonbParseState *state;
-	JsonbValue	array;
+	CartLines  *state;
+	Jsonb	   *result;
+	Size		size;
+	uint32		total = 0;
+	int			i;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	state = (JsonbParseState *) PG_GETARG_POINTER(0);
-	array = state->contVal;
-	Assert(array.type == jbvArray);
-	array.val.array.rawScalar = false;
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(&array));
+	state = (CartLines *) PG_GETARG_POINTER(0);
+	if (state->count > JB_CMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a cart has too many lines for a jsonb array")));
+	size = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * state->count + state->data.len;
+	result = palloc(size);
+	SET_VARSIZE(result, size);
+	result->root.header = state->count | JB_FARRAY;
+	for (i = 0; i < state->count; i++)
+	{
+		JEntry		entry = state->entries[i];
+
+		total += JBE_OFFLENFLD(entry);
+		if (total > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("a cart's lines exceed the maximum size of a jsonb array (%d bytes)", JENTRY_OFFLENMASK)));
+		if (i % JB_OFFSET_STRIDE == 0)
+			entry = (entry & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF;
+		result->root.children[i] = entry;
+	}
+	memcpy(&result->root.children[state->count], state->data.data, state->data.len);
+	PG_RETURN_JSONB_P(result);
 }
 
 /*
@@ -660,8 +696,9 @@ automation_object(PG_FUNCTION_ARGS)
 {
 	int			nargs = PG_NARGS();
 	ValueColumn *cols = (ValueColumn *) fcinfo->flinfo->fn_extra;
-	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	Members		object = {0};
+	StringInfoData buf;
+	Jsonb	   *result;
 	int			i;
 
 	if (get_fn_expr_variadic(fcinfo->flinfo))
@@ -680,31 +717,36 @@ automation_object(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = cols;
 	}
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < nargs; i += 2)
 	{
-		JsonbValue	key;
+		JsonbValue	v;
+		char	   *key;
+		int			key_len;
 
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("argument %d of automation._object is a key, and must not be null", i + 1)));
-		key.type = jbvString;
 		if (cols[i].type == TEXTOID || cols[i].type == VARCHAROID)
 		{
 			text	   *name = PG_GETARG_TEXT_PP(i);
 
-			key.val.string.val = VARDATA_ANY(name);
-			key.val.string.len = VARSIZE_ANY_EXHDR(name);
+			key = VARDATA_ANY(name);
+			key_len = VARSIZE_ANY_EXHDR(name);
 		}
 		else
 		{
-			key.val.string.val = OutputFunctionCall(&cols[i].output, PG_GETARG_DATUM(i));
-			key.val.string.len = strlen(key.val.string.val);
+			key = OutputFunctionCall(&cols[i].output, PG_GETARG_DATUM(i));
+			key_len = strlen(key);
 		}
-		pushJsonbValue(&state, WJB_KEY, &key);
-		push_datum(&state, PG_GETARG_DATUM(i + 1), PG_ARGISNULL(i + 1), &cols[i + 1]);
+		datum_value(PG_GETARG_DATUM(i + 1), PG_ARGISNULL(i + 1), &cols[i + 1], &v);
+		add_member(&object, key, key_len, &v);
 	}
-	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(result));
+	initStringInfo(&buf);
+	/* room for the varlena header */
+	appendStringInfoSpaces(&buf, VARHDRSZ);
+	write_object(&buf, &object);
+	result = (Jsonb *) buf.data;
+	SET_VARSIZE(result, buf.len);
+	PG_RETURN_JSONB_P(result);
 }

@@ -130,13 +130,19 @@ INSERT INTO line VALUES
     (2, 'p-3', 0, 'Vitamins "100"', 'NaN', -1, -32768, -1, 'NaN', 'Infinity', false, 'infinity', '-infinity',
      'infinity', '3', '"s"', NULL, ''),
     (3, 'p-4', 5, 'Ü ñ', '1e-20', 0, 0, 0, '-Infinity', 1e300, NULL, NULL, NULL, NULL, 'null', '[]', NULL, NULL);
+-- (a cart of 40 lines: jsonb stores an offset for every 32nd element)
+INSERT INTO line (cart, product, quantity, name, price, stock)
+SELECT 4, 'q-' || lpad(i::text, 2, '0'), i % 3, repeat('n', i % 9), i * 0.25, CASE WHEN i % 4 = 0 THEN i END
+  FROM generate_series(1, 40) i;
 SELECT is((SELECT count(*) FROM (
               SELECT automation._cart_lines(l.product, l.quantity, l.name, l.price, l.stock) AS ours,
                      jsonb_agg(jsonb_build_object('product', l.product, 'quantity', l.quantity, 'name', l.name,
                                                   'price', l.price, 'only_left', l.stock)) AS theirs
                 FROM (SELECT * FROM line ORDER BY cart, product) l GROUP BY l.cart) x
-            WHERE ours::text IS DISTINCT FROM theirs::text),
-          0::bigint, 'the lines, in the order they come, as jsonb_agg of jsonb_build_object gives them');
+            WHERE ours::text IS DISTINCT FROM theirs::text OR pg_column_size(ours) <> pg_column_size(theirs)
+               OR ours -> 0 IS DISTINCT FROM theirs -> 0 OR ours -> -1 -> 'name' IS DISTINCT FROM theirs -> -1 -> 'name'
+               OR ours #> '{35,price}' IS DISTINCT FROM theirs #> '{35,price}'),
+          0::bigint, 'the lines, in the order they come, as jsonb_agg of jsonb_build_object gives them, to the byte');
 SELECT is((SELECT count(*) FROM (
               SELECT automation._cart_lines(l.i2, l.i8, l.f4, l.f8, l.b) AS a1,
                      jsonb_agg(jsonb_build_object('product', l.i2, 'quantity', l.i8, 'name', l.f4, 'price', l.f8,
