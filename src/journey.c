@@ -344,6 +344,21 @@ write_object(StringInfo buf, Members *ms)
 	return JENTRY_ISCONTAINER | (buf->len - base);
 }
 
+/* The members as a jsonb datum: its varlena header, then the object. */
+static Jsonb *
+object_jsonb(Members *ms)
+{
+	StringInfoData buf;
+	Jsonb	   *result;
+
+	initStringInfo(&buf);
+	appendStringInfoSpaces(&buf, VARHDRSZ);
+	write_object(&buf, ms);
+	result = (Jsonb *) buf.data;
+	SET_VARSIZE(result, buf.len);
+	return result;
+}
+
 /*
  * automation._message_payload(payload jsonb, variant_payload jsonb,
  *		context jsonb, first_name text, journey text, step integer,
@@ -365,8 +380,6 @@ automation_message_payload(PG_FUNCTION_ARGS)
 	Members		top = {0};
 	JsonbValue *own;
 	JsonbValue	v;
-	StringInfoData buf;
-	Jsonb	   *result;
 
 	add_members(&top, ARG_CONTAINER(0), "step's part");
 	add_members(&top, ARG_CONTAINER(1), "variant's part");
@@ -427,13 +440,7 @@ automation_message_payload(PG_FUNCTION_ARGS)
 		add_member(&top, "cart", 4, &v);
 	}
 
-	initStringInfo(&buf);
-	/* room for the varlena header */
-	appendStringInfoSpaces(&buf, VARHDRSZ);
-	write_object(&buf, &top);
-	result = (Jsonb *) buf.data;
-	SET_VARSIZE(result, buf.len);
-	PG_RETURN_JSONB_P(result);
+	PG_RETURN_JSONB_P(object_jsonb(&top));
 }
 
 /* The kind of a (base) type. */
@@ -697,8 +704,6 @@ automation_object(PG_FUNCTION_ARGS)
 	int			nargs = PG_NARGS();
 	ValueColumn *cols = (ValueColumn *) fcinfo->flinfo->fn_extra;
 	Members		object = {0};
-	StringInfoData buf;
-	Jsonb	   *result;
 	int			i;
 
 	if (get_fn_expr_variadic(fcinfo->flinfo))
@@ -742,11 +747,5 @@ automation_object(PG_FUNCTION_ARGS)
 		datum_value(PG_GETARG_DATUM(i + 1), PG_ARGISNULL(i + 1), &cols[i + 1], &v);
 		add_member(&object, key, key_len, &v);
 	}
-	initStringInfo(&buf);
-	/* room for the varlena header */
-	appendStringInfoSpaces(&buf, VARHDRSZ);
-	write_object(&buf, &object);
-	result = (Jsonb *) buf.data;
-	SET_VARSIZE(result, buf.len);
-	PG_RETURN_JSONB_P(result);
+	PG_RETURN_JSONB_P(object_jsonb(&object));
 }
