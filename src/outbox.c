@@ -20,6 +20,9 @@
  * - The backoff of a failed message needs a good random jitter.
  * - The settings are C variables; SQL reads them through one function, which
  *   also makes sure the library (and so the settings) is loaded.
+ * - Most addresses need neither trimming nor lower-casing, and one look at
+ *   their bytes tells so, where btrim with its set of Unicode spaces and
+ *   lower with the locale's case mapping take their time for every one.
  *
  *-------------------------------------------------------------------------
  */
@@ -72,6 +75,7 @@ static Oid	key_type_oid = InvalidOid;
 PG_FUNCTION_INFO_V1(automation_customer_lookup);
 PG_FUNCTION_INFO_V1(automation_backoff);
 PG_FUNCTION_INFO_V1(automation_outbox_settings);
+PG_FUNCTION_INFO_V1(automation_plain_address);
 
 /* One value of a row of automation.source, as text, or NULL. */
 static char *
@@ -289,4 +293,32 @@ automation_outbox_settings(PG_FUNCTION_ARGS)
 	values[0] = Int32GetDatum(automation_max_attempts);
 	values[1] = IntervalPGetDatum(retention);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * automation._plain_address(a text) RETURNS boolean
+ *
+ * Whether an address is as automation._address and automation._recipient
+ * would leave it: ASCII alone, no upper-case letter, no white space at
+ * either end.  Every white space those trim is ASCII's or a character
+ * beyond ASCII (whose bytes are none of them ASCII, in any server
+ * encoding), and lower-casing leaves lower-case ASCII as it is in every
+ * locale; so such an address is its own trimmed and lower-cased form.
+ */
+Datum
+automation_plain_address(PG_FUNCTION_ARGS)
+{
+	text	   *a = PG_GETARG_TEXT_PP(0);
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(a);
+	int			len = VARSIZE_ANY_EXHDR(a);
+	int			i;
+
+	if (len > 0 && (strchr(" \t\n\r\v\f", p[0]) != NULL || strchr(" \t\n\r\v\f", p[len - 1]) != NULL))
+		PG_RETURN_BOOL(false);
+	for (i = 0; i < len; i++)
+	{
+		if (p[i] >= 0x80 || (p[i] >= 'A' && p[i] <= 'Z'))
+			PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
 }

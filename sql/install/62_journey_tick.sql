@@ -427,9 +427,9 @@ BEGIN
                   LEFT JOIN (%2$s) c ON c.customer_key = t.customer_key
                 -- (the address trimmed once: the recipient is trimmed as
                 -- _address trims, so the suppression list's form of it is
-                -- the recipient lower-cased)
+                -- the recipient lower-cased, as _address lower-cases it)
                 OFFSET 0) r
-          LEFT JOIN automation.suppression sp ON sp.address = lower(r.recipient)) x
+          LEFT JOIN automation.suppression sp ON sp.address = automation._address(r.recipient)) x
                 -- (not merged into the query above: send_at would compute
                 -- the reasons a second time)
                 OFFSET 0) y$q$;

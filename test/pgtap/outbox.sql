@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(80);
+SELECT plan(82);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -247,6 +247,24 @@ RESET automation.max_attempts;
 REVOKE SELECT ON oshop.customers FROM regress_outbox_binder;
 SELECT throws_ok($$SELECT * FROM automation.claim(10, '5 minutes', 'email', now => '2026-06-01')$$, '42501', NULL,
                  'a binding role that lost access to the customers makes the claim fail, not read as superuser');
+
+-- An address that needs neither trimming nor lower-casing is taken as it
+-- is; every other goes the long way.  Both ways give what btrim by the
+-- white space and lower give.
+CREATE TEMP TABLE addr (a text);
+INSERT INTO addr VALUES ('ada@example.com'), ('Ada@example.com'), (' ada@example.com'), (E'ada@example.com\r\n'),
+    (E'\tada@example.com'), ('ada@example.com' || chr(160)), (chr(65279) || 'ada@example.com'), ('ádá@example.com'),
+    ('ada@exÄmple.com'), ('+358 40 123 4567'), (''), ('  '), ('a b@example.com'), ('ZED'), ('@'), (NULL);
+SELECT is((SELECT count(*) FROM addr x,
+                  (SELECT E' \t\n\r\v\f' || string_agg(chr(c), '') AS s
+                     FROM unnest(ARRAY[133, 160, 5760, 8192, 8193, 8194, 8195, 8196, 8197, 8198, 8199, 8200, 8201, 8202,
+                                       8203, 8232, 8233, 8239, 8287, 12288, 65279]) c) w
+            WHERE automation._recipient(x.a) IS DISTINCT FROM btrim(x.a, w.s)
+               OR automation._address(x.a) IS DISTINCT FROM lower(btrim(x.a, w.s))),
+          0::bigint, 'an address is trimmed and lower-cased as btrim and lower would, plain or not');
+SELECT is((SELECT array_agg(x.a ORDER BY x.a COLLATE "C") FROM addr x WHERE automation._plain_address(x.a)),
+          ARRAY['', '+358 40 123 4567', '@', 'a b@example.com', 'ada@example.com'],
+          'plain: ASCII alone, no upper case, no white space at either end');
 
 SELECT * FROM finish();
 ROLLBACK;
