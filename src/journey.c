@@ -22,8 +22,8 @@
  * JSON object per line gathered into an array per cart.  With
  * jsonb_build_object and jsonb_agg each line was serialized three times
  * and read back twice (jsonb_agg serializes each element it is given once
- * more before it takes it apart); automation._cart_lines builds each line
- * in place, and serializes each cart's array once.
+ * more before it takes it apart); automation._cart_lines writes each line
+ * in jsonb's binary form as it comes, and the cart's array around them.
  *
  * Each enrollment's context, the few facts its trigger found (a cart's id,
  * total and checkout stage), is a small object built once per subject the
@@ -145,6 +145,10 @@ typedef struct CartLines
 	int			size;
 } CartLines;
 
+/*
+ * Adds a member (JSON null when value is NULL); a jsonb scalar on its own,
+ * a pseudo-array of one, is added as the scalar.
+ */
 static void
 add_member(Members *ms, const char *key, int key_len, JsonbValue *value)
 {
@@ -164,7 +168,6 @@ add_member(Members *ms, const char *key, int key_len, JsonbValue *value)
 		m->value.type = jbvNull;
 	else if (value->type == jbvBinary && (value->val.binary.data->header & JB_FSCALAR))
 	{
-		/* a scalar on its own (a jsonb argument): the scalar itself */
 		if (!JsonbExtractScalar(value->val.binary.data, &m->value))
 			elog(ERROR, "a scalar jsonb without its scalar");
 	}
@@ -277,9 +280,28 @@ write_value(StringInfo buf, JsonbValue *v)
 			appendBinaryStringInfo(buf, (char *) v->val.binary.data, v->val.binary.len);
 			return JENTRY_ISCONTAINER | (pad + v->val.binary.len);
 		default:
-			elog(ERROR, "unexpected JSON value of type %d in a message's payload", (int) v->type);
+			elog(ERROR, "unexpected JSON value of type %d to write", (int) v->type);
 	}
 	return 0;					/* keep the compiler quiet */
+}
+
+/*
+ * The JEntry of child i of a container, from the child's type and length:
+ * total sums the lengths so far, and every JB_OFFSET_STRIDE-th child
+ * carries that end offset instead of its length, as convertJsonbObject and
+ * convertJsonbArray write them.
+ */
+static JEntry
+child_entry(JEntry entry, int i, uint32 *total)
+{
+	*total += JBE_OFFLENFLD(entry);
+	if (*total > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("total size of jsonb elements exceeds the maximum of %d bytes", JENTRY_OFFLENMASK)));
+	if (i % JB_OFFSET_STRIDE == 0)
+		entry = (entry & JENTRY_TYPEMASK) | *total | JENTRY_HAS_OFF;
+	return entry;
 }
 
 /*
@@ -309,7 +331,7 @@ write_object(StringInfo buf, Members *ms)
 	if (n > JB_CMASK)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("a message's payload has too many members")));
+				 errmsg("too many members for a jsonb object: %d", n)));
 
 	/* (the padding before the container counts as its part, as jsonb's) */
 	pad_to_int(buf);
@@ -331,14 +353,7 @@ write_object(StringInfo buf, Members *ms)
 		}
 		else
 			entry = write_value(buf, &m->value);
-		total += JBE_OFFLENFLD(entry);
-		if (total > JENTRY_OFFLENMASK)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("a message's payload exceeds the maximum size of a jsonb object (%d bytes)",
-							JENTRY_OFFLENMASK)));
-		if (i % JB_OFFSET_STRIDE == 0)
-			entry = (entry & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF;
+		entry = child_entry(entry, i, &total);
 		memcpy(buf->data + entries + sizeof(JEntry) * i, &entry, sizeof(JEntry));
 	}
 	return JENTRY_ISCONTAINER | (buf->len - base);
@@ -566,7 +581,7 @@ datum_value(Datum value, bool isnull, ValueColumn *col, JsonbValue *out)
 				else
 					json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 															  CStringGetDatum(OutputFunctionCall(&col->output, value))));
-				/* (a container is taken apart into the object; its strings stay in json) */
+				/* (its container is copied into the object as it is) */
 				v.type = jbvBinary;
 				v.val.binary.data = &json->root;
 				v.val.binary.len = VARSIZE(json) - VARHDRSZ;
@@ -670,18 +685,7 @@ automation_cart_lines_final(PG_FUNCTION_ARGS)
 	SET_VARSIZE(result, size);
 	result->root.header = state->count | JB_FARRAY;
 	for (i = 0; i < state->count; i++)
-	{
-		JEntry		entry = state->entries[i];
-
-		total += JBE_OFFLENFLD(entry);
-		if (total > JENTRY_OFFLENMASK)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("a cart's lines exceed the maximum size of a jsonb array (%d bytes)", JENTRY_OFFLENMASK)));
-		if (i % JB_OFFSET_STRIDE == 0)
-			entry = (entry & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF;
-		result->root.children[i] = entry;
-	}
+		result->root.children[i] = child_entry(state->entries[i], i, &total);
 	memcpy(&result->root.children[state->count], state->data.data, state->data.len);
 	PG_RETURN_JSONB_P(result);
 }
