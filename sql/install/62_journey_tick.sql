@@ -446,12 +446,12 @@ BEGIN
     customers_sql := automation._customers_sql();
     rows_due := 0;
     made := false;
+    IF keyed THEN
+        index_scans := current_setting('enable_indexscan');
+        PERFORM set_config('enable_indexscan', 'off', true);
+    END IF;
     FOREACH source IN ARRAY CASE WHEN has_new THEN ARRAY[new_sql] ELSE '{}' END
                             || CASE WHEN has_old THEN ARRAY[old_sql] ELSE '{}' END LOOP
-        IF keyed THEN
-            index_scans := current_setting('enable_indexscan');
-            PERFORM set_config('enable_indexscan', 'off', true);
-        END IF;
         EXECUTE CASE WHEN made THEN 'INSERT INTO automation_due ' ELSE 'CREATE TEMP TABLE automation_due ON COMMIT DROP AS ' END
                 || format(due_sql, source,
                           CASE WHEN keyed
@@ -460,12 +460,12 @@ BEGIN
                                ELSE customers_sql END)
           USING now, default_tz;
         GET DIAGNOSTICS cnt = ROW_COUNT;
-        IF keyed THEN
-            PERFORM set_config('enable_indexscan', index_scans, true);
-        END IF;
         rows_due := rows_due + cnt;
         made := true;
     END LOOP;
+    IF keyed THEN
+        PERFORM set_config('enable_indexscan', index_scans, true);
+    END IF;
     IF rows_due = 0 THEN
         DROP TABLE automation_due;
         -- (new enrollments of a journey disabled since: kept, as they are)
