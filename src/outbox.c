@@ -299,11 +299,14 @@ automation_outbox_settings(PG_FUNCTION_ARGS)
  * automation._plain_address(a text) RETURNS boolean
  *
  * Whether an address is as automation._address and automation._recipient
- * would leave it: ASCII alone, no upper-case letter, no white space at
- * either end.  Every white space those trim is ASCII's or a character
- * beyond ASCII (whose bytes are none of them ASCII, in any server
- * encoding), and lower-casing leaves lower-case ASCII as it is in every
- * locale; so such an address is its own trimmed and lower-cased form.
+ * would leave it: ASCII alone, no upper-case letter, and neither a space
+ * nor a control character at either end.  Every white space those trim is
+ * ASCII's (the space and the controls \t to \r) or a character beyond
+ * ASCII (whose bytes are none of them ASCII, in any server encoding), and
+ * lower-casing leaves lower-case ASCII as it is in every locale; so such
+ * an address is its own trimmed and lower-cased form.  (The ends are held
+ * to no byte up to the space, not to the trimmed set itself, which
+ * sql/install/40_outbox.sql keeps.)
  */
 Datum
 automation_plain_address(PG_FUNCTION_ARGS)
@@ -313,7 +316,7 @@ automation_plain_address(PG_FUNCTION_ARGS)
 	int			len = VARSIZE_ANY_EXHDR(a);
 	int			i;
 
-	if (len > 0 && (strchr(" \t\n\r\v\f", p[0]) != NULL || strchr(" \t\n\r\v\f", p[len - 1]) != NULL))
+	if (len > 0 && (p[0] <= ' ' || p[len - 1] <= ' '))
 		PG_RETURN_BOOL(false);
 	for (i = 0; i < len; i++)
 	{
