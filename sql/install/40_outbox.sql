@@ -1059,11 +1059,16 @@ COMMENT ON FUNCTION automation.unsuppress(text) IS 'take an address off the supp
 -- oldest queued one, and the leases only of a channel without a backlog,
 -- whose messages due are then those leased and those just come due.  So
 -- a tick pays for what changed, not for the whole backlog a mailer that
--- fell behind left in the table (it read all of it before).
+-- fell behind left in the table (it read all of it before).  Each is a
+-- walk of the index that stops at the first row, never a bitmap: of an
+-- outbox whose statistics are missing or old the planner may expect a few
+-- rows, and a bitmap gathers every one of the backlog before the first is
+-- looked at (35,000 messages: 2 ms per tick).
 CREATE FUNCTION automation.notify_due(now timestamptz DEFAULT now())
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET enable_bitmapscan = off
 AS $$
 DECLARE
     since timestamptz;
