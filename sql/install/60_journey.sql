@@ -67,7 +67,7 @@ CREATE TABLE automation.journey_step (
     CONSTRAINT journey_step_step_check CHECK (step >= 1),
     CONSTRAINT journey_step_wait_check CHECK (wait >= interval '0'),
     CONSTRAINT journey_step_valid_for_check CHECK (valid_for > interval '0'),
-    CONSTRAINT journey_step_channel_check CHECK (channel ~ '^[a-z][a-z0-9_]{0,31}$'),
+    CONSTRAINT journey_step_channel_check CHECK (automation._is_word(channel, 32)),
     CONSTRAINT journey_step_template_check CHECK (template <> ''),
     CONSTRAINT journey_step_payload_check CHECK (jsonb_typeof(payload) = 'object'),
     CONSTRAINT journey_step_includes_check CHECK (includes <@ ARRAY['cart', 'order', 'popular_products', 'last_order',

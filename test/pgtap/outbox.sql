@@ -1,7 +1,7 @@
 -- The outbox: backoff, dead messages, suppression fed by track, archive
 -- pruning, keys of other types, and the mailer's privileges.
 BEGIN;
-SELECT plan(82);
+SELECT plan(85);
 ALTER SEQUENCE automation.outbox_id_seq RESTART;
 
 CREATE SCHEMA oshop;
@@ -265,6 +265,20 @@ SELECT is((SELECT count(*) FROM addr x,
 SELECT is((SELECT array_agg(x.a ORDER BY x.a COLLATE "C") FROM addr x WHERE automation._plain_address(x.a)),
           ARRAY['', '+358 40 123 4567', '@', 'a b@example.com', 'ada@example.com'],
           'plain: ASCII alone, no upper case, no white space at either end');
+
+-- A channel is a lower-case word of at most 32 bytes: _is_word says so as
+-- the regular expression it stands for, for words and near misses alike.
+CREATE TEMP TABLE word (w text);
+INSERT INTO word VALUES ('email'), ('sms'), ('push_v2'), ('a'), ('z9_'), (repeat('a', 32)), (repeat('a', 33)),
+    ('Email'), ('EMAIL'), ('9lives'), ('_push'), ('e-mail'), ('e mail'), ('email '), (' email'), (E'email\n'),
+    ('émail'), ('emaíl'), ('e' || chr(8203)), (''), ('a' || repeat('é', 15)), ('`'), ('{'), ('@'), ('['), (NULL);
+SELECT is((SELECT count(*) FROM word x WHERE automation._is_word(x.w, 32) IS DISTINCT FROM (x.w ~ '^[a-z][a-z0-9_]{0,31}$')),
+          0::bigint, 'a word of at most 32 bytes is what ^[a-z][a-z0-9_]{0,31}$ matches');
+SELECT is((SELECT array_agg(x.w ORDER BY x.w COLLATE "C") FROM word x WHERE automation._is_word(x.w, 3)),
+          ARRAY['a', 'sms', 'z9_'], 'the length is at most max_length');
+SELECT throws_ok($$INSERT INTO automation.outbox (customer_key, channel, template, dedupe_key, send_after)
+                   SELECT a.customer_key, 'E-Mail', 't', 'word-check', now() FROM automation.outbox_archive a LIMIT 1$$,
+                 '23514', NULL, 'the outbox refuses a message on a channel that is not a word');
 
 SELECT * FROM finish();
 ROLLBACK;
