@@ -555,3 +555,34 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("automation");
 }
+
+PG_FUNCTION_INFO_V1(automation_is_word);
+
+/*
+ * automation._is_word(s text, max_length integer) RETURNS boolean
+ *
+ * Whether s is a lower-case word of at most max_length bytes: a letter a-z,
+ * then letters a-z, digits and underscores -- what the regular expression
+ * '^[a-z][a-z0-9_]{0,<max_length - 1>}$' matches, in any server encoding
+ * (its ranges are of code points; a byte of a multibyte character is never
+ * ASCII).  The outbox's channel check is one: every message written and
+ * every claim passes it, and the expression took 1.3 us a row.
+ */
+Datum
+automation_is_word(PG_FUNCTION_ARGS)
+{
+	text	   *s = PG_GETARG_TEXT_PP(0);
+	int32		max_length = PG_GETARG_INT32(1);
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(s);
+	int			len = VARSIZE_ANY_EXHDR(s);
+	int			i;
+
+	if (len == 0 || len > max_length || p[0] < 'a' || p[0] > 'z')
+		PG_RETURN_BOOL(false);
+	for (i = 1; i < len; i++)
+	{
+		if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '_'))
+			PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
+}

@@ -90,3 +90,13 @@ CREATE FUNCTION automation._load()
 RETURNS void
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'automation_load';
+
+-- _is_word(s, max_length): whether s is a lower-case word of at most
+-- max_length bytes -- a letter a-z, then letters, digits and underscores --
+-- as '^[a-z][a-z0-9_]{0,max_length - 1}$' matches it.  Channels, journey
+-- and segment names and tags are such words; the check reads the bytes
+-- (src/automation.c), for a fraction of the regular expression's cost.
+CREATE FUNCTION automation._is_word(s text, max_length integer)
+RETURNS boolean
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'automation_is_word';

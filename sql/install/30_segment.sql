@@ -17,7 +17,7 @@ CREATE TABLE automation.segment (
     defined_at timestamptz NOT NULL DEFAULT now(),
     refreshed_at timestamptz,
     CONSTRAINT segment_pkey PRIMARY KEY (name),
-    CONSTRAINT segment_name_check CHECK (name ~ '^[a-z][a-z0-9_]*$' AND length(name) <= 63),
+    CONSTRAINT segment_name_check CHECK (automation._is_word(name, 63)),
     CONSTRAINT segment_predicate_check CHECK (predicate IS NOT NULL OR (builtin AND name = 'newsletter_only'))
 );
 COMMENT ON TABLE automation.segment IS 'segments: built-in ones and those defined with automation.define_segment()';
@@ -155,7 +155,7 @@ BEGIN
         RAISE EXCEPTION 'name, predicate and definer must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF name !~ '^[a-z][a-z0-9_]*$' OR length(name) > 63 THEN
+    IF NOT automation._is_word(name, 63) THEN
         RAISE EXCEPTION 'invalid segment name "%"', name
             USING ERRCODE = 'invalid_name',
                   HINT = 'A segment name is lowercase letters, digits and underscores, starting with a letter, at most 63 characters.';

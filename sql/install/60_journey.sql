@@ -37,7 +37,7 @@ CREATE TABLE automation.journey (
     description text,
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT journey_pkey PRIMARY KEY (name),
-    CONSTRAINT journey_name_check CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    CONSTRAINT journey_name_check CHECK (automation._is_word(name, 63)),
     CONSTRAINT journey_trigger_check CHECK (trigger IN ('cart_abandoned', 'order_placed', 'first_order', 'order_status',
                                                         'signup', 'segment_entered', 'inactivity', 'product_purchased',
                                                         'replenishment', 'gift_order', 'birthday', 'quarter_start',
@@ -669,7 +669,7 @@ BEGIN
         RAISE EXCEPTION 'name, trigger, purpose, reentry and holdout_percent must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    IF NOT automation._is_word(name, 63) THEN
         RAISE EXCEPTION 'invalid journey name "%"', name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A journey name is a lower-case word: letters, digits and underscores.';

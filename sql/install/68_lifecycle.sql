@@ -87,7 +87,7 @@ CREATE TABLE automation.basket_rule (
     applied_at timestamptz,
     tagged_at timestamptz,
     CONSTRAINT basket_rule_pkey PRIMARY KEY (tag),
-    CONSTRAINT basket_rule_tag_check CHECK (tag ~ '^[a-z][a-z0-9_]{0,62}$'),
+    CONSTRAINT basket_rule_tag_check CHECK (automation._is_word(tag, 63)),
     CONSTRAINT basket_rule_categories_check CHECK (cardinality(categories) > 0),
     CONSTRAINT basket_rule_min_matches_check CHECK (min_matches BETWEEN 1 AND cardinality(categories))
 );
@@ -259,7 +259,7 @@ BEGIN
         RAISE EXCEPTION 'tag, categories and min_matches must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF tag !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    IF NOT automation._is_word(tag, 63) THEN
         RAISE EXCEPTION 'invalid tag "%"', tag
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A tag is a lower-case word: letters, digits and underscores.';
