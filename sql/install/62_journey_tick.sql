@@ -318,6 +318,8 @@ DECLARE
     need_bought boolean;
     need_variant boolean;
     need_products boolean;
+    need_converted boolean;
+    need_stock boolean;
     lookback interval;
     horizon timestamptz;
     channels text[];
@@ -503,9 +505,11 @@ BEGIN
            bool_or(s.at_preferred_hour), bool_or(s.discount IS NOT NULL), bool_or('order' = ANY (s.includes)),
            bool_or('cart' = ANY (s.includes)), bool_or(j.trigger = 'cart_abandoned' OR 'cart' = ANY (s.includes)),
            bool_or('ordered' = ANY (j.exit_on)), bool_or('bought' = ANY (j.exit_on)), bool_or(jsonb_array_length(s.variants) > 0),
-           bool_or(s.includes && ARRAY['recommended', 'category_products', 'popular_products', 'last_order', 'also_like'])
+           bool_or(s.includes && ARRAY['recommended', 'category_products', 'popular_products', 'last_order', 'also_like']),
+           bool_or(j.trigger = 'cart_abandoned' AND 'converted' = ANY (j.exit_on)),
+           bool_or(j.trigger = 'cart_abandoned' AND 'out_of_stock' = ANY (j.exit_on))
       INTO need_segment, need_marketing, need_hour, need_discount, need_order, need_cart, need_carts,
-           need_ordered, need_bought, need_variant, need_products
+           need_ordered, need_bought, need_variant, need_products, need_converted, need_stock
       FROM (SELECT DISTINCT d.journey, d.step FROM automation_due d) x
       JOIN automation.journey j ON j.name = x.journey
       JOIN automation.journey_step s ON s.journey = x.journey AND s.step = x.step;
@@ -589,9 +593,14 @@ BEGIN
         -- A cart that became an order, or that is gone or empty, ends its
         -- reminders (exit on "converted"); so does one with nothing left in
         -- stock (exit on "out_of_stock").  Looked for first, in the carts
-        -- alone: most carts named are still open and full, and the update
-        -- would join every due step to them for none.
-        IF EXISTS (SELECT FROM automation_cart k WHERE k.state IS NOT NULL OR k.line_count = 0 OR k.in_stock = 0) THEN
+        -- alone and for the exits the journeys due have: most carts named
+        -- are still open and full, and the update would join every due step
+        -- to them for none.  (A cart with nothing in stock is common: one
+        -- in a hundred in the benchmark's shop, whose blast journey does not
+        -- exit on it; looked for anyway, they cost that pass, 50 ms per
+        -- 100,000 steps due.)
+        IF EXISTS (SELECT FROM automation_cart k
+                    WHERE (need_converted AND (k.state IS NOT NULL OR k.line_count = 0)) OR (need_stock AND k.in_stock = 0)) THEN
         UPDATE automation_due d
            SET send_at = NULL,
                exit_reason = CASE WHEN 'converted' = ANY (d.exit_on) AND k.state IS NOT NULL THEN k.state
