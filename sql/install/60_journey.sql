@@ -103,8 +103,10 @@ CREATE INDEX enrollment_due_idx ON automation.enrollment (due_at) WHERE status =
 -- No index on customer_key: nothing the tick runs looks enrollments up by
 -- customer, and one would cost every enrollment written a random descent
 -- (100,000 enrollments inserted took 0.36-0.41 s without it, 0.57-0.59 s
--- with it).  explain_customer and a decision_log read for one customer scan
--- the enrollments, as they scan the messages.
+-- with it).  explain_customer compares the key as text, which such an
+-- index cannot serve; a decision_log read for one customer scans the
+-- outbox's archive, which has no index on the customer, whatever the
+-- enrollments have.
 COMMENT ON TABLE automation.enrollment IS 'who is in which journey: one row per journey and subject (cart, order or customer), with the next step and when it is due';
 COMMENT ON COLUMN automation.enrollment.anchor_at IS 'the trigger''s moment (cart left, order placed, signed up, ...) the first wait counts from';
 COMMENT ON COLUMN automation.enrollment.step_due_at IS 'when the next step first came due: a deferral moves due_at, not this; the step''s valid_for counts from it';
