@@ -341,6 +341,7 @@ DECLARE
     keys_locked boolean := false;
     lines_keyed boolean;
     index_scans text;
+    nested_loops text;
 BEGIN
     -- Nothing due (the usual case between events): one look at the index,
     -- and none enrolled by this tick with a step due at once.
@@ -390,7 +391,17 @@ BEGIN
     -- each page of the customers then read once, in the table's order:
     -- fetched row by row in key order, 100,000 customers of 1,000,000 took
     -- 0.21 s against 0.13 s.  (The planner cannot tell how many keys the
-    -- array holds, takes it for ten, and would fetch row by row.)
+    -- array holds, takes it for ten, and would fetch row by row.)  For the
+    -- same reason no nested loop is allowed here: taking the customers for
+    -- ten rows, the planner joined them to the due steps by a nested loop
+    -- over the customers, kept in memory, whenever it also misjudged the
+    -- due steps as few -- as it does for the enrollments due, joined to
+    -- their journeys and steps (219 expected, 94,866 due: each step due
+    -- then went through every customer due, and the statement took six
+    -- minutes instead of half a second).  Hashed, the customers cost as
+    -- much for a few due as a loop would.  The suppression list is looked
+    -- up per message, in its index (a scalar subquery, which is no join):
+    -- hashed, every tick with anything due would read the whole list.
     -- The table carries what the passes below test first, fixed-width
     -- columns ahead: a pass over it takes a row apart only up to the last
     -- column it reads, and most read a few.  What the step says about its
@@ -413,7 +424,9 @@ BEGIN
                CASE WHEN x.valid_for IS NOT NULL AND $1 > coalesce(x.step_due_at, x.due_at) + x.valid_for THEN 'moment_passed'
                     WHEN NOT x.holdout AND x.channel IN ('email', 'sms') AND coalesce(x.recipient, '') = ''
                     THEN 'no_address' END AS skip_reason
-          FROM (SELECT r.*, sp.address IS NOT NULL AS suppressed
+          FROM (SELECT r.*,
+                       (SELECT true FROM automation.suppression sp
+                         WHERE sp.address = automation._address(r.recipient)) IS NOT NULL AS suppressed
           FROM (SELECT t.*,
                        automation._recipient(CASE t.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END) AS recipient,
                        c.consent, c.first_name,
@@ -430,8 +443,7 @@ BEGIN
                 -- (the address trimmed once: the recipient is trimmed as
                 -- _address trims, so the suppression list's form of it is
                 -- the recipient lower-cased, as _address lower-cases it)
-                OFFSET 0) r
-          LEFT JOIN automation.suppression sp ON sp.address = automation._address(r.recipient)) x
+                OFFSET 0) r) x
                 -- (not merged into the query above: send_at would compute
                 -- the reasons a second time)
                 OFFSET 0) y$q$;
@@ -450,7 +462,9 @@ BEGIN
     made := false;
     IF keyed THEN
         index_scans := current_setting('enable_indexscan');
+        nested_loops := current_setting('enable_nestloop');
         PERFORM set_config('enable_indexscan', 'off', true);
+        PERFORM set_config('enable_nestloop', 'off', true);
     END IF;
     FOREACH source IN ARRAY CASE WHEN has_new THEN ARRAY[new_sql] ELSE '{}' END
                             || CASE WHEN has_old THEN ARRAY[old_sql] ELSE '{}' END LOOP
@@ -467,6 +481,7 @@ BEGIN
     END LOOP;
     IF keyed THEN
         PERFORM set_config('enable_indexscan', index_scans, true);
+        PERFORM set_config('enable_nestloop', nested_loops, true);
     END IF;
     IF rows_due = 0 THEN
         DROP TABLE automation_due;
