@@ -33,6 +33,9 @@
 #       as the shop's open carts allow: first in a session, then twice again
 #       in it (the same tick's rate differs by a tenth or more from run to
 #       run on a shared machine; three samples show its spread);
+#   (c3) the same carts' second step a day later, in a copy of the
+#       database: a tick that writes 94,866 messages due from enrollments
+#       a tick before wrote, three times in one session;
 #   (e) a month of sent history -- two archived marketing messages per
 #       customer, an open or click for one in six -- and then ticks with 1,
 #       10, 100 and 1,000 welcome messages due: the frequency caps and the
@@ -140,8 +143,8 @@ SELECT '$1: the tick used ' || round(((split_part(pg_read_file('/proc/self/stat'
        || ' s of CPU in ' || round(extract(epoch FROM clock_timestamp() - :'wall0'::timestamptz)::numeric, 1) || ' s'
        || ' (wall time beyond CPU time went to waiting: for the disk, or for a core another process had)';
 SELECT '$1: ' || string_agg(stage || '=' || rows || ' (' || round(ms) || ' ms)', ', ') FROM blast;
-SELECT '$1: enrolled ' || count(*) FROM automation.enrollment WHERE journey = 'blast';
-SELECT '$1: messages written ' || count(*) FROM automation.outbox WHERE journey = 'blast';
+SELECT '$1: enrolled ' || count(*) FROM automation.enrollment WHERE journey = 'blast' AND enrolled_at = '${2:-2026-11-01 12:00:10+00}';
+SELECT '$1: messages written ' || count(*) FROM automation.outbox WHERE journey = 'blast' AND created_at = '${2:-2026-11-01 12:00:10+00}';
 SELECT '$1: enroll + steps ' || round(sum(ms)) || ' ms, ' ||
        round((SELECT rows FROM blast WHERE stage = 'steps') / (sum(ms) / 1000)) || ' messages/s'
   FROM blast WHERE stage IN ('enroll', 'steps');
@@ -386,6 +389,59 @@ INSERT INTO automation.trigger_mark SELECT * FROM bench_c_m;
 DROP TABLE bench_c_e, bench_c_o, bench_c_k, bench_c_n, bench_c_m;
 VACUUM ANALYZE automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note, automation.trigger_mark;
 SQL
+
+# (c3): the tick of a shop's usual big batch -- the reminders due from
+# enrollments earlier ticks wrote (carts abandoned over some hours, their
+# reminders coming due together), not enrolled and written in one tick.  In
+# a copy of the database, as its ticks go a day forward and stay (the parts
+# below tick earlier): the blast journey gets a second step a day after the
+# first, every open cart's customer consents, and the tick at (c)'s moment
+# writes the first step.  A tick a second before the second step is due
+# does the day's profile, lifecycle and segment work, with the blast
+# journey switched off (its steps wait).  Then the tick that writes the
+# second steps (and the first steps the caps held back), three times in one
+# session, each rolled back.
+echo "(c3) a day after (c2), the second step of the blast's journey due for every cart (+ 1 day), the"
+echo "    enrollments written by the tick before: first in a session, then twice again in it:"
+C3_DB="${BENCH_DB}_c3"
+$PSQL -d postgres -q -c "DROP DATABASE IF EXISTS $C3_DB" -c "CREATE DATABASE $C3_DB TEMPLATE $BENCH_DB"
+$PSQL -d "$C3_DB" -At <<SQL
+\\set QUIET on
+BEGIN;
+$(forget_blast)
+COMMIT;
+SELECT automation.add_step('blast', '1 day', 'blast', includes => ARRAY['cart']) \\gset
+UPDATE shop.customers SET marketing_consent = true
+ WHERE NOT marketing_consent AND id IN (SELECT c.customer_id FROM shop.carts c WHERE c.order_id IS NULL);
+SET automation.quiet_hours_start = 0;
+SET automation.quiet_hours_end = 0;
+SELECT 'the first step, at (c)''s moment: ' || string_agg(stage || '=' || rows || ' (' || round(ms) || ' ms)', ', ')
+  FROM automation.tick('2026-11-01 12:00:10+00') WHERE stage IN ('enroll', 'steps');
+SELECT automation.set_journey_enabled('blast', false) \\gset
+SELECT count(*) FROM automation.tick('2026-11-02 12:00:09+00') \\gset
+SELECT automation.set_journey_enabled('blast', true) \\gset
+SELECT 'due a day later: ' || count(*) || ' steps' FROM automation.enrollment
+ WHERE journey = 'blast' AND status = 'active' AND due_at <= '2026-11-02 12:00:10+00';
+VACUUM ANALYZE shop.customers, automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note;
+SQL
+later() {
+    cat <<SQL
+BEGIN;
+SET LOCAL automation.quiet_hours_start = 0;
+SET LOCAL automation.quiet_hours_end = 0;
+$(blast "$1" "2026-11-02 12:00:10+00")
+$(decisions "2026-11-02 12:00:10+00")
+ROLLBACK;
+VACUUM automation.enrollment, automation.outbox, automation.outbox_key, automation.decision_note;
+SQL
+}
+$PSQL -d "$C3_DB" -At <<SQL
+\\set QUIET on
+$(later "due a day later, first in this session")
+$(later "due a day later, again in the same session")
+$(later "due a day later, a third time in the same session")
+SQL
+$PSQL -d postgres -q -c "DROP DATABASE $C3_DB"
 
 # archived JOURNEY ID_BASE PER_CUSTOMER DAYS: SQL that archives PER_CUSTOMER
 # sent marketing messages per customer, spread over DAYS from 2 October,
