@@ -396,9 +396,9 @@ BEGIN
     -- ten rows, the planner joined them to the due steps by a nested loop
     -- over the customers, kept in memory, whenever it also misjudged the
     -- due steps as few -- as it does for the enrollments due, joined to
-    -- their journeys and steps (219 expected, 94,866 due: each step due
-    -- then went through every customer due, and the statement took six
-    -- minutes instead of half a second).  Hashed, the customers cost as
+    -- their journeys and steps (ad hoc: 219 expected, 94,866 due; each
+    -- step due then went through every customer due, and the statement
+    -- took six minutes instead of half a second).  Hashed, the customers cost as
     -- much for a few due as a loop would.  The suppression list is looked
     -- up per message, in its index (a scalar subquery, which is no join):
     -- hashed, every tick with anything due would read the whole list.

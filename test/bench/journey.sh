@@ -34,7 +34,7 @@
 #       in it (the same tick's rate differs by a tenth or more from run to
 #       run on a shared machine; three samples show its spread);
 #   (c3) the same carts' second step a day later, in a copy of the
-#       database: a tick that writes 94,866 messages due from enrollments
+#       database: a tick that writes 94,865 messages due from enrollments
 #       a tick before wrote, three times in one session;
 #   (e) a month of sent history -- two archived marketing messages per
 #       customer, an open or click for one in six -- and then ticks with 1,
